@@ -1,0 +1,42 @@
+// activation.wgsl: the activation functions, prepended (by src/shaders.rs) to every kernel
+// that fuses one into its epilogue. The choice is the override constant ACTIVATION, so each
+// activation is its own pipeline with the branch compiled away. Codes match
+// `ops::Activation` in src/ops/mod.rs:
+//   0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 gelu (exact, erf), 5 silu (swish),
+//   6 elu (alpha 1), 7 softplus, 8 selu.
+
+override ACTIVATION: u32 = 0u;
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, below f32 resolution of gelu's
+// output); WGSL has no erf builtin.
+fn erf_approx(x: f32) -> f32 {
+    let a = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let y = 1.0 - poly * exp(-a * a);
+    return select(y, -y, x < 0.0);
+}
+
+// Logistic sigmoid written so that exp never overflows (no inf/inf = NaN).
+fn sigmoid(x: f32) -> f32 {
+    let e = exp(-abs(x));
+    let s = 1.0 / (1.0 + e);
+    return select(1.0 - s, s, x >= 0.0);
+}
+
+fn activate(x: f32) -> f32 {
+    switch ACTIVATION {
+        case 1u: { return max(x, 0.0); }
+        case 2u: { return sigmoid(x); }
+        // tanh(±15) is ±1 in f32; the clamp keeps backends that build tanh from exp finite.
+        case 3u: { return tanh(clamp(x, -15.0, 15.0)); }
+        case 4u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
+        case 5u: { return x * sigmoid(x); }
+        case 6u: { return select(exp(min(x, 0.0)) - 1.0, x, x > 0.0); }
+        case 7u: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
+        case 8u: {
+            return 1.0507009873554805 * select(1.6732632423543772 * (exp(min(x, 0.0)) - 1.0), x, x > 0.0);
+        }
+        default: { return x; }
+    }
+}

@@ -1,0 +1,87 @@
+// distance.wgsl: the Siamese reduction. The encoder ran on one batch of 2N rows (rows
+// 0..N the left twin, N..2N the right); pair i compares rows i and N+i, each flattened to
+// `dim` values (the reduction runs over all non-batch axes).
+// Prepended with common.wgsl (linear_index and LINEAR_WORKGROUP).
+//
+// Bindings (group 0):
+//   0 params     uniform DistanceParams { pairs, dim, _pad × 2 }
+//   1 embedding  storage read [2 * pairs, dim]
+//   2 distance   storage rw   [pairs]
+// Dispatch: one workgroup of 256 invocations per pair (spread over x and y); each
+// invocation accumulates a strided slice, then a tree reduction in workgroup memory.
+// METRIC (override): 0 euclidean sqrt(Σ(a-b)²), 1 squared euclidean Σ(a-b)²,
+// 2 cosine 1 - a·b / (|a| |b|), 3 manhattan Σ|a-b|.
+// Numeric guards: identical rows give exactly 0 for every metric (Σ|a-b| = 0 short-cuts
+// cosine, whose rounding would otherwise leave ~1e-7); cosine uses |x| =
+// sqrt(max(Σx², 1e-12)) like Keras' l2_normalize, so zero vectors give no NaN; cosine is
+// clamped at 0 from below.
+
+override METRIC: u32 = 0u;
+
+struct DistanceParams {
+    pairs: u32,
+    dim: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: DistanceParams;
+@group(0) @binding(1) var<storage, read> embedding: array<f32>;
+@group(0) @binding(2) var<storage, read_write> distance: array<f32>;
+
+// x: Σ(a-b)², y: Σ|a-b|, z: Σab; norms: x Σa², y Σb².
+var<workgroup> partial_diff: array<vec3<f32>, LINEAR_WORKGROUP>;
+var<workgroup> partial_norm: array<vec2<f32>, LINEAR_WORKGROUP>;
+
+@compute @workgroup_size(LINEAR_WORKGROUP)
+fn pair_distance(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) num_workgroups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    // One workgroup per pair: the "element" index of linear_index is the pair here.
+    let pair = workgroup.y * num_workgroups.x + workgroup.x;
+    // `pair` is uniform across the workgroup, so this early exit keeps barriers uniform.
+    if pair >= params.pairs {
+        return;
+    }
+    let left = pair * params.dim;
+    let right = (pair + params.pairs) * params.dim;
+    var diff = vec3<f32>(0.0);
+    var norm = vec2<f32>(0.0);
+    for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
+        let a = embedding[left + i];
+        let b = embedding[right + i];
+        let d = a - b;
+        diff += vec3<f32>(d * d, abs(d), a * b);
+        norm += vec2<f32>(a * a, b * b);
+    }
+    partial_diff[local] = diff;
+    partial_norm[local] = norm;
+    workgroupBarrier();
+    for (var stride = LINEAR_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if local < stride {
+            partial_diff[local] += partial_diff[local + stride];
+            partial_norm[local] += partial_norm[local + stride];
+        }
+        workgroupBarrier();
+    }
+    if local != 0u {
+        return;
+    }
+    let total = partial_diff[0];
+    let norms = partial_norm[0];
+    var result = 0.0;
+    switch METRIC {
+        case 0u: { result = sqrt(total.x); }
+        case 1u: { result = total.x; }
+        case 2u: {
+            if total.y != 0.0 {
+                let cosine = total.z * inverseSqrt(max(norms.x, 1e-12)) * inverseSqrt(max(norms.y, 1e-12));
+                result = max(1.0 - cosine, 0.0);
+            }
+        }
+        default: { result = total.y; }
+    }
+    distance[pair] = result;
+}

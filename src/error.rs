@@ -1,0 +1,175 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong, each variant naming what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No GPU adapter at all: wgpu found nothing to run on.
+    #[error(
+        "no GPU adapter found{detail}. Install a Vulkan driver for your GPU, or Mesa's software \
+         driver on Debian/Ubuntu: `sudo apt-get install mesa-vulkan-drivers` (then `siamese info`)"
+    )]
+    NoAdapter {
+        /// Extra context, e.g. which backends were searched.
+        detail: String,
+    },
+    /// `SIAMESE_ADAPTER` / `SIAMESE_BACKEND` matched none of the adapters found.
+    #[error("no adapter matches {requested}; adapters found: {available}")]
+    AdapterNotFound {
+        /// What the user asked for.
+        requested: String,
+        /// Adapters that were found, comma separated.
+        available: String,
+    },
+    /// An environment variable holds a value we do not understand.
+    #[error("environment variable {var}={value:?} is not valid: expected {expected}")]
+    InvalidEnv {
+        /// Variable name.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What values are allowed.
+        expected: &'static str,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not open GPU device on {adapter}: {message}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// wgpu reported a validation or out-of-memory error while doing `context`.
+    #[error("GPU error while {context}: {message}")]
+    Gpu {
+        /// What we were doing.
+        context: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// A tensor or array had the wrong shape.
+    #[error("{op}: shape mismatch: expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// Which op, layer or input.
+        op: String,
+        /// What was expected.
+        expected: String,
+        /// What was given.
+        got: String,
+    },
+    /// An input is not usable (empty batch, NaN, wrong dtype...).
+    #[error("invalid input {what}: {reason}")]
+    InvalidInput {
+        /// Which input.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A size goes beyond what this device allows.
+    #[error("{what} needs {needed}, but this device allows at most {limit}")]
+    LimitExceeded {
+        /// What is too big.
+        what: String,
+        /// How much it needs.
+        needed: u64,
+        /// The device limit.
+        limit: u64,
+    },
+    /// A model layer class we do not run.
+    #[error("{file}: layer {layer:?} has class {class}, which is not supported (supported: {supported})")]
+    UnsupportedLayer {
+        /// Model file.
+        file: String,
+        /// Layer name.
+        layer: String,
+        /// Keras class name.
+        class: String,
+        /// Supported classes.
+        supported: &'static str,
+    },
+    /// A layer setting we do not run.
+    #[error("layer {layer:?}: {key} = {value} is not supported{hint}")]
+    UnsupportedConfig {
+        /// Layer name.
+        layer: String,
+        /// Config key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What would work instead.
+        hint: String,
+    },
+    /// The model description is malformed.
+    #[error("{file}: {reason}")]
+    ModelFormat {
+        /// Model file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A layer needs a weight that the weights file does not have.
+    #[error("missing weight {name:?} (layer {layer:?}) in {file}")]
+    MissingWeight {
+        /// Weights file.
+        file: String,
+        /// Layer name.
+        layer: String,
+        /// Tensor name.
+        name: String,
+    },
+    /// The weights file has tensors no layer uses.
+    #[error("{file} has weights that no layer uses: {names}")]
+    UnexpectedWeights {
+        /// Weights file.
+        file: String,
+        /// The unused names.
+        names: String,
+    },
+    /// A weight has the wrong shape or dtype.
+    #[error("weight {name:?} in {file}: expected {expected}, got {got}")]
+    BadWeight {
+        /// Weights file.
+        file: String,
+        /// Tensor name.
+        name: String,
+        /// What was expected.
+        expected: String,
+        /// What was found.
+        got: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `.npy` or PNG file could not be decoded.
+    #[error("{path}: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(op: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        Error::ShapeMismatch { op: op.into(), expected: expected.into(), got: got.into() }
+    }
+
+    pub(crate) fn input(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput { what: what.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

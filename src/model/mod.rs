@@ -1,0 +1,188 @@
+//! Models: the framework-neutral description of an encoder ([`ModelSpec`]: layers with
+//! their weights in OUR layouts) and the loaders that build one from foreign files.
+//!
+//! Internal layouts (the ones the kernels read), identical to Keras' so the Keras loader
+//! converts nothing:
+//! - Conv2D kernel HWIO `[k_h, k_w, in_c, out_c]`, activations NHWC;
+//! - Dense kernel `[in, out]`;
+//! - Flatten of NHWC is `(y*W + x)*C + c`, i.e. the memory order, so it is a free view.
+
+pub mod keras;
+pub mod weights;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::ops::{Activation, Conv2dConfig, GlobalAveragePool2d, Pool2dConfig};
+use crate::reference;
+
+/// One layer of an encoder, with its weights on the host.
+#[derive(Clone, Debug)]
+pub enum LayerKind {
+    /// Conv2D with fused bias and activation.
+    Conv2d {
+        /// Hyper-parameters.
+        config: Conv2dConfig,
+        /// HWIO kernel.
+        kernel: Vec<f32>,
+        /// Bias (None when `use_bias=False`).
+        bias: Option<Vec<f32>>,
+    },
+    /// Dense with fused bias and activation.
+    Dense {
+        /// Input features.
+        in_features: usize,
+        /// Output features (Keras `units`).
+        out_features: usize,
+        /// `[in, out]` kernel.
+        kernel: Vec<f32>,
+        /// Bias (None when `use_bias=False`).
+        bias: Option<Vec<f32>>,
+        /// Fused activation.
+        activation: Activation,
+    },
+    /// Max or average pooling.
+    Pool2d(Pool2dConfig),
+    /// GlobalAveragePooling2D (`keepdims` keeps `[1, 1, c]`).
+    GlobalAveragePool2d {
+        /// Keras `keepdims`.
+        keepdims: bool,
+    },
+    /// Flatten: a view, no kernel.
+    Flatten,
+    /// A standalone activation.
+    Activation(Activation),
+    /// A layer that does nothing at inference (Dropout).
+    Identity,
+}
+
+impl LayerKind {
+    /// Output shape (batch axis included) for an input of `input` shape.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match self {
+            LayerKind::Conv2d { config, .. } => config.output_shape(input),
+            LayerKind::Dense { in_features, out_features, .. } => match input.split_last() {
+                Some((&last, rest)) if last == *in_features && !rest.is_empty() => {
+                    Ok(rest.iter().copied().chain([*out_features]).collect())
+                }
+                _ => Err(Error::shape("dense input", format!("[batch, ..., {in_features}]"), format!("{input:?}"))),
+            },
+            LayerKind::Pool2d(config) => config.output_shape(input),
+            LayerKind::GlobalAveragePool2d { keepdims } => {
+                let out = GlobalAveragePool2d::output_shape(input)?;
+                Ok(if *keepdims { vec![out[0], 1, 1, out[1]] } else { out })
+            }
+            LayerKind::Flatten => match input.split_first() {
+                Some((&batch, rest)) => Ok(vec![batch, rest.iter().product()]),
+                None => Err(Error::shape("flatten input", "[batch, ...]", "[]")),
+            },
+            LayerKind::Activation(_) | LayerKind::Identity => Ok(input.to_vec()),
+        }
+    }
+}
+
+/// A named layer.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// The layer's name in the source model (used in error messages).
+    pub name: String,
+    /// What it computes.
+    pub kind: LayerKind,
+}
+
+/// An encoder: its input shape and a chain of layers.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    /// Model name.
+    pub name: String,
+    /// Input shape of one sample (no batch axis), e.g. `[28, 28, 1]`.
+    pub input_shape: Vec<usize>,
+    /// Layers in order.
+    pub layers: Vec<Layer>,
+}
+
+impl ModelSpec {
+    /// Shape after each layer for a batch of `batch` (index 0 is the input).
+    pub fn shapes(&self, batch: usize) -> Result<Vec<Vec<usize>>> {
+        let mut shape: Vec<usize> = std::iter::once(batch).chain(self.input_shape.iter().copied()).collect();
+        let mut shapes = vec![shape.clone()];
+        for layer in &self.layers {
+            shape = layer.kind.output_shape(&shape).map_err(|e| match e {
+                Error::ShapeMismatch { op, expected, got } => {
+                    Error::ShapeMismatch { op: format!("layer {:?} ({op})", layer.name), expected, got }
+                }
+                other => other,
+            })?;
+            shapes.push(shape.clone());
+        }
+        Ok(shapes)
+    }
+
+    /// Shape of one sample's embedding (no batch axis).
+    pub fn embedding_shape(&self) -> Result<Vec<usize>> {
+        let mut shapes = self.shapes(1)?;
+        let last = shapes.pop().unwrap_or_default();
+        Ok(last[1..].to_vec())
+    }
+
+    /// Number of weights.
+    pub fn parameter_count(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| match &l.kind {
+                LayerKind::Conv2d { kernel, bias, .. } | LayerKind::Dense { kernel, bias, .. } => {
+                    kernel.len() + bias.as_ref().map_or(0, Vec::len)
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Runs the encoder on the CPU (the reference for tests): `[batch, ...input_shape]`
+    /// values in, `[batch, ...embedding]` values out.
+    pub fn reference_forward(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let shapes = self.shapes(batch)?;
+        let mut x = input.to_vec();
+        for (layer, shape) in self.layers.iter().zip(&shapes) {
+            let nhwc = || -> [usize; 4] { [shape[0], shape[1], shape[2], shape[3]] };
+            x = match &layer.kind {
+                LayerKind::Conv2d { config, kernel, bias } => {
+                    let zeros = vec![0.0; config.filters];
+                    reference::conv2d(&x, nhwc(), config, kernel, bias.as_deref().unwrap_or(&zeros)).0
+                }
+                LayerKind::Dense { in_features, out_features, kernel, bias, activation } => {
+                    let zeros = vec![0.0; *out_features];
+                    let rows = x.len() / in_features;
+                    reference::dense(&x, rows, kernel, bias.as_deref().unwrap_or(&zeros), *in_features, *activation)
+                }
+                LayerKind::Pool2d(config) => reference::pool2d(&x, nhwc(), config).0,
+                LayerKind::GlobalAveragePool2d { .. } => reference::global_average_pool2d(&x, nhwc()),
+                LayerKind::Activation(a) => x.iter().map(|&v| reference::activation(v, *a)).collect(),
+                LayerKind::Flatten | LayerKind::Identity => x,
+            };
+        }
+        Ok(x)
+    }
+}
+
+/// Loads an encoder from a model directory (`model.json` + `model.safetensors`).
+pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
+    let path = path.as_ref();
+    if path.is_dir() {
+        let json_path = path.join("model.json");
+        let weights_path = path.join("model.safetensors");
+        let json = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
+        let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        let weights = weights::Weights::from_safetensors(&bytes, &weights_path.display().to_string())?;
+        keras::from_json(&json, &json_path.display().to_string(), weights)
+    } else if path.exists() {
+        Err(Error::ModelFormat {
+            file: path.display().to_string(),
+            reason: "expected a model directory holding model.json and model.safetensors \
+                     (write one from Keras with tools/export_keras.py)"
+                .into(),
+        })
+    } else {
+        Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found")))
+    }
+}

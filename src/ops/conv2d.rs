@@ -1,0 +1,207 @@
+//! Conv2D, Keras semantics: channels-last input, HWIO kernel, cross-correlation (no
+//! flip), `valid`/`same` padding, strides, dilation, fused bias + activation.
+//! Kernel: `shaders/conv2d.wgsl` (implicit GEMM, no im2col buffer).
+
+use super::{groups, prepare_dispatch, shape_str, weight_buffer, window_output, Activation, Dispatch, Padding};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::shaders;
+
+/// Shape and hyper-parameters of a Conv2D layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels (Keras `filters`).
+    pub filters: usize,
+    /// Kernel (height, width).
+    pub kernel: (usize, usize),
+    /// Strides (y, x).
+    pub strides: (usize, usize),
+    /// Dilation (y, x).
+    pub dilation: (usize, usize),
+    /// Padding mode.
+    pub padding: Padding,
+    /// Fused activation.
+    pub activation: Activation,
+}
+
+/// Output geometry of a convolution or pooling window over an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Output (height, width).
+    pub out: (usize, usize),
+    /// Padding (top, left).
+    pub pad: (usize, usize),
+}
+
+impl Conv2dConfig {
+    /// Kernel extent once dilated, (height, width).
+    pub fn dilated_kernel(&self) -> (usize, usize) {
+        (
+            (self.kernel.0.saturating_sub(1)) * self.dilation.0 + 1,
+            (self.kernel.1.saturating_sub(1)) * self.dilation.1 + 1,
+        )
+    }
+
+    /// Output size and padding for an `in_h × in_w` input.
+    pub fn window(&self, in_h: usize, in_w: usize) -> Option<Window> {
+        let (kh, kw) = self.dilated_kernel();
+        let (out_h, pad_top) = window_output(in_h, kh, self.strides.0, self.padding)?;
+        let (out_w, pad_left) = window_output(in_w, kw, self.strides.1, self.padding)?;
+        Some(Window { out: (out_h, out_w), pad: (pad_top, pad_left) })
+    }
+
+    /// Output shape for a `[batch, h, w, c]` input.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let &[batch, h, w, c] = input else {
+            return Err(Error::shape("conv2d input", "[batch, height, width, channels]", shape_str(input)));
+        };
+        if c != self.in_channels {
+            return Err(Error::shape("conv2d input channels", self.in_channels.to_string(), c.to_string()));
+        }
+        let window = self.window(h, w).ok_or_else(|| {
+            Error::shape(
+                "conv2d input",
+                format!("height and width >= dilated kernel {:?} with valid padding", self.dilated_kernel()),
+                shape_str(input),
+            )
+        })?;
+        Ok(vec![batch, window.out.0, window.out.1, self.filters])
+    }
+
+    fn check(&self) -> Result<()> {
+        let positive = [
+            self.in_channels,
+            self.filters,
+            self.kernel.0,
+            self.kernel.1,
+            self.strides.0,
+            self.strides.1,
+            self.dilation.0,
+            self.dilation.1,
+        ];
+        if positive.contains(&0) {
+            return Err(Error::shape("conv2d config", "all sizes, strides and dilations >= 1", format!("{self:?}")));
+        }
+        Ok(())
+    }
+
+    /// Number of kernel values (kh·kw·in·out).
+    pub fn kernel_len(&self) -> usize {
+        self.kernel.0 * self.kernel.1 * self.in_channels * self.filters
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Conv2dParams {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    in_c: u32,
+    out_h: u32,
+    out_w: u32,
+    out_c: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_y: u32,
+    stride_x: u32,
+    dilation_y: u32,
+    dilation_x: u32,
+    pad_top: u32,
+    pad_left: u32,
+    _pad: u32,
+}
+
+/// Output pixels and channels per invocation, invocations per workgroup axis (conv2d.wgsl).
+const BLOCK: usize = 4;
+const WORKGROUP: usize = 8;
+
+/// A Conv2D layer resident on the GPU.
+#[derive(Debug)]
+pub struct Conv2d {
+    config: Conv2dConfig,
+    kernel: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl Conv2d {
+    /// Uploads the HWIO `kernel` and `bias` (zeros when None) and compiles the kernel.
+    pub fn new(gpu: &Gpu, config: Conv2dConfig, kernel: &[f32], bias: Option<&[f32]>) -> Result<Self> {
+        config.check()?;
+        if kernel.len() != config.kernel_len() {
+            return Err(Error::shape(
+                "conv2d kernel",
+                format!("{} values (HWIO {:?})", config.kernel_len(), (config.kernel.0, config.kernel.1, config.in_channels, config.filters)),
+                format!("{} values", kernel.len()),
+            ));
+        }
+        let zeros;
+        let bias = match bias {
+            Some(b) if b.len() != config.filters => {
+                return Err(Error::shape("conv2d bias", format!("{} values", config.filters), format!("{} values", b.len())))
+            }
+            Some(b) => b,
+            None => {
+                zeros = vec![0.0; config.filters];
+                &zeros
+            }
+        };
+        Ok(Self {
+            kernel: weight_buffer(gpu, "conv2d kernel", kernel)?,
+            bias: weight_buffer(gpu, "conv2d bias", bias)?,
+            pipeline: gpu.pipeline(&shaders::CONV2D, "conv2d", &config.activation.constants())?,
+            config,
+        })
+    }
+
+    /// The layer's configuration.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+
+    /// Output shape for a `[batch, h, w, c]` input.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.config.output_shape(input)
+    }
+
+    /// Multiply-adds ×2 for one batch of `input` shape.
+    pub fn flops(&self, input: &[usize]) -> u64 {
+        let Ok(out) = self.output_shape(input) else { return 0 };
+        let per_output = self.config.kernel.0 * self.config.kernel.1 * self.config.in_channels;
+        2 * (out.iter().product::<usize>() * per_output) as u64
+    }
+
+    /// Binds `input` and `output` into a ready dispatch.
+    pub fn prepare(&self, gpu: &Gpu, input_shape: &[usize], input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
+        let out = self.output_shape(input_shape)?;
+        let window = self.config.window(input_shape[1], input_shape[2]).ok_or_else(|| {
+            Error::shape("conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
+        })?;
+        let c = &self.config;
+        let params = Conv2dParams {
+            batch: input_shape[0] as u32,
+            in_h: input_shape[1] as u32,
+            in_w: input_shape[2] as u32,
+            in_c: c.in_channels as u32,
+            out_h: out[1] as u32,
+            out_w: out[2] as u32,
+            out_c: c.filters as u32,
+            k_h: c.kernel.0 as u32,
+            k_w: c.kernel.1 as u32,
+            stride_y: c.strides.0 as u32,
+            stride_x: c.strides.1 as u32,
+            dilation_y: c.dilation.0 as u32,
+            dilation_x: c.dilation.1 as u32,
+            pad_top: window.pad.0 as u32,
+            pad_left: window.pad.1 as u32,
+            _pad: 0,
+        };
+        let pixels = out[0] * out[1] * out[2];
+        let per_group = BLOCK * WORKGROUP;
+        let workgroups = [groups(gpu, "conv2d", c.filters, per_group)?, groups(gpu, "conv2d", pixels, per_group)?, 1];
+        Ok(prepare_dispatch(gpu, "conv2d", &self.pipeline, &params, &[input, &self.kernel, &self.bias, output], workgroups))
+    }
+}

@@ -1,0 +1,114 @@
+//! Dense (fully connected) layer: `activate(x · kernel + bias)`, kernel `(in, out)` as
+//! Keras stores it. Kernel: `shaders/dense.wgsl`.
+
+use super::{groups, prepare_dispatch, shape_str, weight_buffer, Activation, Dispatch};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::shaders;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct DenseParams {
+    rows: u32,
+    in_features: u32,
+    out_features: u32,
+    _pad: u32,
+}
+
+/// Outputs per invocation along each axis and invocations per workgroup axis (dense.wgsl).
+const BLOCK: usize = 4;
+const WORKGROUP: usize = 8;
+
+/// A Dense layer resident on the GPU.
+#[derive(Debug)]
+pub struct Dense {
+    in_features: usize,
+    out_features: usize,
+    activation: Activation,
+    kernel: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl Dense {
+    /// Uploads `kernel` (`[in_features, out_features]`, row-major) and `bias`
+    /// (`[out_features]`, zeros when None) and compiles the kernel.
+    pub fn new(
+        gpu: &Gpu,
+        in_features: usize,
+        out_features: usize,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<Self> {
+        if in_features == 0 || out_features == 0 {
+            return Err(Error::shape("dense", "in and out features >= 1", format!("({in_features}, {out_features})")));
+        }
+        if kernel.len() != in_features * out_features {
+            return Err(Error::shape(
+                "dense kernel",
+                format!("{} values ({in_features}×{out_features})", in_features * out_features),
+                format!("{} values", kernel.len()),
+            ));
+        }
+        let zeros;
+        let bias = match bias {
+            Some(b) if b.len() != out_features => {
+                return Err(Error::shape("dense bias", format!("{out_features} values"), format!("{} values", b.len())))
+            }
+            Some(b) => b,
+            None => {
+                zeros = vec![0.0; out_features];
+                &zeros
+            }
+        };
+        Ok(Self {
+            in_features,
+            out_features,
+            activation,
+            kernel: weight_buffer(gpu, "dense kernel", kernel)?,
+            bias: weight_buffer(gpu, "dense bias", bias)?,
+            pipeline: gpu.pipeline(&shaders::DENSE, "dense", &activation.constants())?,
+        })
+    }
+
+    /// The fused activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Output shape for `input` (`[..., in_features]` → `[..., out_features]`, as Keras
+    /// applies Dense to the last axis).
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match input.split_last() {
+            Some((&last, rest)) if last == self.in_features && !rest.is_empty() => {
+                let mut out = rest.to_vec();
+                out.push(self.out_features);
+                Ok(out)
+            }
+            _ => Err(Error::shape("dense input", format!("[batch, ..., {}]", self.in_features), shape_str(input))),
+        }
+    }
+
+    /// Multiply-adds ×2 for one input of `input` shape (with batch).
+    pub fn flops(&self, input: &[usize]) -> u64 {
+        let rows: usize = input[..input.len().saturating_sub(1)].iter().product();
+        2 * (rows * self.in_features * self.out_features) as u64
+    }
+
+    /// Binds `input` (shape `input_shape`) and `output` into a ready dispatch.
+    pub fn prepare(&self, gpu: &Gpu, input_shape: &[usize], input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
+        self.output_shape(input_shape)?;
+        let rows: usize = input_shape[..input_shape.len() - 1].iter().product();
+        let params = DenseParams {
+            rows: rows as u32,
+            in_features: self.in_features as u32,
+            out_features: self.out_features as u32,
+            _pad: 0,
+        };
+        let per_group = BLOCK * WORKGROUP;
+        let workgroups =
+            [groups(gpu, "dense", self.out_features, per_group)?, groups(gpu, "dense", rows, per_group)?, 1];
+        Ok(prepare_dispatch(gpu, "dense", &self.pipeline, &params, &[input, &self.kernel, &self.bias, output], workgroups))
+    }
+}

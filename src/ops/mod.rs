@@ -1,0 +1,208 @@
+//! GPU ops, one file per kernel family (the WGSL of `ops/dense.rs` is `shaders/dense.wgsl`).
+//!
+//! Every op answers the same questions in the same order: check shapes (typed error,
+//! never a panic), compute the output shape, get its cached pipeline at construction, and
+//! `prepare` a [`Dispatch`] (params uniform + bind group + workgroup counts checked against
+//! the device limits) that the graph runner records as often as it likes.
+
+pub mod conv2d;
+pub mod dense;
+pub mod distance;
+pub mod elementwise;
+pub mod pool2d;
+
+pub use conv2d::{Conv2d, Conv2dConfig};
+pub use dense::Dense;
+pub use distance::{Distance, PairDistance};
+pub use elementwise::ActivationOp;
+pub use pool2d::{GlobalAveragePool2d, Pool2d, Pool2dConfig, PoolKind};
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// Activation functions fused into an op's epilogue (codes of `shaders/activation.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// Identity.
+    Linear,
+    /// max(x, 0).
+    Relu,
+    /// Logistic 1 / (1 + e^-x).
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Exact GELU, x·Φ(x) (Keras' default `gelu`).
+    Gelu,
+    /// x·sigmoid(x) (Keras `silu` / `swish`).
+    Silu,
+    /// ELU with alpha 1.
+    Elu,
+    /// log(1 + e^x).
+    Softplus,
+    /// SELU.
+    Selu,
+}
+
+impl Activation {
+    /// Every activation, for tests.
+    pub const ALL: [Activation; 9] = [
+        Activation::Linear,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Gelu,
+        Activation::Silu,
+        Activation::Elu,
+        Activation::Softplus,
+        Activation::Selu,
+    ];
+
+    /// Parses a Keras activation name (`"relu"`, `"linear"`, `"swish"`, ...).
+    pub fn from_keras(name: &str) -> Option<Self> {
+        Some(match name {
+            "linear" | "None" | "" => Activation::Linear,
+            "relu" => Activation::Relu,
+            "sigmoid" => Activation::Sigmoid,
+            "tanh" => Activation::Tanh,
+            "gelu" => Activation::Gelu,
+            "silu" | "swish" => Activation::Silu,
+            "elu" => Activation::Elu,
+            "softplus" => Activation::Softplus,
+            "selu" => Activation::Selu,
+            _ => return None,
+        })
+    }
+
+    /// The code `shaders/activation.wgsl` switches on.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The pipeline override constants selecting this activation.
+    pub(crate) fn constants(self) -> [(&'static str, f64); 1] {
+        [("ACTIVATION", self.code() as f64)]
+    }
+}
+
+/// Keras padding modes for convolution and pooling windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: windows stay inside the input.
+    Valid,
+    /// Output size `ceil(input / stride)`, padding split with the extra cell at the end.
+    Same,
+}
+
+/// Output length and padding before, along one axis, for a window of `window` cells
+/// (already dilated) moved by `stride`, Keras/TensorFlow rules. None when the window does
+/// not fit (`valid` with input shorter than the window).
+pub fn window_output(input: usize, window: usize, stride: usize, padding: Padding) -> Option<(usize, usize)> {
+    if stride == 0 || window == 0 || input == 0 {
+        return None;
+    }
+    match padding {
+        Padding::Valid => (input >= window).then(|| ((input - window) / stride + 1, 0)),
+        Padding::Same => {
+            let out = input.div_ceil(stride);
+            let needed = ((out - 1) * stride + window).saturating_sub(input);
+            Some((out, needed / 2))
+        }
+    }
+}
+
+/// One recorded compute dispatch: everything bound, ready to go into a pass.
+#[derive(Debug)]
+pub struct Dispatch {
+    pub(crate) label: &'static str,
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) workgroups: [u32; 3],
+    /// Kept alive with the bind group; written once when the dispatch is prepared.
+    pub(crate) _params: wgpu::Buffer,
+}
+
+impl Dispatch {
+    /// Records this dispatch into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// What kernel this runs.
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+}
+
+/// Builds a dispatch: params uniform (bytes of a `#[repr(C)]` Pod struct), then binding 0
+/// = params and bindings 1.. = `buffers` in order.
+pub(crate) fn prepare_dispatch<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    label: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    params: &P,
+    buffers: &[&wgpu::Buffer],
+    workgroups: [u32; 3],
+) -> Dispatch {
+    let params = gpu.create_buffer_init(label, bytemuck::bytes_of(params), wgpu::BufferUsages::UNIFORM);
+    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+    entries.extend(
+        buffers
+            .iter()
+            .enumerate()
+            .map(|(i, buffer)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: buffer.as_entire_binding() }),
+    );
+    let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups, _params: params }
+}
+
+/// Workgroup count for `items` split into groups of `per_group`, checked against the
+/// device's per-dimension limit.
+pub(crate) fn groups(gpu: &Gpu, what: &str, items: usize, per_group: usize) -> Result<u32> {
+    let count = items.div_ceil(per_group) as u64;
+    let limit = gpu.limits().max_compute_workgroups_per_dimension as u64;
+    if count > limit {
+        return Err(Error::LimitExceeded { what: format!("{what} workgroups"), needed: count, limit });
+    }
+    Ok(count.max(1) as u32)
+}
+
+/// Workgroups for `count` elements at 256 per group, spread over x and y so that counts
+/// beyond one dimension's limit still fit (folded back by `linear_index` in common.wgsl).
+pub(crate) fn linear_dispatch(gpu: &Gpu, what: &str, count: usize, per_group: usize) -> Result<[u32; 3]> {
+    let total = count.div_ceil(per_group).max(1) as u64;
+    let limit = gpu.limits().max_compute_workgroups_per_dimension as u64;
+    let x = total.min(limit);
+    let y = total.div_ceil(x);
+    if y > limit {
+        return Err(Error::LimitExceeded { what: format!("{what} workgroups"), needed: total, limit: limit * limit });
+    }
+    Ok([x as u32, y as u32, 1])
+}
+
+/// Checks that a buffer of `elements` f32 values fits one storage binding.
+pub(crate) fn check_binding(gpu: &Gpu, what: &str, elements: usize) -> Result<()> {
+    let bytes = elements as u64 * 4;
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    if bytes > limit {
+        return Err(Error::LimitExceeded { what: format!("{what} buffer (bytes)"), needed: bytes, limit });
+    }
+    Ok(())
+}
+
+/// A storage buffer holding `data` (weights), created once per model load.
+pub(crate) fn weight_buffer(gpu: &Gpu, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+    check_binding(gpu, label, data.len())?;
+    Ok(gpu.create_buffer_init(label, bytemuck::cast_slice(data), wgpu::BufferUsages::STORAGE))
+}
+
+/// Formats a shape as `[2, 3, 4]` for error messages.
+pub(crate) fn shape_str(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}

@@ -1,0 +1,178 @@
+//! Plain-Rust CPU versions of every op and of the whole Siamese forward pass: the
+//! obviously-correct baseline the shaders are tested against. Loops follow the
+//! definitions literally and accumulate in f64.
+
+use crate::ops::{Activation, Conv2dConfig, Distance, Pool2dConfig, PoolKind};
+
+/// Applies an activation to one value.
+pub fn activation(x: f32, activation: Activation) -> f32 {
+    let x = x as f64;
+    let y = match activation {
+        Activation::Linear => x,
+        Activation::Relu => x.max(0.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Activation::Tanh => x.tanh(),
+        Activation::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Elu => {
+            if x > 0.0 {
+                x
+            } else {
+                x.exp() - 1.0
+            }
+        }
+        Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        Activation::Selu => {
+            let (alpha, scale) = (1.6732632423543772, 1.0507009873554805);
+            scale * if x > 0.0 { x } else { alpha * (x.exp() - 1.0) }
+        }
+    };
+    y as f32
+}
+
+/// erf in f64 by its Maclaurin series (|x| < 3) or continued fraction for the tail;
+/// accurate to ~1e-14, far beyond the f32 results compared against it.
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let value = if a < 3.0 {
+        // erf(x) = 2/sqrt(pi) Σ (-1)^n x^(2n+1) / (n! (2n+1))
+        let mut term = a;
+        let mut sum = a;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -a * a / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc(x) = exp(-x²)/sqrt(pi) · 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
+        let mut fraction = a;
+        for k in (1..60).rev() {
+            fraction = a + (k as f64 / 2.0) / fraction;
+        }
+        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / fraction
+    };
+    value.copysign(x)
+}
+
+/// Dense: `[rows, in] · [in, out] + bias`, then activation.
+pub fn dense(input: &[f32], rows: usize, kernel: &[f32], bias: &[f32], in_features: usize, act: Activation) -> Vec<f32> {
+    let out_features = bias.len();
+    let mut out = vec![0.0; rows * out_features];
+    for r in 0..rows {
+        for o in 0..out_features {
+            let mut sum = bias[o] as f64;
+            for i in 0..in_features {
+                sum += input[r * in_features + i] as f64 * kernel[i * out_features + o] as f64;
+            }
+            out[r * out_features + o] = activation(sum as f32, act);
+        }
+    }
+    out
+}
+
+/// Conv2D on NHWC `input` of `[batch, h, w, c]` with an HWIO kernel; returns NHWC output
+/// and its shape.
+pub fn conv2d(input: &[f32], shape: [usize; 4], config: &Conv2dConfig, kernel: &[f32], bias: &[f32]) -> (Vec<f32>, [usize; 4]) {
+    let [batch, h, w, c] = shape;
+    let window = config.window(h, w).expect("reference conv2d: input smaller than kernel");
+    let (out_h, out_w) = window.out;
+    let f = config.filters;
+    let mut out = vec![0.0; batch * out_h * out_w * f];
+    for b in 0..batch {
+        for oy in 0..out_h {
+            for ox in 0..out_w {
+                for co in 0..f {
+                    let mut sum = bias[co] as f64;
+                    for ky in 0..config.kernel.0 {
+                        for kx in 0..config.kernel.1 {
+                            let iy = (oy * config.strides.0 + ky * config.dilation.0) as isize - window.pad.0 as isize;
+                            let ix = (ox * config.strides.1 + kx * config.dilation.1) as isize - window.pad.1 as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            for ci in 0..c {
+                                let x = input[((b * h + iy as usize) * w + ix as usize) * c + ci];
+                                let k = kernel[((ky * config.kernel.1 + kx) * c + ci) * f + co];
+                                sum += x as f64 * k as f64;
+                            }
+                        }
+                    }
+                    out[((b * out_h + oy) * out_w + ox) * f + co] = activation(sum as f32, config.activation);
+                }
+            }
+        }
+    }
+    (out, [batch, out_h, out_w, f])
+}
+
+/// Max / average pooling on NHWC input; returns the output and its shape.
+pub fn pool2d(input: &[f32], shape: [usize; 4], config: &Pool2dConfig) -> (Vec<f32>, [usize; 4]) {
+    let [batch, h, w, c] = shape;
+    let window = config.window(h, w).expect("reference pool2d: input smaller than pool");
+    let (out_h, out_w) = window.out;
+    let mut out = vec![0.0; batch * out_h * out_w * c];
+    for b in 0..batch {
+        for oy in 0..out_h {
+            for ox in 0..out_w {
+                for ch in 0..c {
+                    let mut values = Vec::new();
+                    for py in 0..config.pool.0 {
+                        for px in 0..config.pool.1 {
+                            let iy = (oy * config.strides.0 + py) as isize - window.pad.0 as isize;
+                            let ix = (ox * config.strides.1 + px) as isize - window.pad.1 as isize;
+                            if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
+                                values.push(input[((b * h + iy as usize) * w + ix as usize) * c + ch]);
+                            }
+                        }
+                    }
+                    out[((b * out_h + oy) * out_w + ox) * c + ch] = match config.kind {
+                        PoolKind::Max => values.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                        PoolKind::Average => (values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64) as f32,
+                    };
+                }
+            }
+        }
+    }
+    (out, [batch, out_h, out_w, c])
+}
+
+/// Global average pooling: `[batch, h, w, c]` → `[batch, c]`.
+pub fn global_average_pool2d(input: &[f32], shape: [usize; 4]) -> Vec<f32> {
+    let [batch, h, w, c] = shape;
+    let mut out = vec![0.0; batch * c];
+    for b in 0..batch {
+        for ch in 0..c {
+            let sum: f64 = (0..h * w).map(|i| input[(b * h * w + i) * c + ch] as f64).sum();
+            out[b * c + ch] = (sum / (h * w) as f64) as f32;
+        }
+    }
+    out
+}
+
+/// Distances between rows `i` and `pairs + i` of a `[2·pairs, dim]` embedding.
+pub fn pair_distances(embedding: &[f32], pairs: usize, dim: usize, metric: Distance) -> Vec<f32> {
+    (0..pairs)
+        .map(|i| distance(&embedding[i * dim..(i + 1) * dim], &embedding[(pairs + i) * dim..(pairs + i + 1) * dim], metric))
+        .collect()
+}
+
+/// The distance between two embeddings.
+pub fn distance(a: &[f32], b: &[f32], metric: Distance) -> f32 {
+    let diff = a.iter().zip(b).map(|(&x, &y)| x as f64 - y as f64);
+    match metric {
+        Distance::Euclidean => diff.map(|d| d * d).sum::<f64>().sqrt() as f32,
+        Distance::SqEuclidean => diff.map(|d| d * d).sum::<f64>() as f32,
+        Distance::Manhattan => diff.map(f64::abs).sum::<f64>() as f32,
+        Distance::Cosine => {
+            if a == b {
+                return 0.0;
+            }
+            let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let na: f64 = a.iter().map(|&x| x as f64 * x as f64).sum();
+            let nb: f64 = b.iter().map(|&y| y as f64 * y as f64).sum();
+            (1.0 - dot / (na.max(1e-12).sqrt() * nb.max(1e-12).sqrt())).max(0.0) as f32
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The one registry of WGSL sources. Every kernel file in `shaders/` is embedded here,
+//! with the shared snippets (`common.wgsl`, `activation.wgsl`) it is prepended with.
+
+/// `shaders/common.wgsl`: index helpers for one-invocation-per-element kernels.
+pub const COMMON: &str = include_str!("../shaders/common.wgsl");
+/// `shaders/activation.wgsl`: the fused activation functions.
+pub const ACTIVATION: &str = include_str!("../shaders/activation.wgsl");
+
+/// A kernel family's WGSL: its own file plus the snippets it needs, in order.
+#[derive(Clone, Copy, Debug)]
+pub struct ShaderSource {
+    /// Name, also the file name in `shaders/` (`dense` is `shaders/dense.wgsl`).
+    pub name: &'static str,
+    parts: &'static [&'static str],
+}
+
+impl ShaderSource {
+    /// The full WGSL text handed to the compiler.
+    pub fn source(&self) -> String {
+        self.parts.concat()
+    }
+}
+
+/// Dense layer: fused matmul + bias + activation.
+pub const DENSE: ShaderSource =
+    ShaderSource { name: "dense", parts: &[ACTIVATION, include_str!("../shaders/dense.wgsl")] };
+/// Conv2D: implicit GEMM + bias + activation.
+pub const CONV2D: ShaderSource =
+    ShaderSource { name: "conv2d", parts: &[ACTIVATION, include_str!("../shaders/conv2d.wgsl")] };
+/// Max / average / global average pooling.
+pub const POOL2D: ShaderSource =
+    ShaderSource { name: "pool2d", parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")] };
+/// Standalone activation, in place.
+pub const ELEMENTWISE: ShaderSource =
+    ShaderSource { name: "elementwise", parts: &[COMMON, ACTIVATION, include_str!("../shaders/elementwise.wgsl")] };
+/// Pair distance reduction.
+pub const DISTANCE: ShaderSource =
+    ShaderSource { name: "distance", parts: &[COMMON, include_str!("../shaders/distance.wgsl")] };
+
+/// Every kernel family, for validation tests.
+pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE];
+
+/// Parses and validates a WGSL source with naga, no device needed. Returns naga's
+/// message (with the source location) on failure.
+pub fn validate(source: &str) -> Result<(), String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16)
+        .validate(&module)
+        .map_err(|e| e.emit_to_string(source))?;
+    Ok(())
+}
