@@ -23,11 +23,19 @@ pub struct GpuOptions {
 impl GpuOptions {
     /// Reads `SIAMESE_BACKEND` (vulkan|metal|dx12|gl) and `SIAMESE_ADAPTER` (name substring).
     pub fn from_env() -> Result<Self> {
-        let backends = match std::env::var("SIAMESE_BACKEND") {
-            Ok(value) if !value.trim().is_empty() => Some(parse_backend(&value)?),
+        let backend = std::env::var("SIAMESE_BACKEND").ok();
+        let adapter = std::env::var("SIAMESE_ADAPTER").ok();
+        Self::parse(backend.as_deref(), adapter.as_deref())
+    }
+
+    /// Builds options from the values `SIAMESE_BACKEND` and `SIAMESE_ADAPTER` would hold
+    /// (empty strings mean unset).
+    pub fn parse(backend: Option<&str>, adapter: Option<&str>) -> Result<Self> {
+        let backends = match backend {
+            Some(value) if !value.trim().is_empty() => Some(parse_backend(value)?),
             _ => None,
         };
-        let adapter_name = std::env::var("SIAMESE_ADAPTER").ok().filter(|s| !s.trim().is_empty());
+        let adapter_name = adapter.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
         Ok(Self { backends, adapter_name })
     }
 }
@@ -77,7 +85,10 @@ pub struct Gpu {
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gpu").field("adapter", &self.info.name).field("backend", &self.info.backend).finish()
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish()
     }
 }
 
@@ -100,7 +111,10 @@ fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 /// Describes an adapter in one line, as `siamese info` prints it.
 pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
-    format!("{} ({:?}, {:?}, driver {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info)
+    format!(
+        "{} ({:?}, {:?}, driver {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    )
 }
 
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -113,7 +127,10 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::AdapterInfo> {
     let backends = backends.unwrap_or(wgpu::Backends::all());
     let instance = new_instance(backends);
-    pollster::block_on(instance.enumerate_adapters(backends)).iter().map(|a| a.get_info()).collect()
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(|a| a.get_info())
+        .collect()
 }
 
 impl Gpu {
@@ -134,11 +151,19 @@ impl Gpu {
             };
             return Err(Error::NoAdapter { detail });
         }
-        let available = adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
+        let available = adapters
+            .iter()
+            .map(|a| a.get_info().name)
+            .collect::<Vec<_>>()
+            .join(", ");
         let wanted = options.adapter_name.as_deref().map(str::to_lowercase);
         let adapter = adapters
             .into_iter()
-            .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w)))
+            .filter(|a| {
+                wanted
+                    .as_ref()
+                    .is_none_or(|w| a.get_info().name.to_lowercase().contains(w))
+            })
             .min_by_key(|a| adapter_rank(&a.get_info()))
             .ok_or_else(|| Error::AdapterNotFound {
                 requested: format!("SIAMESE_ADAPTER={:?}", options.adapter_name.clone().unwrap_or_default()),
@@ -162,7 +187,10 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            message: e.to_string(),
+        })?;
 
         // Errors outside our error scopes must not abort the process: keep them and
         // report them from the next checked call.
@@ -268,7 +296,10 @@ impl Gpu {
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
         if let Some(error) = validation.or(oom) {
-            return Err(Error::Gpu { context: context.to_string(), message: error.to_string() });
+            return Err(Error::Gpu {
+                context: context.to_string(),
+                message: error.to_string(),
+            });
         }
         self.take_uncaptured(context)?;
         result
@@ -283,7 +314,10 @@ impl Gpu {
             return Ok(());
         }
         let message = errors.drain(..).collect::<Vec<_>>().join("; ");
-        Err(Error::Gpu { context: context.to_string(), message })
+        Err(Error::Gpu {
+            context: context.to_string(),
+            message,
+        })
     }
 
     /// Returns the compute pipeline for (shader, entry point, override constants),
@@ -352,16 +386,27 @@ impl Gpu {
             let _ = sender.send(result);
         });
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
-            .map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })?;
-        let mapped = receiver
-            .recv()
-            .map_err(|e| Error::Gpu { context: "reading results".into(), message: e.to_string() })?;
-        mapped.map_err(|e| Error::Gpu { context: "mapping the result buffer".into(), message: e.to_string() })?;
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu {
+                context: "waiting for the GPU".into(),
+                message: e.to_string(),
+            })?;
+        let mapped = receiver.recv().map_err(|e| Error::Gpu {
+            context: "reading results".into(),
+            message: e.to_string(),
+        })?;
+        mapped.map_err(|e| Error::Gpu {
+            context: "mapping the result buffer".into(),
+            message: e.to_string(),
+        })?;
         let values = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu { context: "reading results".into(), message: e.to_string() })?;
+            let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
+                context: "reading results".into(),
+                message: e.to_string(),
+            })?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();

@@ -119,7 +119,13 @@ impl Graph {
                     flops += op.flops(&input_shape);
                     Op::Conv2d(op)
                 }
-                LayerKind::Dense { in_features, out_features, kernel, bias, activation } => {
+                LayerKind::Dense {
+                    in_features,
+                    out_features,
+                    kernel,
+                    bias,
+                    activation,
+                } => {
                     let op = Dense::new(&gpu, in_features, out_features, &kernel, bias.as_deref(), activation)?;
                     flops += op.flops(&input_shape);
                     Op::Dense(op)
@@ -129,7 +135,12 @@ impl Graph {
                 LayerKind::Activation(a) => Op::Activation(ActivationOp::new(&gpu, a)?),
                 LayerKind::Flatten | LayerKind::Identity => continue,
             };
-            steps.push(Step { layer: spec.layers[index].name.clone(), op, input_shape, output_shape });
+            steps.push(Step {
+                layer: spec.layers[index].name.clone(),
+                op,
+                input_shape,
+                output_shape,
+            });
         }
         let embedding_shape = shapes.last().map(|s| s[1..].to_vec()).unwrap_or_default();
         Ok(Self {
@@ -220,11 +231,22 @@ impl Graph {
         let input = gpu.create_buffer("input (left twin rows, then right)", input_len as u64 * 4, storage);
         // Two scratch buffers, ping-ponged: an op never reads and writes the same buffer
         // (WebGPU forbids one buffer bound read-only and read-write in one dispatch).
-        let scratch_len = self.steps.iter().map(|s| rows * s.output_shape[1..].iter().product::<usize>()).max().unwrap_or(0);
+        let scratch_len = self
+            .steps
+            .iter()
+            .map(|s| rows * s.output_shape[1..].iter().product::<usize>())
+            .max()
+            .unwrap_or(0);
         ops::check_binding(gpu, "intermediate", scratch_len)?;
-        let scratch_count = self.steps.iter().filter(|s| !matches!(s.op, Op::Activation(_))).count().min(2);
-        let scratch: Vec<wgpu::Buffer> =
-            (0..scratch_count).map(|_| gpu.create_buffer("intermediate", scratch_len as u64 * 4, storage)).collect();
+        let scratch_count = self
+            .steps
+            .iter()
+            .filter(|s| !matches!(s.op, Op::Activation(_)))
+            .count()
+            .min(2);
+        let scratch: Vec<wgpu::Buffer> = (0..scratch_count)
+            .map(|_| gpu.create_buffer("intermediate", scratch_len as u64 * 4, storage))
+            .collect();
 
         let mut current = &input;
         let mut next_scratch = 0;
@@ -259,7 +281,9 @@ impl Graph {
             Head::Pairs(metric) => {
                 let pairs = rows / 2;
                 let out = gpu.create_buffer("distances", pairs as u64 * 4, storage);
-                let dispatch = self.distance_op(metric)?.prepare(gpu, pairs, self.embedding_len(), &embedding, &out)?;
+                let dispatch = self
+                    .distance_op(metric)?
+                    .prepare(gpu, pairs, self.embedding_len(), &embedding, &out)?;
                 (Some((dispatch, out)), pairs + embedding_len)
             }
         };
@@ -268,7 +292,16 @@ impl Graph {
             staging_len as u64 * 4,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
-        Ok(Plan { rows, head, input, dispatches, embedding, distance, staging, _scratch: scratch })
+        Ok(Plan {
+            rows,
+            head,
+            input,
+            dispatches,
+            embedding,
+            distance,
+            staging,
+            _scratch: scratch,
+        })
     }
 
     /// Uploads `parts` back to back into the plan's input, records every op (and the
@@ -277,13 +310,18 @@ impl Graph {
         let gpu = &*self.gpu;
         let mut offset = 0;
         for part in parts {
-            gpu.queue().write_buffer(&plan.input, offset, bytemuck::cast_slice(part));
+            gpu.queue()
+                .write_buffer(&plan.input, offset, bytemuck::cast_slice(part));
             offset += part.len() as u64 * 4;
         }
-        let mut encoder = gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("siamese") });
+        let mut encoder = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("siamese") });
         {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("encoder + distance"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("encoder + distance"),
+                timestamp_writes: None,
+            });
             for dispatch in &plan.dispatches {
                 dispatch.record(&mut pass);
             }
@@ -307,20 +345,36 @@ impl Graph {
     }
 
     /// Runs both twins as one batch: `left` and `right` each hold `pairs` samples.
-    pub fn run_pairs(&self, left: &[f32], right: &[f32], pairs: usize, metric: Distance, embeddings: bool) -> Result<PairRun> {
+    pub fn run_pairs(
+        &self,
+        left: &[f32],
+        right: &[f32],
+        pairs: usize,
+        metric: Distance,
+        embeddings: bool,
+    ) -> Result<PairRun> {
         let plan = self.plan(2 * pairs, Head::Pairs(metric))?;
-        let values = self.gpu.checked("running the Siamese batch", || self.execute(&plan, &[left, right], embeddings))?;
+        let values = self.gpu.checked("running the Siamese batch", || {
+            self.execute(&plan, &[left, right], embeddings)
+        })?;
         let (distances, rest) = values.split_at(pairs.min(values.len()));
-        Ok(PairRun { distances: distances.to_vec(), embeddings: embeddings.then(|| rest.to_vec()) })
+        Ok(PairRun {
+            distances: distances.to_vec(),
+            embeddings: embeddings.then(|| rest.to_vec()),
+        })
     }
 
     /// Runs the encoder on `rows` samples and returns the embeddings.
     pub fn run_embed(&self, input: &[f32], rows: usize) -> Result<Vec<f32>> {
         let plan = self.plan(rows, Head::Embed)?;
-        self.gpu.checked("running the encoder", || self.execute(&plan, &[input], true))
+        self.gpu
+            .checked("running the encoder", || self.execute(&plan, &[input], true))
     }
 }
 
 fn poisoned() -> Error {
-    Error::Gpu { context: "locking the plan cache".into(), message: "a previous call panicked".into() }
+    Error::Gpu {
+        context: "locking the plan cache".into(),
+        message: "a previous call panicked".into(),
+    }
 }

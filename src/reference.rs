@@ -57,7 +57,14 @@ pub fn erf(x: f64) -> f64 {
 }
 
 /// Dense: `[rows, in] · [in, out] + bias`, then activation.
-pub fn dense(input: &[f32], rows: usize, kernel: &[f32], bias: &[f32], in_features: usize, act: Activation) -> Vec<f32> {
+pub fn dense(
+    input: &[f32],
+    rows: usize,
+    kernel: &[f32],
+    bias: &[f32],
+    in_features: usize,
+    act: Activation,
+) -> Vec<f32> {
     let out_features = bias.len();
     let mut out = vec![0.0; rows * out_features];
     for r in 0..rows {
@@ -74,9 +81,17 @@ pub fn dense(input: &[f32], rows: usize, kernel: &[f32], bias: &[f32], in_featur
 
 /// Conv2D on NHWC `input` of `[batch, h, w, c]` with an HWIO kernel; returns NHWC output
 /// and its shape.
-pub fn conv2d(input: &[f32], shape: [usize; 4], config: &Conv2dConfig, kernel: &[f32], bias: &[f32]) -> (Vec<f32>, [usize; 4]) {
+pub fn conv2d(
+    input: &[f32],
+    shape: [usize; 4],
+    config: &Conv2dConfig,
+    kernel: &[f32],
+    bias: &[f32],
+) -> (Vec<f32>, [usize; 4]) {
     let [batch, h, w, c] = shape;
-    let window = config.window(h, w).expect("reference conv2d: input smaller than kernel");
+    let window = config
+        .window(h, w)
+        .expect("reference conv2d: input smaller than kernel");
     let (out_h, out_w) = window.out;
     let f = config.filters;
     let mut out = vec![0.0; batch * out_h * out_w * f];
@@ -129,7 +144,9 @@ pub fn pool2d(input: &[f32], shape: [usize; 4], config: &Pool2dConfig) -> (Vec<f
                     }
                     out[((b * out_h + oy) * out_w + ox) * c + ch] = match config.kind {
                         PoolKind::Max => values.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-                        PoolKind::Average => (values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64) as f32,
+                        PoolKind::Average => {
+                            (values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64) as f32
+                        }
                     };
                 }
             }
@@ -154,7 +171,13 @@ pub fn global_average_pool2d(input: &[f32], shape: [usize; 4]) -> Vec<f32> {
 /// Distances between rows `i` and `pairs + i` of a `[2·pairs, dim]` embedding.
 pub fn pair_distances(embedding: &[f32], pairs: usize, dim: usize, metric: Distance) -> Vec<f32> {
     (0..pairs)
-        .map(|i| distance(&embedding[i * dim..(i + 1) * dim], &embedding[(pairs + i) * dim..(pairs + i + 1) * dim], metric))
+        .map(|i| {
+            distance(
+                &embedding[i * dim..(i + 1) * dim],
+                &embedding[(pairs + i) * dim..(pairs + i + 1) * dim],
+                metric,
+            )
+        })
         .collect()
 }
 

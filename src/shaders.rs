@@ -22,20 +22,30 @@ impl ShaderSource {
 }
 
 /// Dense layer: fused matmul + bias + activation.
-pub const DENSE: ShaderSource =
-    ShaderSource { name: "dense", parts: &[ACTIVATION, include_str!("../shaders/dense.wgsl")] };
+pub const DENSE: ShaderSource = ShaderSource {
+    name: "dense",
+    parts: &[ACTIVATION, include_str!("../shaders/dense.wgsl")],
+};
 /// Conv2D: implicit GEMM + bias + activation.
-pub const CONV2D: ShaderSource =
-    ShaderSource { name: "conv2d", parts: &[ACTIVATION, include_str!("../shaders/conv2d.wgsl")] };
+pub const CONV2D: ShaderSource = ShaderSource {
+    name: "conv2d",
+    parts: &[ACTIVATION, include_str!("../shaders/conv2d.wgsl")],
+};
 /// Max / average / global average pooling.
-pub const POOL2D: ShaderSource =
-    ShaderSource { name: "pool2d", parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")] };
+pub const POOL2D: ShaderSource = ShaderSource {
+    name: "pool2d",
+    parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")],
+};
 /// Standalone activation, in place.
-pub const ELEMENTWISE: ShaderSource =
-    ShaderSource { name: "elementwise", parts: &[COMMON, ACTIVATION, include_str!("../shaders/elementwise.wgsl")] };
+pub const ELEMENTWISE: ShaderSource = ShaderSource {
+    name: "elementwise",
+    parts: &[COMMON, ACTIVATION, include_str!("../shaders/elementwise.wgsl")],
+};
 /// Pair distance reduction.
-pub const DISTANCE: ShaderSource =
-    ShaderSource { name: "distance", parts: &[COMMON, include_str!("../shaders/distance.wgsl")] };
+pub const DISTANCE: ShaderSource = ShaderSource {
+    name: "distance",
+    parts: &[COMMON, include_str!("../shaders/distance.wgsl")],
+};
 
 /// Every kernel family, for validation tests.
 pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE];
@@ -44,8 +54,11 @@ pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE]
 /// message (with the source location) on failure.
 pub fn validate(source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16)
-        .validate(&module)
-        .map_err(|e| e.emit_to_string(source))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::SHADER_FLOAT16,
+    )
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(source))?;
     Ok(())
 }

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::graph::Graph;
 use crate::gpu::Gpu;
+use crate::graph::Graph;
 use crate::model::{self, ModelSpec};
 use crate::ops::Distance;
 use crate::tensor::Array;
@@ -79,7 +79,11 @@ impl SiameseModel {
     fn check_batch(&self, what: &str, array: &Array) -> Result<usize> {
         let shape = array.shape();
         if shape.len() != self.input_shape().len() + 1 || &shape[1..] != self.input_shape() {
-            return Err(Error::shape(what, format!("[N, {}]", join(self.input_shape())), format!("{shape:?}")));
+            return Err(Error::shape(
+                what,
+                format!("[N, {}]", join(self.input_shape())),
+                format!("{shape:?}"),
+            ));
         }
         if shape[0] == 0 {
             return Err(Error::input(what, "the batch is empty (N = 0)"));
@@ -99,25 +103,40 @@ impl SiameseModel {
         let n = self.check_batch("left", left)?;
         let m = self.check_batch("right", right)?;
         if n != m {
-            return Err(Error::shape("pairs", format!("as many right rows as left rows ({n})"), format!("{m}")));
+            return Err(Error::shape(
+                "pairs",
+                format!("as many right rows as left rows ({n})"),
+                format!("{m}"),
+            ));
         }
         let run = self.graph.run_pairs(left.data(), right.data(), n, metric, embeddings)?;
         let (left_embeddings, right_embeddings) = match run.embeddings {
             Some(values) => {
-                let shape: Vec<usize> = std::iter::once(n).chain(self.embedding_shape().iter().copied()).collect();
+                let shape: Vec<usize> = std::iter::once(n)
+                    .chain(self.embedding_shape().iter().copied())
+                    .collect();
                 let half = values.len() / 2;
-                (Some(Array::new(shape.clone(), values[..half].to_vec())?), Some(Array::new(shape, values[half..].to_vec())?))
+                (
+                    Some(Array::new(shape.clone(), values[..half].to_vec())?),
+                    Some(Array::new(shape, values[half..].to_vec())?),
+                )
             }
             None => (None, None),
         };
-        Ok(PairOutput { distances: run.distances, left_embeddings, right_embeddings })
+        Ok(PairOutput {
+            distances: run.distances,
+            left_embeddings,
+            right_embeddings,
+        })
     }
 
     /// Embeddings `f(x)` of a `[N, ...input_shape]` batch.
     pub fn embed(&self, input: &Array) -> Result<Array> {
         let n = self.check_batch("input", input)?;
         let values = self.graph.run_embed(input.data(), n)?;
-        let shape = std::iter::once(n).chain(self.embedding_shape().iter().copied()).collect();
+        let shape = std::iter::once(n)
+            .chain(self.embedding_shape().iter().copied())
+            .collect();
         Array::new(shape, values)
     }
 }

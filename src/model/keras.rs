@@ -26,14 +26,25 @@ struct Entry<'a> {
 
 /// Builds a [`ModelSpec`] from Keras JSON text and its weights; every weight must be used.
 pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSpec> {
-    let root: Value = serde_json::from_str(json)
-        .map_err(|e| Error::ModelFormat { file: file.to_string(), reason: format!("not valid JSON: {e}") })?;
-    let format_error = |reason: String| Error::ModelFormat { file: file.to_string(), reason };
+    let root: Value = serde_json::from_str(json).map_err(|e| Error::ModelFormat {
+        file: file.to_string(),
+        reason: format!("not valid JSON: {e}"),
+    })?;
+    let format_error = |reason: String| Error::ModelFormat {
+        file: file.to_string(),
+        reason,
+    };
     let class = root.get("class_name").and_then(Value::as_str).ok_or_else(|| {
         format_error("no \"class_name\" at the top level: expected the output of Keras' model.to_json()".into())
     })?;
-    let config = root.get("config").ok_or_else(|| format_error("no \"config\" at the top level".into()))?;
-    let name = config.get("name").and_then(Value::as_str).unwrap_or("model").to_string();
+    let config = root
+        .get("config")
+        .ok_or_else(|| format_error("no \"config\" at the top level".into()))?;
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("model")
+        .to_string();
     let entries = match class {
         "Sequential" => sequential_entries(config, file)?,
         "Functional" | "Model" => functional_chain(config, file)?,
@@ -51,7 +62,9 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
         rest = &rest[1..];
     }
     let input_shape = input_shape.ok_or_else(|| {
-        format_error("cannot find the input shape: add an Input / InputLayer, or build the model before to_json()".into())
+        format_error(
+            "cannot find the input shape: add an Input / InputLayer, or build the model before to_json()".into(),
+        )
     })?;
     let input_shape = input_shape
         .into_iter()
@@ -67,22 +80,34 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
     for entry in rest {
         let kind = layer_kind(entry, &shape, &mut weights, file)?;
         shape = kind.output_shape(&shape).map_err(|e| match e {
-            Error::ShapeMismatch { op, expected, got } => {
-                Error::ShapeMismatch { op: format!("layer {:?} ({op})", entry.name), expected, got }
-            }
+            Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
+                op: format!("layer {:?} ({op})", entry.name),
+                expected,
+                got,
+            },
             other => other,
         })?;
-        layers.push(Layer { name: entry.name.clone(), kind });
+        layers.push(Layer {
+            name: entry.name.clone(),
+            kind,
+        });
     }
     weights.finish()?;
-    Ok(ModelSpec { name, input_shape, layers })
+    Ok(ModelSpec {
+        name,
+        input_shape,
+        layers,
+    })
 }
 
 fn entry<'a>(layer: &'a Value, file: &str) -> Result<Entry<'a>> {
-    let class = layer.get("class_name").and_then(Value::as_str).ok_or_else(|| Error::ModelFormat {
-        file: file.to_string(),
-        reason: "a layer has no \"class_name\"".into(),
-    })?;
+    let class = layer
+        .get("class_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::ModelFormat {
+            file: file.to_string(),
+            reason: "a layer has no \"class_name\"".into(),
+        })?;
     let config = layer.get("config").unwrap_or(&Value::Null);
     let name = config
         .get("name")
@@ -94,10 +119,13 @@ fn entry<'a>(layer: &'a Value, file: &str) -> Result<Entry<'a>> {
 }
 
 fn layer_list<'a>(config: &'a Value, file: &str) -> Result<&'a Vec<Value>> {
-    config.get("layers").and_then(Value::as_array).ok_or_else(|| Error::ModelFormat {
-        file: file.to_string(),
-        reason: "model config has no \"layers\" list".into(),
-    })
+    config
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::ModelFormat {
+            file: file.to_string(),
+            reason: "model config has no \"layers\" list".into(),
+        })
 }
 
 fn sequential_entries<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>>> {
@@ -106,7 +134,10 @@ fn sequential_entries<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>
 
 /// Orders a Functional model's layers from input to output, checking they form a chain.
 fn functional_chain<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>>> {
-    let format_error = |reason: String| Error::ModelFormat { file: file.to_string(), reason };
+    let format_error = |reason: String| Error::ModelFormat {
+        file: file.to_string(),
+        reason,
+    };
     let layers = layer_list(config, file)?;
     let mut by_name = std::collections::HashMap::new();
     let mut next_of = std::collections::HashMap::<String, Vec<String>>::new();
@@ -131,9 +162,15 @@ fn functional_chain<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>>>
         let list = config.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
         // Keras 3: [["name", 0, 0]] (or ["name", 0, 0] for one); Keras 2: [["name", 0, 0]].
         let names: Vec<String> = if list.first().is_some_and(Value::is_string) {
-            list.first().and_then(Value::as_str).map(str::to_string).into_iter().collect()
+            list.first()
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .into_iter()
+                .collect()
         } else {
-            list.iter().filter_map(|item| item.get(0).and_then(Value::as_str).map(str::to_string)).collect()
+            list.iter()
+                .filter_map(|item| item.get(0).and_then(Value::as_str).map(str::to_string))
+                .collect()
         };
         Ok(names)
     };
@@ -154,7 +191,11 @@ fn functional_chain<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>>>
                 order.push(one.clone());
                 current = one.clone();
             }
-            [] => return Err(format_error(format!("no path from input {input:?} to output {output:?}"))),
+            [] => {
+                return Err(format_error(format!(
+                    "no path from input {input:?} to output {output:?}"
+                )))
+            }
             many => {
                 return Err(format_error(format!(
                     "layer {current:?} feeds several layers ({}): only single-chain encoders are supported",
@@ -206,7 +247,10 @@ fn inbound_layers(nodes: &Value) -> Vec<String> {
 }
 
 fn batch_shape(config: &Value) -> Option<Vec<Option<usize>>> {
-    let shape = config.get("batch_shape").or_else(|| config.get("batch_input_shape"))?.as_array()?;
+    let shape = config
+        .get("batch_shape")
+        .or_else(|| config.get("batch_input_shape"))?
+        .as_array()?;
     Some(shape.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
 }
 
@@ -223,7 +267,11 @@ fn unsupported(entry: &Entry, key: &str, value: &Value, hint: &str) -> Error {
         layer: entry.name.clone(),
         key: key.to_string(),
         value: value.to_string(),
-        hint: if hint.is_empty() { String::new() } else { format!(" ({hint})") },
+        hint: if hint.is_empty() {
+            String::new()
+        } else {
+            format!(" ({hint})")
+        },
     }
 }
 
@@ -232,15 +280,21 @@ fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(us
     let value = entry.config.get(key).unwrap_or(&Value::Null);
     let parsed = match value {
         Value::Number(n) => n.as_u64().map(|v| (v as usize, v as usize)),
-        Value::Array(items) if items.len() == 2 => {
-            items[0].as_u64().zip(items[1].as_u64()).map(|(a, b)| (a as usize, b as usize))
-        }
+        Value::Array(items) if items.len() == 2 => items[0]
+            .as_u64()
+            .zip(items[1].as_u64())
+            .map(|(a, b)| (a as usize, b as usize)),
         Value::Null => default,
         _ => None,
     };
     match parsed {
         Some((a, b)) if a > 0 && b > 0 => Ok((a, b)),
-        _ => Err(unsupported(entry, key, value, "expected a positive int or a pair of them")),
+        _ => Err(unsupported(
+            entry,
+            key,
+            value,
+            "expected a positive int or a pair of them",
+        )),
     }
 }
 
@@ -257,7 +311,12 @@ fn channels_last(entry: &Entry) -> Result<()> {
     match entry.config.get("data_format") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s == "channels_last" => Ok(()),
-        Some(other) => Err(unsupported(entry, "data_format", other, "only channels_last is supported")),
+        Some(other) => Err(unsupported(
+            entry,
+            "data_format",
+            other,
+            "only channels_last is supported",
+        )),
     }
 }
 
@@ -267,11 +326,19 @@ fn activation(entry: &Entry, key: &str) -> Result<Activation> {
     let name = match value {
         Value::Null => Some("linear"),
         Value::String(s) => Some(s.as_str()),
-        Value::Object(map) => map.get("config").and_then(Value::as_str).or_else(|| map.get("class_name").and_then(Value::as_str)),
+        Value::Object(map) => map
+            .get("config")
+            .and_then(Value::as_str)
+            .or_else(|| map.get("class_name").and_then(Value::as_str)),
         _ => None,
     };
     name.and_then(Activation::from_keras).ok_or_else(|| {
-        unsupported(entry, key, value, "supported: linear, relu, sigmoid, tanh, gelu, silu/swish, elu, softplus, selu")
+        unsupported(
+            entry,
+            key,
+            value,
+            "supported: linear, relu, sigmoid, tanh, gelu, silu/swish, elu, softplus, selu",
+        )
     })
 }
 
@@ -292,8 +359,14 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
                 .get("filters")
                 .and_then(Value::as_u64)
                 .filter(|&f| f > 0)
-                .ok_or_else(|| unsupported(entry, "filters", entry.config.get("filters").unwrap_or(&Value::Null), ""))?
-                as usize;
+                .ok_or_else(|| {
+                    unsupported(
+                        entry,
+                        "filters",
+                        entry.config.get("filters").unwrap_or(&Value::Null),
+                        "",
+                    )
+                })? as usize;
             let config = Conv2dConfig {
                 in_channels: channels,
                 filters,
@@ -304,30 +377,67 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
                 activation: activation(entry, "activation")?,
             };
             if input.len() != 4 {
-                return Err(Error::shape(format!("layer {:?} (Conv2D input)", entry.name), "[batch, h, w, c]", format!("{input:?}")));
+                return Err(Error::shape(
+                    format!("layer {:?} (Conv2D input)", entry.name),
+                    "[batch, h, w, c]",
+                    format!("{input:?}"),
+                ));
             }
-            let kernel = weights.take(&entry.name, "kernel", &[config.kernel.0, config.kernel.1, channels, filters])?;
-            let bias = if flag(entry, "use_bias", true) { Some(weights.take(&entry.name, "bias", &[filters])?) } else { None };
+            let kernel = weights.take(
+                &entry.name,
+                "kernel",
+                &[config.kernel.0, config.kernel.1, channels, filters],
+            )?;
+            let bias = if flag(entry, "use_bias", true) {
+                Some(weights.take(&entry.name, "bias", &[filters])?)
+            } else {
+                None
+            };
             LayerKind::Conv2d { config, kernel, bias }
         }
         "Dense" => {
-            let units = entry.config.get("units").and_then(Value::as_u64).filter(|&u| u > 0).ok_or_else(|| {
-                unsupported(entry, "units", entry.config.get("units").unwrap_or(&Value::Null), "")
-            })? as usize;
+            let units = entry
+                .config
+                .get("units")
+                .and_then(Value::as_u64)
+                .filter(|&u| u > 0)
+                .ok_or_else(|| unsupported(entry, "units", entry.config.get("units").unwrap_or(&Value::Null), ""))?
+                as usize;
             let activation = activation(entry, "activation")?;
             let kernel = weights.take(&entry.name, "kernel", &[channels, units])?;
-            let bias = if flag(entry, "use_bias", true) { Some(weights.take(&entry.name, "bias", &[units])?) } else { None };
-            LayerKind::Dense { in_features: channels, out_features: units, kernel, bias, activation }
+            let bias = if flag(entry, "use_bias", true) {
+                Some(weights.take(&entry.name, "bias", &[units])?)
+            } else {
+                None
+            };
+            LayerKind::Dense {
+                in_features: channels,
+                out_features: units,
+                kernel,
+                bias,
+                activation,
+            }
         }
         "MaxPooling2D" | "MaxPool2D" | "AveragePooling2D" | "AvgPool2D" => {
             channels_last(entry)?;
             let pool = pair(entry, "pool_size", Some((2, 2)))?;
-            let kind = if entry.class.starts_with("Max") { PoolKind::Max } else { PoolKind::Average };
-            LayerKind::Pool2d(Pool2dConfig { kind, pool, strides: pair(entry, "strides", Some(pool))?, padding: padding(entry)? })
+            let kind = if entry.class.starts_with("Max") {
+                PoolKind::Max
+            } else {
+                PoolKind::Average
+            };
+            LayerKind::Pool2d(Pool2dConfig {
+                kind,
+                pool,
+                strides: pair(entry, "strides", Some(pool))?,
+                padding: padding(entry)?,
+            })
         }
         "GlobalAveragePooling2D" | "GlobalAvgPool2D" => {
             channels_last(entry)?;
-            LayerKind::GlobalAveragePool2d { keepdims: flag(entry, "keepdims", false) }
+            LayerKind::GlobalAveragePool2d {
+                keepdims: flag(entry, "keepdims", false),
+            }
         }
         "Flatten" => {
             channels_last(entry)?;
@@ -336,7 +446,11 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
         "Activation" => LayerKind::Activation(activation(entry, "activation")?),
         "ReLU" => {
             for (key, default) in [("negative_slope", 0.0), ("threshold", 0.0)] {
-                if let Some(v) = entry.config.get(key).filter(|v| v.as_f64().unwrap_or(default) != default) {
+                if let Some(v) = entry
+                    .config
+                    .get(key)
+                    .filter(|v| v.as_f64().unwrap_or(default) != default)
+                {
                     return Err(unsupported(entry, key, v, "only the plain ReLU"));
                 }
             }

@@ -61,11 +61,19 @@ impl LayerKind {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         match self {
             LayerKind::Conv2d { config, .. } => config.output_shape(input),
-            LayerKind::Dense { in_features, out_features, .. } => match input.split_last() {
+            LayerKind::Dense {
+                in_features,
+                out_features,
+                ..
+            } => match input.split_last() {
                 Some((&last, rest)) if last == *in_features && !rest.is_empty() => {
                     Ok(rest.iter().copied().chain([*out_features]).collect())
                 }
-                _ => Err(Error::shape("dense input", format!("[batch, ..., {in_features}]"), format!("{input:?}"))),
+                _ => Err(Error::shape(
+                    "dense input",
+                    format!("[batch, ..., {in_features}]"),
+                    format!("{input:?}"),
+                )),
             },
             LayerKind::Pool2d(config) => config.output_shape(input),
             LayerKind::GlobalAveragePool2d { keepdims } => {
@@ -108,9 +116,11 @@ impl ModelSpec {
         let mut shapes = vec![shape.clone()];
         for layer in &self.layers {
             shape = layer.kind.output_shape(&shape).map_err(|e| match e {
-                Error::ShapeMismatch { op, expected, got } => {
-                    Error::ShapeMismatch { op: format!("layer {:?} ({op})", layer.name), expected, got }
-                }
+                Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
+                    op: format!("layer {:?} ({op})", layer.name),
+                    expected,
+                    got,
+                },
                 other => other,
             })?;
             shapes.push(shape.clone());
@@ -150,10 +160,23 @@ impl ModelSpec {
                     let zeros = vec![0.0; config.filters];
                     reference::conv2d(&x, nhwc(), config, kernel, bias.as_deref().unwrap_or(&zeros)).0
                 }
-                LayerKind::Dense { in_features, out_features, kernel, bias, activation } => {
+                LayerKind::Dense {
+                    in_features,
+                    out_features,
+                    kernel,
+                    bias,
+                    activation,
+                } => {
                     let zeros = vec![0.0; *out_features];
                     let rows = x.len() / in_features;
-                    reference::dense(&x, rows, kernel, bias.as_deref().unwrap_or(&zeros), *in_features, *activation)
+                    reference::dense(
+                        &x,
+                        rows,
+                        kernel,
+                        bias.as_deref().unwrap_or(&zeros),
+                        *in_features,
+                        *activation,
+                    )
                 }
                 LayerKind::Pool2d(config) => reference::pool2d(&x, nhwc(), config).0,
                 LayerKind::GlobalAveragePool2d { .. } => reference::global_average_pool2d(&x, nhwc()),
@@ -183,6 +206,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
                 .into(),
         })
     } else {
-        Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found")))
+        Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found"),
+        ))
     }
 }

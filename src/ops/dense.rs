@@ -42,7 +42,11 @@ impl Dense {
         activation: Activation,
     ) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
-            return Err(Error::shape("dense", "in and out features >= 1", format!("({in_features}, {out_features})")));
+            return Err(Error::shape(
+                "dense",
+                "in and out features >= 1",
+                format!("({in_features}, {out_features})"),
+            ));
         }
         if kernel.len() != in_features * out_features {
             return Err(Error::shape(
@@ -54,7 +58,11 @@ impl Dense {
         let zeros;
         let bias = match bias {
             Some(b) if b.len() != out_features => {
-                return Err(Error::shape("dense bias", format!("{out_features} values"), format!("{} values", b.len())))
+                return Err(Error::shape(
+                    "dense bias",
+                    format!("{out_features} values"),
+                    format!("{} values", b.len()),
+                ))
             }
             Some(b) => b,
             None => {
@@ -86,7 +94,11 @@ impl Dense {
                 out.push(self.out_features);
                 Ok(out)
             }
-            _ => Err(Error::shape("dense input", format!("[batch, ..., {}]", self.in_features), shape_str(input))),
+            _ => Err(Error::shape(
+                "dense input",
+                format!("[batch, ..., {}]", self.in_features),
+                shape_str(input),
+            )),
         }
     }
 
@@ -97,7 +109,13 @@ impl Dense {
     }
 
     /// Binds `input` (shape `input_shape`) and `output` into a ready dispatch.
-    pub fn prepare(&self, gpu: &Gpu, input_shape: &[usize], input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
+    pub fn prepare(
+        &self,
+        gpu: &Gpu,
+        input_shape: &[usize],
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
         self.output_shape(input_shape)?;
         let rows: usize = input_shape[..input_shape.len() - 1].iter().product();
         let params = DenseParams {
@@ -107,8 +125,18 @@ impl Dense {
             _pad: 0,
         };
         let per_group = BLOCK * WORKGROUP;
-        let workgroups =
-            [groups(gpu, "dense", self.out_features, per_group)?, groups(gpu, "dense", rows, per_group)?, 1];
-        Ok(prepare_dispatch(gpu, "dense", &self.pipeline, &params, &[input, &self.kernel, &self.bias, output], workgroups))
+        let workgroups = [
+            groups(gpu, "dense", self.out_features, per_group)?,
+            groups(gpu, "dense", rows, per_group)?,
+            1,
+        ];
+        Ok(prepare_dispatch(
+            gpu,
+            "dense",
+            &self.pipeline,
+            &params,
+            &[input, &self.kernel, &self.bias, output],
+            workgroups,
+        ))
     }
 }

@@ -38,8 +38,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     assert_eq!(got.len(), want.len(), "{what}: length differs");
     let mut worst: Option<(usize, f32)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        // NaN anywhere counts as the worst possible mismatch.
         let excess = (g - w).abs() - (atol + rtol * w.abs());
-        if !(excess <= 0.0) && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
+        let excess = if excess.is_nan() { f32::INFINITY } else { excess };
+        if excess > 0.0 && worst.is_none_or(|(_, e)| excess > e) {
             worst = Some((i, excess));
         }
     }

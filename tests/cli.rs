@@ -1,0 +1,246 @@
+//! The `siamese` binary end to end: output format, files written, PNG input, errors
+//! without panics, and the benchmark's accounting.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::{assert_close, gpu};
+use siamese_wgpu::io::{read_npy, read_png, write_npy, write_png_gray};
+use siamese_wgpu::Array;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn siamese(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_siamese"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "siamese failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn parse_lines(text: &str) -> Vec<f32> {
+    text.lines().map(|l| l.trim().parse::<f32>().unwrap()).collect()
+}
+
+#[test]
+fn pairs_prints_keras_distances_and_writes_files() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.npy");
+    let prefix = dir.path().join("emb").display().to_string();
+    let output = siamese(&[
+        "pairs",
+        "--model",
+        "models/cnn",
+        "--left",
+        "models/cnn/pairs/left.npy",
+        "--right",
+        "models/cnn/pairs/right.npy",
+        "--distance",
+        "cosine",
+        "--out",
+        out.to_str().unwrap(),
+        "--embeddings-out",
+        &prefix,
+    ]);
+    let printed = parse_lines(&stdout_of(&output));
+    let keras = read_npy(root().join("models/cnn/pairs/keras_cosine.npy")).unwrap();
+    assert_close("CLI cosine vs Keras", &printed, keras.data(), 1e-5, 1e-4);
+    // Printed values are shortest round-trip f32: parsing them back gives the file's values.
+    assert_eq!(read_npy(&out).unwrap().data(), &printed[..]);
+    let left = read_npy(format!("{prefix}_left.npy")).unwrap();
+    let right = read_npy(format!("{prefix}_right.npy")).unwrap();
+    assert_eq!(left.shape(), &[8, 128]);
+    let keras_embeddings = read_npy(root().join("models/cnn/pairs/keras_embeddings.npy")).unwrap();
+    assert_close(
+        "CLI embeddings",
+        &[left.data(), right.data()].concat(),
+        keras_embeddings.data(),
+        1e-5,
+        1e-4,
+    );
+}
+
+#[test]
+fn embed_writes_embeddings_and_float64_is_accepted() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e.npy");
+    stdout_of(&siamese(&[
+        "embed",
+        "--model",
+        "tests/fixtures/chain_b",
+        "--input",
+        "tests/fixtures/chain_b/left.npy",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let keras = read_npy(root().join("tests/fixtures/chain_b/keras_embeddings.npy")).unwrap();
+    assert_close("embed", read_npy(&out).unwrap().data(), &keras.data()[..9], 1e-5, 1e-4);
+
+    // The same input saved as float64 gives the same result.
+    let left = read_npy(root().join("tests/fixtures/chain_b/left.npy")).unwrap();
+    let f64_path = dir.path().join("left64.npy");
+    {
+        use npyz::WriterBuilder;
+        let mut bytes = Vec::new();
+        let shape: Vec<u64> = left.shape().iter().map(|&d| d as u64).collect();
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(&mut bytes)
+            .begin_nd()
+            .unwrap();
+        w.extend(left.data().iter().map(|&v| v as f64)).unwrap();
+        w.finish().unwrap();
+        std::fs::write(&f64_path, bytes).unwrap();
+    }
+    let out64 = dir.path().join("e64.npy");
+    stdout_of(&siamese(&[
+        "embed",
+        "--model",
+        "tests/fixtures/chain_b",
+        "--input",
+        f64_path.to_str().unwrap(),
+        "--out",
+        out64.to_str().unwrap(),
+    ]));
+    assert_eq!(read_npy(&out64).unwrap(), read_npy(&out).unwrap());
+}
+
+#[test]
+fn png_inputs_work_like_the_same_pixels_in_npy() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let left = read_npy(root().join("models/cnn/pairs/left.npy")).unwrap();
+    let right = read_npy(root().join("models/cnn/pairs/right.npy")).unwrap();
+    let mut pngs = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        let l = dir.path().join(format!("l{i}.png"));
+        let r = dir.path().join(format!("r{i}.png"));
+        write_png_gray(&l, 28, 28, left.row(i)).unwrap();
+        write_png_gray(&r, 28, 28, right.row(i)).unwrap();
+        pngs.0.push(l.display().to_string());
+        pngs.1.push(r.display().to_string());
+    }
+    // The PNGs hold 8-bit pixels: the reference is those pixels scaled to [0, 1] in .npy form.
+    let stack = |paths: &[String]| {
+        let data: Vec<f32> = paths
+            .iter()
+            .flat_map(|p| read_png(p, Some(1)).unwrap().into_data())
+            .collect();
+        Array::new(vec![paths.len(), 28, 28, 1], data).unwrap()
+    };
+    let (l_npy, r_npy) = (dir.path().join("l.npy"), dir.path().join("r.npy"));
+    write_npy(&l_npy, &stack(&pngs.0)).unwrap();
+    write_npy(&r_npy, &stack(&pngs.1)).unwrap();
+    assert!(stack(&pngs.0).data().iter().all(|v| (0.0..=1.0).contains(v)));
+
+    let mut args = vec!["pairs", "--model", "models/cnn", "--left"];
+    args.extend(pngs.0.iter().map(String::as_str));
+    args.push("--right");
+    args.extend(pngs.1.iter().map(String::as_str));
+    let from_png = parse_lines(&stdout_of(&siamese(&args)));
+    let from_npy = parse_lines(&stdout_of(&siamese(&[
+        "pairs",
+        "--model",
+        "models/cnn",
+        "--left",
+        l_npy.to_str().unwrap(),
+        "--right",
+        r_npy.to_str().unwrap(),
+    ])));
+    assert_eq!(from_png.len(), 3);
+    assert_eq!(from_png, from_npy);
+    assert_eq!(from_png[0], 0.0, "pair 0 is identical");
+}
+
+#[test]
+fn errors_exit_nonzero_without_panicking() {
+    let Some(_) = gpu() else { return };
+    let cases: [&[&str]; 4] = [
+        &[
+            "pairs",
+            "--model",
+            "models/cnn",
+            "--left",
+            "models/cnn/pairs/left.npy",
+            "--right",
+            "tests/fixtures/chain_b/left.npy",
+        ],
+        &["pairs", "--model", "no/such/dir", "--left", "a.npy", "--right", "b.npy"],
+        &[
+            "pairs",
+            "--model",
+            "models/cnn",
+            "--left",
+            "models/cnn/model.json",
+            "--right",
+            "models/cnn/pairs/right.npy",
+        ],
+        &[
+            "pairs",
+            "--model",
+            "models/cnn",
+            "--left",
+            "models/cnn/pairs/left.npy",
+            "--right",
+            "models/cnn/pairs/right.npy",
+            "--distance",
+            "hamming",
+        ],
+    ];
+    for args in cases {
+        let output = siamese(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert!(stderr.contains("error"), "{args:?}: no error message: {stderr}");
+    }
+}
+
+#[test]
+fn info_names_the_chosen_adapter() {
+    let Some(_) = gpu() else { return };
+    let text = stdout_of(&siamese(&["info"]));
+    assert!(
+        text.contains("chosen:") && text.contains("max storage buffer binding"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_reports_one_submit_and_no_buffers_per_call() {
+    let Some(_) = gpu() else { return };
+    let text = stdout_of(&siamese(&[
+        "bench",
+        "--model",
+        "tests/fixtures/chain_b",
+        "--batch",
+        "1,3",
+        "--iters",
+        "3",
+        "--json",
+    ]));
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for line in lines {
+        assert_eq!(line["submits_per_call"], 1.0, "{line}");
+        assert_eq!(line["buffers_created_per_call"], 0.0, "{line}");
+        assert!(line["pairs_per_s"].as_f64().unwrap() > 0.0);
+        assert!(line["naive_pairs_per_s"].as_f64().unwrap() > 0.0);
+    }
+}

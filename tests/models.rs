@@ -1,0 +1,180 @@
+//! Whole models against golden outputs made by Keras 3 (tools/make_goldens.py; the
+//! fixtures are committed so no Python is needed). Tolerances: embeddings and distances
+//! within atol 1e-5 + rtol 1e-4 of Keras (float32 on both sides, only the summation order
+//! differs), tighter than the 1e-4 + 1e-3·|ref|.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::{assert_close, gpu};
+use siamese_wgpu::io::read_npy;
+use siamese_wgpu::{Distance, Gpu, SiameseModel};
+
+const ATOL: f32 = 1e-5;
+const RTOL: f32 = 1e-4;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// (model directory, directory of left/right/keras_*.npy)
+fn fixtures() -> Vec<(PathBuf, PathBuf)> {
+    vec![
+        (root().join("models/cnn"), root().join("models/cnn/pairs")),
+        (
+            root().join("tests/fixtures/chain_a"),
+            root().join("tests/fixtures/chain_a"),
+        ),
+        (
+            root().join("tests/fixtures/chain_b"),
+            root().join("tests/fixtures/chain_b"),
+        ),
+    ]
+}
+
+fn check_against_keras(gpu: Arc<Gpu>, model_dir: &Path, pairs_dir: &Path) {
+    let name = model_dir.file_name().unwrap().to_string_lossy().to_string();
+    let model = SiameseModel::load_on(gpu, model_dir).unwrap();
+    let left = read_npy(pairs_dir.join("left.npy")).unwrap();
+    let right = read_npy(pairs_dir.join("right.npy")).unwrap();
+    let keras_embeddings = read_npy(pairs_dir.join("keras_embeddings.npy")).unwrap();
+    for metric in Distance::ALL {
+        let want = read_npy(pairs_dir.join(format!("keras_{metric}.npy"))).unwrap();
+        let out = model.pairs(&left, &right, metric, true).unwrap();
+        assert_close(
+            &format!("{name}: {metric} distances vs Keras"),
+            &out.distances,
+            want.data(),
+            ATOL,
+            RTOL,
+        );
+        // Pair 0 is an identical pair in every fixture.
+        assert_eq!(
+            out.distances[0], 0.0,
+            "{name}: identical pair gave {metric} {}",
+            out.distances[0]
+        );
+        let embeddings = [
+            out.left_embeddings.unwrap().into_data(),
+            out.right_embeddings.unwrap().into_data(),
+        ]
+        .concat();
+        assert_close(
+            &format!("{name}: embeddings vs Keras"),
+            &embeddings,
+            keras_embeddings.data(),
+            ATOL,
+            RTOL,
+        );
+    }
+    // embed() runs the encoder alone on a batch of N (not 2N): same numbers.
+    let embedded = model.embed(&left).unwrap();
+    let n = left.batch() * embedded.row_len();
+    assert_close(
+        &format!("{name}: embed() vs Keras"),
+        embedded.data(),
+        &keras_embeddings.data()[..n],
+        ATOL,
+        RTOL,
+    );
+}
+
+#[test]
+fn seed_cnn_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    let (model, pairs) = &fixtures()[0];
+    check_against_keras(gpu, model, pairs);
+}
+
+#[test]
+fn functional_chain_with_every_layer_kind_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    let (model, pairs) = &fixtures()[1];
+    check_against_keras(gpu, model, pairs);
+}
+
+#[test]
+fn sequential_with_standalone_activations_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    let (model, pairs) = &fixtures()[2];
+    check_against_keras(gpu, model, pairs);
+}
+
+#[test]
+fn cpu_reference_forward_matches_keras() {
+    // The reference the kernels are tested against is itself checked against Keras.
+    for (model_dir, pairs_dir) in fixtures() {
+        let spec = siamese_wgpu::model::load(&model_dir).unwrap();
+        let left = read_npy(pairs_dir.join("left.npy")).unwrap();
+        let right = read_npy(pairs_dir.join("right.npy")).unwrap();
+        let input = [left.data(), right.data()].concat();
+        let got = spec.reference_forward(&input, 2 * left.batch()).unwrap();
+        let want = read_npy(pairs_dir.join("keras_embeddings.npy")).unwrap();
+        assert_close(
+            &format!("{}: reference forward", model_dir.display()),
+            &got,
+            want.data(),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn one_submit_per_call_and_no_allocation_in_steady_state() {
+    let Some(_) = gpu() else { return };
+    // A private context so other tests running in parallel don't move its counters.
+    let gpu = Arc::new(Gpu::new().unwrap());
+    let (model_dir, pairs_dir) = &fixtures()[0];
+    let model = SiameseModel::load_on(gpu.clone(), model_dir).unwrap();
+    let left = read_npy(pairs_dir.join("left.npy")).unwrap();
+    let right = read_npy(pairs_dir.join("right.npy")).unwrap();
+    let pipelines_after_load = gpu.pipeline_count();
+
+    let submits = gpu.submit_count();
+    model.distances(&left, &right, Distance::Euclidean).unwrap();
+    assert_eq!(
+        gpu.submit_count() - submits,
+        1,
+        "first call: one submit for the whole batch"
+    );
+
+    let (submits, buffers) = (gpu.submit_count(), gpu.buffer_count());
+    for metric in Distance::ALL {
+        model.distances(&left, &right, metric).unwrap();
+    }
+    model.distances(&left, &right, Distance::Euclidean).unwrap();
+    assert_eq!(gpu.submit_count() - submits, 5, "one submit per call");
+    // Other metrics need their own plan once; the repeated Euclidean call creates nothing.
+    let buffers_after_warmup = gpu.buffer_count();
+    assert!(buffers_after_warmup > buffers, "a new metric builds its plan");
+    model.distances(&left, &right, Distance::Cosine).unwrap();
+    model.pairs(&left, &right, Distance::Euclidean, true).unwrap();
+    assert_eq!(
+        gpu.buffer_count(),
+        buffers_after_warmup,
+        "steady state creates no buffers"
+    );
+    assert_eq!(
+        gpu.pipeline_count(),
+        pipelines_after_load,
+        "every pipeline is compiled at load"
+    );
+}
+
+#[test]
+fn batch_of_one_and_larger_batches_agree() {
+    let Some(gpu) = gpu() else { return };
+    let (model_dir, pairs_dir) = &fixtures()[0];
+    let model = SiameseModel::load_on(gpu, model_dir).unwrap();
+    let left = read_npy(pairs_dir.join("left.npy")).unwrap();
+    let right = read_npy(pairs_dir.join("right.npy")).unwrap();
+    let all = model.distances(&left, &right, Distance::Euclidean).unwrap();
+    for i in [0, 3, 7] {
+        let one = |a: &siamese_wgpu::Array| siamese_wgpu::Array::new(vec![1, 28, 28, 1], a.row(i).to_vec()).unwrap();
+        let d = model.distances(&one(&left), &one(&right), Distance::Euclidean).unwrap();
+        assert_close(&format!("pair {i} alone vs in a batch"), &d, &all[i..=i], 1e-6, 1e-5);
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""End-to-end check on a model the tests have never seen: build the seed CNN Siamese in
+Keras with fresh random weights (a new seed), save the WHOLE Siamese model as .keras (two
+inputs, the shared encoder, a Lambda Euclidean head), export its encoder with
+tools/export_keras.py, run `siamese pairs` on fresh inputs, and compare with the
+distances Keras's own model computes. Prints the worst error and exits non-zero when any
+pair is outside 1e-4 + 1e-3·|ref|.
+
+  KERAS_BACKEND=jax python tools/check_unseen.py [--seed 1234] [--pairs 32] [--siamese target/release/siamese]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+sys.path.insert(0, str(TOOLS))
+
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from make_goldens import build_cnn, randomize_biases  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--siamese", default=str(REPO / "target/release/siamese"))
+    args = parser.parse_args()
+
+    keras.utils.set_random_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    encoder = build_cnn()
+    encoder.name = "encoder"
+    randomize_biases(encoder, rng)
+    left_in = keras.Input((28, 28, 1), name="left")
+    right_in = keras.Input((28, 28, 1), name="right")
+    head = layers.Lambda(
+        lambda t: ops.sqrt(ops.sum(ops.square(t[0] - t[1]), axis=1, keepdims=True)), output_shape=(1,), name="euclidean"
+    )
+    siamese = keras.Model([left_in, right_in], head([encoder(left_in), encoder(right_in)]))
+
+    left = rng.random((args.pairs, 28, 28, 1), dtype=np.float32)
+    right = np.clip(left + rng.normal(0, 0.2, left.shape), 0, 1).astype(np.float32)
+    right[args.pairs // 2 :] = rng.random((args.pairs - args.pairs // 2, 28, 28, 1), dtype=np.float32)
+    keras_d = np.asarray(siamese.predict([left, right], verbose=0), dtype=np.float32).reshape(-1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        siamese.save(tmp / "siamese.keras")
+        subprocess.run(
+            [sys.executable, str(TOOLS / "export_keras.py"), str(tmp / "siamese.keras"), str(tmp / "model"),
+             "--encoder", "encoder", "--unsafe"],
+            check=True,
+        )
+        np.save(tmp / "left.npy", left)
+        np.save(tmp / "right.npy", right)
+        out = subprocess.run(
+            [args.siamese, "pairs", "--model", str(tmp / "model"), "--left", str(tmp / "left.npy"),
+             "--right", str(tmp / "right.npy")],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    ours = np.array([float(line) for line in out.split()], dtype=np.float32)
+    error = np.abs(ours - keras_d)
+    allowed = 1e-4 + 1e-3 * np.abs(keras_d)
+    worst = int(np.argmax(error - allowed))
+    print(f"{args.pairs} unseen pairs, seed {args.seed}: max |error| {error.max():.3e}, "
+          f"max relative {np.max(error / np.maximum(np.abs(keras_d), 1e-12)):.3e}; "
+          f"distances {keras_d.min():.4f}..{keras_d.max():.4f}")
+    if np.any(error > allowed):
+        print(f"FAIL: pair {worst}: ours {ours[worst]} vs Keras {keras_d[worst]}")
+        return 1
+    print("OK: every pair within 1e-4 + 1e-3*|ref| of Keras")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
