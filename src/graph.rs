@@ -57,6 +57,9 @@ struct Plan {
     staging: wgpu::Buffer,
     /// Scratch buffers owned by the plan (bound in `dispatches`).
     _scratch: Vec<wgpu::Buffer>,
+    /// Held while a call uses the plan's buffers: two threads calling with the same batch
+    /// size take turns instead of overwriting each other's input and readback.
+    busy: Mutex<()>,
 }
 
 /// Plans kept per graph (distinct batch sizes × heads); the oldest is dropped beyond this.
@@ -191,6 +194,30 @@ impl Graph {
             .collect()
     }
 
+    /// The most rows (samples: 2 per pair) one submit can hold on this device: every
+    /// buffer must fit one storage binding and every dispatch the workgroup-count limit.
+    /// Larger batches are split into chunks of this size by [`crate::SiameseModel`].
+    pub fn max_rows(&self) -> usize {
+        let limits = self.gpu.limits();
+        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) as usize / 4;
+        let groups = limits.max_compute_workgroups_per_dimension as usize;
+        let mut max = binding / self.input_shape.iter().product::<usize>().max(1);
+        for step in &self.steps {
+            let out_len: usize = step.output_shape[1..].iter().product();
+            max = max.min(binding / out_len.max(1));
+            // conv2d and dense put (rows × pixels) / 32 workgroups on the y axis.
+            let per_row = match &step.op {
+                Op::Conv2d(_) => step.output_shape[1] * step.output_shape[2],
+                Op::Dense(_) => step.output_shape[1..step.output_shape.len() - 1].iter().product(),
+                _ => 0,
+            };
+            if let Some(rows) = (groups * 32).checked_div(per_row) {
+                max = max.min(rows);
+            }
+        }
+        max.max(1)
+    }
+
     fn embedding_len(&self) -> usize {
         self.embedding_shape.iter().product()
     }
@@ -301,6 +328,7 @@ impl Graph {
             distance,
             staging,
             _scratch: scratch,
+            busy: Mutex::new(()),
         })
     }
 
@@ -308,6 +336,7 @@ impl Graph {
     /// distance) in one encoder, submits once and maps once; returns the `len` values read.
     fn execute(&self, plan: &Plan, parts: &[&[f32]], copy_embeddings: bool) -> Result<Vec<f32>> {
         let gpu = &*self.gpu;
+        let _busy = plan.busy.lock().map_err(|_| poisoned())?;
         let mut offset = 0;
         for part in parts {
             gpu.queue()

@@ -27,6 +27,7 @@ pub struct SiameseModel {
     gpu: Arc<Gpu>,
     spec: ModelSpec,
     graph: Graph,
+    max_pairs_per_submit: usize,
 }
 
 impl SiameseModel {
@@ -48,7 +49,13 @@ impl SiameseModel {
         for metric in Distance::ALL {
             graph.prepare_metric(metric)?;
         }
-        Ok(Self { gpu, spec, graph })
+        let max_pairs_per_submit = (graph.max_rows() / 2).max(1);
+        Ok(Self {
+            gpu,
+            spec,
+            graph,
+            max_pairs_per_submit,
+        })
     }
 
     /// The GPU context in use.
@@ -64,6 +71,19 @@ impl SiameseModel {
     /// The graph runner.
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// The most pairs run in one submit: a batch of N pairs is one submit when N is at most
+    /// this, else ceil(N / this) submits. Defaults to what fits the device's buffer and
+    /// dispatch limits.
+    pub fn max_pairs_per_submit(&self) -> usize {
+        self.max_pairs_per_submit
+    }
+
+    /// Lowers (to bound GPU memory) or restores the pairs per submit; values above what
+    /// the device allows are capped, 0 is taken as 1.
+    pub fn set_max_pairs_per_submit(&mut self, pairs: usize) {
+        self.max_pairs_per_submit = pairs.clamp(1, (self.graph.max_rows() / 2).max(1));
     }
 
     /// Input shape of one sample, e.g. `[28, 28, 1]`.
@@ -98,7 +118,8 @@ impl SiameseModel {
     }
 
     /// Distances, plus both twins' embeddings when `embeddings` is true. Both twins run as
-    /// one batch of 2N: one submit, one readback.
+    /// one batch of 2N: one submit, one readback (batches beyond
+    /// [`max_pairs_per_submit`](Self::max_pairs_per_submit) are split into such batches).
     pub fn pairs(&self, left: &Array, right: &Array, metric: Distance, embeddings: bool) -> Result<PairOutput> {
         let n = self.check_batch("left", left)?;
         let m = self.check_batch("right", right)?;
@@ -109,22 +130,39 @@ impl SiameseModel {
                 format!("{m}"),
             ));
         }
-        let run = self.graph.run_pairs(left.data(), right.data(), n, metric, embeddings)?;
-        let (left_embeddings, right_embeddings) = match run.embeddings {
-            Some(values) => {
-                let shape: Vec<usize> = std::iter::once(n)
-                    .chain(self.embedding_shape().iter().copied())
-                    .collect();
-                let half = values.len() / 2;
-                (
-                    Some(Array::new(shape.clone(), values[..half].to_vec())?),
-                    Some(Array::new(shape, values[half..].to_vec())?),
-                )
+        let (sample, dim) = (left.row_len(), self.embedding_shape().iter().product::<usize>());
+        let mut distances = Vec::with_capacity(n);
+        let (mut left_values, mut right_values) = (Vec::new(), Vec::new());
+        for start in (0..n).step_by(self.max_pairs_per_submit) {
+            let end = (start + self.max_pairs_per_submit).min(n);
+            let rows = start * sample..end * sample;
+            let run = self.graph.run_pairs(
+                &left.data()[rows.clone()],
+                &right.data()[rows],
+                end - start,
+                metric,
+                embeddings,
+            )?;
+            distances.extend_from_slice(&run.distances);
+            if let Some(values) = run.embeddings {
+                let (l, r) = values.split_at((end - start) * dim);
+                left_values.extend_from_slice(l);
+                right_values.extend_from_slice(r);
             }
-            None => (None, None),
+        }
+        let (left_embeddings, right_embeddings) = if embeddings {
+            let shape: Vec<usize> = std::iter::once(n)
+                .chain(self.embedding_shape().iter().copied())
+                .collect();
+            (
+                Some(Array::new(shape.clone(), left_values)?),
+                Some(Array::new(shape, right_values)?),
+            )
+        } else {
+            (None, None)
         };
         Ok(PairOutput {
-            distances: run.distances,
+            distances,
             left_embeddings,
             right_embeddings,
         })
@@ -133,7 +171,16 @@ impl SiameseModel {
     /// Embeddings `f(x)` of a `[N, ...input_shape]` batch.
     pub fn embed(&self, input: &Array) -> Result<Array> {
         let n = self.check_batch("input", input)?;
-        let values = self.graph.run_embed(input.data(), n)?;
+        let sample = input.row_len();
+        let chunk = 2 * self.max_pairs_per_submit;
+        let mut values = Vec::new();
+        for start in (0..n).step_by(chunk) {
+            let end = (start + chunk).min(n);
+            values.extend(
+                self.graph
+                    .run_embed(&input.data()[start * sample..end * sample], end - start)?,
+            );
+        }
         let shape = std::iter::once(n)
             .chain(self.embedding_shape().iter().copied())
             .collect();

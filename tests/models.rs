@@ -178,3 +178,33 @@ fn batch_of_one_and_larger_batches_agree() {
         assert_close(&format!("pair {i} alone vs in a batch"), &d, &all[i..=i], 1e-6, 1e-5);
     }
 }
+
+#[test]
+fn batches_beyond_the_per_submit_limit_are_chunked() {
+    let Some(_) = gpu() else { return };
+    let gpu = Arc::new(Gpu::new().unwrap());
+    let (model_dir, pairs_dir) = &fixtures()[0];
+    let mut model = SiameseModel::load_on(gpu.clone(), model_dir).unwrap();
+    // The device limits allow thousands of pairs per submit for this model.
+    assert!(model.max_pairs_per_submit() >= 512, "{}", model.max_pairs_per_submit());
+    let left = read_npy(pairs_dir.join("left.npy")).unwrap();
+    let right = read_npy(pairs_dir.join("right.npy")).unwrap();
+    let whole = model.pairs(&left, &right, Distance::Manhattan, true).unwrap();
+
+    model.set_max_pairs_per_submit(3);
+    let submits = gpu.submit_count();
+    let chunked = model.pairs(&left, &right, Distance::Manhattan, true).unwrap();
+    assert_eq!(gpu.submit_count() - submits, 3, "8 pairs in chunks of 3");
+    assert_close("chunked distances", &chunked.distances, &whole.distances, 1e-6, 1e-5);
+    let (a, b) = (chunked.right_embeddings.unwrap(), whole.right_embeddings.unwrap());
+    assert_eq!(a.shape(), b.shape());
+    assert_close("chunked embeddings", a.data(), b.data(), 1e-6, 1e-5);
+    let embedded = model.embed(&left).unwrap();
+    assert_close(
+        "chunked embed",
+        embedded.data(),
+        whole.left_embeddings.unwrap().data(),
+        1e-6,
+        1e-5,
+    );
+}
