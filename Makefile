@@ -1,6 +1,6 @@
 # siamese-wgpu: the two set-up commands are `make demo` and `make test`.
 # Both install Mesa's software Vulkan driver (lavapipe) first when no Vulkan driver is
-# present (tools/setup-vulkan.sh), so they work on a fresh Debian machine with no GPU.
+# present (tools/setup.sh), so they work on a fresh Debian machine with no GPU.
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -9,13 +9,16 @@ CARGO ?= cargo
 RUNTIME_DIR := $(CURDIR)/target/xdg-runtime
 export XDG_RUNTIME_DIR := $(RUNTIME_DIR)
 
-.PHONY: demo test bench vulkan rust ci
+.PHONY: demo test bench vulkan shader-tools rust ci
 
 demo: vulkan rust
 	$(CARGO) run --quiet --example demo
 
-test: vulkan rust
-	$(CARGO) test
+# The whole suite on Vulkan (lavapipe without a GPU), then again on wgpu's GL backend
+# (llvmpipe): two backends, so a backend-specific bug cannot pass unseen.
+test: vulkan shader-tools rust
+	SIAMESE_REQUIRE_SHADER_TOOLS=1 $(CARGO) test
+	SIAMESE_BACKEND=gl $(CARGO) test --tests
 
 bench: vulkan rust
 	$(CARGO) run --release --bin siamese -- bench --model models/cnn --batch 1,64,512
@@ -24,8 +27,11 @@ ci:
 	bash .ci/run
 
 vulkan:
-	@bash tools/setup-vulkan.sh
+	@bash tools/setup.sh vulkan
 	@mkdir -p -m 700 $(RUNTIME_DIR)
+
+shader-tools:
+	@bash tools/setup.sh shader-tools
 
 rust:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs (rustup default stable)" >&2; exit 1; }

@@ -18,6 +18,9 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Only consider adapters whose name contains this (case-insensitive).
     pub adapter_name: Option<String>,
+    /// Limits to request (None: the adapter's own). `wgpu::Limits::downlevel_defaults()`
+    /// proves the crate runs on the smallest WebGPU-class device.
+    pub limits: Option<wgpu::Limits>,
 }
 
 impl GpuOptions {
@@ -36,7 +39,11 @@ impl GpuOptions {
             _ => None,
         };
         let adapter_name = adapter.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
-        Ok(Self { backends, adapter_name })
+        Ok(Self {
+            backends,
+            adapter_name,
+            limits: None,
+        })
     }
 }
 
@@ -169,16 +176,16 @@ impl Gpu {
                 requested: format!("SIAMESE_ADAPTER={:?}", options.adapter_name.clone().unwrap_or_default()),
                 available,
             })?;
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, options.limits.clone())
     }
 
-    /// Opens a device on a given adapter, asking only for features the adapter has.
-    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+    /// Opens a device on a given adapter, asking only for features the adapter has, with
+    /// `limits` (None: the adapter's own limits, since batches of hundreds of pairs need
+    /// bigger storage buffers than WebGPU's defaults).
+    pub fn from_adapter(adapter: wgpu::Adapter, limits: Option<wgpu::Limits>) -> Result<Self> {
         let info = adapter.get_info();
         let required_features = adapter.features() & wgpu::Features::SHADER_F16;
-        // The adapter's own limits: software adapters allow bigger storage buffers than
-        // WebGPU's defaults, and batches of hundreds of pairs need them.
-        let required_limits = adapter.limits();
+        let required_limits = limits.unwrap_or_else(|| adapter.limits());
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("siamese-wgpu"),
             required_features,

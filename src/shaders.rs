@@ -50,6 +50,43 @@ pub const DISTANCE: ShaderSource = ShaderSource {
 /// Every kernel family, for validation tests.
 pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE];
 
+/// One pipeline the crate can build: a kernel family, an entry point and the override
+/// constants it is specialised with.
+#[derive(Clone, Debug)]
+pub struct PipelineVariant {
+    /// The kernel family.
+    pub shader: ShaderSource,
+    /// The entry point.
+    pub entry_point: &'static str,
+    /// Override constants, as the ops pass them to [`crate::Gpu::pipeline`].
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+/// Every (shader, entry point, constants) combination the ops build, from the same
+/// constant tables the ops use: what the offline translation test covers.
+pub fn pipeline_variants() -> Vec<PipelineVariant> {
+    use crate::ops::{Activation, Distance, PoolKind};
+    let variant = |shader, entry_point, constants: &[(&'static str, f64)]| PipelineVariant {
+        shader,
+        entry_point,
+        constants: constants.to_vec(),
+    };
+    let mut variants = Vec::new();
+    for activation in Activation::ALL {
+        variants.push(variant(DENSE, "dense", &activation.constants()));
+        variants.push(variant(CONV2D, "conv2d", &activation.constants()));
+        variants.push(variant(ELEMENTWISE, "activate_in_place", &activation.constants()));
+    }
+    for kind in [PoolKind::Max, PoolKind::Average] {
+        variants.push(variant(POOL2D, "pool2d", &kind.constants()));
+    }
+    variants.push(variant(POOL2D, "global_average_pool2d", &[]));
+    for metric in Distance::ALL {
+        variants.push(variant(DISTANCE, "pair_distance", &metric.constants()));
+    }
+    variants
+}
+
 /// Parses and validates a WGSL source with naga, no device needed. Returns naga's
 /// message (with the source location) on failure.
 pub fn validate(source: &str) -> Result<(), String> {

@@ -208,3 +208,14 @@ fn batches_beyond_the_per_submit_limit_are_chunked() {
         1e-5,
     );
 }
+
+#[test]
+fn the_backend_asked_for_is_the_one_used() {
+    let Some(gpu) = gpu() else { return };
+    let backend = gpu.adapter_info().backend;
+    match std::env::var("SIAMESE_BACKEND").as_deref() {
+        Ok("gl") => assert_eq!(backend, wgpu::Backend::Gl),
+        Ok("vulkan") => assert_eq!(backend, wgpu::Backend::Vulkan),
+        _ => {}
+    }
+}

@@ -39,13 +39,15 @@ impl Distance {
         }
     }
 
-    fn code(self) -> f64 {
-        match self {
+    /// The pipeline override constants selecting this metric (`METRIC` in distance.wgsl).
+    pub fn constants(self) -> [(&'static str, f64); 1] {
+        let code = match self {
             Distance::Euclidean => 0.0,
             Distance::SqEuclidean => 1.0,
             Distance::Cosine => 2.0,
             Distance::Manhattan => 3.0,
-        }
+        };
+        [("METRIC", code)]
     }
 }
 
@@ -90,7 +92,7 @@ impl PairDistance {
     pub fn new(gpu: &Gpu, metric: Distance) -> Result<Self> {
         Ok(Self {
             metric,
-            pipeline: gpu.pipeline(&shaders::DISTANCE, "pair_distance", &[("METRIC", metric.code())])?,
+            pipeline: gpu.pipeline(&shaders::DISTANCE, "pair_distance", &metric.constants())?,
         })
     }
 

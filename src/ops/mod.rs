@@ -78,8 +78,8 @@ impl Activation {
         self as u32
     }
 
-    /// The pipeline override constants selecting this activation.
-    pub(crate) fn constants(self) -> [(&'static str, f64); 1] {
+    /// The pipeline override constants selecting this activation (`ACTIVATION`).
+    pub fn constants(self) -> [(&'static str, f64); 1] {
         [("ACTIVATION", self.code() as f64)]
     }
 }

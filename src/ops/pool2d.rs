@@ -16,6 +16,13 @@ pub enum PoolKind {
     Average,
 }
 
+impl PoolKind {
+    /// The pipeline override constants selecting this kind (`MODE` in pool2d.wgsl).
+    pub fn constants(self) -> [(&'static str, f64); 1] {
+        [("MODE", if self == PoolKind::Max { 0.0 } else { 1.0 })]
+    }
+}
+
 /// Pooling window settings (Keras `pool_size`, `strides`, `padding`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pool2dConfig {
