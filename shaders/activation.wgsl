@@ -3,7 +3,9 @@
 // activation is its own pipeline with the branch compiled away. Codes match
 // `ops::Activation` in src/ops/mod.rs:
 //   0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 gelu (exact, erf), 5 silu (swish),
-//   6 elu (alpha 1), 7 softplus, 8 selu.
+//   6 elu (alpha 1), 7 softplus, 8 selu, 9 hard_sigmoid (Keras 3: relu6(x + 3) / 6).
+// `apply_activation(code, x)` serves kernels that need two activations (the recurrent
+// cells' gate and cell activations, each its own override constant).
 
 override ACTIVATION: u32 = 0u;
 
@@ -25,7 +27,11 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 fn activate(x: f32) -> f32 {
-    switch ACTIVATION {
+    return apply_activation(ACTIVATION, x);
+}
+
+fn apply_activation(code: u32, x: f32) -> f32 {
+    switch code {
         case 1u: { return max(x, 0.0); }
         case 2u: { return sigmoid(x); }
         // tanh(±15) is ±1 in f32; the clamp keeps backends that build tanh from exp finite.
@@ -37,6 +43,7 @@ fn activate(x: f32) -> f32 {
         case 8u: {
             return 1.0507009873554805 * select(1.6732632423543772 * (exp(min(x, 0.0)) - 1.0), x, x > 0.0);
         }
+        case 9u: { return clamp(x + 3.0, 0.0, 6.0) / 6.0; }
         default: { return x; }
     }
 }

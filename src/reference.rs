@@ -22,6 +22,7 @@ pub fn activation(x: f32, activation: Activation) -> f32 {
             }
         }
         Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        Activation::HardSigmoid => ((x + 3.0).clamp(0.0, 6.0)) / 6.0,
         Activation::Selu => {
             let (alpha, scale) = (1.6732632423543772, 1.0507009873554805);
             scale * if x > 0.0 { x } else { alpha * (x.exp() - 1.0) }
@@ -198,4 +199,95 @@ pub fn distance(a: &[f32], b: &[f32], metric: Distance) -> f32 {
             (1.0 - dot / (na.max(1e-12).sqrt() * nb.max(1e-12).sqrt())).max(0.0) as f32
         }
     }
+}
+
+/// A recurrent layer (LSTM/GRU, one or two directions) on `[batch, steps, features]`
+/// input with a `[batch, steps]` mask (true = real step; masked steps keep the state and
+/// repeat the previous output), Keras semantics. Returns `[batch, directions·units]`, or
+/// `[batch, steps, directions·units]` with `return_sequences`.
+pub fn recurrent(
+    input: &[f32],
+    shape: [usize; 3],
+    mask: &[bool],
+    config: &crate::ops::RecurrentConfig,
+    weights: &[crate::ops::DirectionWeights],
+) -> Vec<f32> {
+    use crate::ops::Cell;
+    let [batch, steps, features] = shape;
+    let (u, g, dirs) = (config.units, config.gate_width(), config.directions);
+    let width = dirs * u;
+    let out_len = if config.return_sequences {
+        batch * steps * width
+    } else {
+        batch * width
+    };
+    let mut out = vec![0.0; out_len];
+    let gate = |x: f64| activation(x as f32, config.recurrent_activation) as f64;
+    let act = |x: f64| activation(x as f32, config.activation) as f64;
+    for (d, w) in weights.iter().enumerate() {
+        for b in 0..batch {
+            let mut h = vec![0.0f64; u];
+            let mut c = vec![0.0f64; u];
+            for step in 0..steps {
+                let t = if d == 1 { steps - 1 - step } else { step };
+                if mask[b * steps + t] {
+                    let x = &input[(b * steps + t) * features..(b * steps + t + 1) * features];
+                    // x·K + b_in and h·R + b_rec, per gate column.
+                    let xk: Vec<f64> = (0..g)
+                        .map(|j| {
+                            w.input_bias[j] as f64
+                                + (0..features)
+                                    .map(|k| x[k] as f64 * w.kernel[k * g + j] as f64)
+                                    .sum::<f64>()
+                        })
+                        .collect();
+                    let hr = |state: &[f64], j: usize| -> f64 {
+                        (0..u)
+                            .map(|k| state[k] * w.recurrent_kernel[k * g + j] as f64)
+                            .sum::<f64>()
+                    };
+                    match config.cell {
+                        Cell::Lstm => {
+                            let z: Vec<f64> = (0..g).map(|j| xk[j] + w.recurrent_bias[j] as f64 + hr(&h, j)).collect();
+                            for i in 0..u {
+                                let (ig, fg, cc, og) =
+                                    (gate(z[i]), gate(z[u + i]), act(z[2 * u + i]), gate(z[3 * u + i]));
+                                c[i] = fg * c[i] + ig * cc;
+                                h[i] = og * act(c[i]);
+                            }
+                        }
+                        Cell::Gru { reset_after } => {
+                            let new_h: Vec<f64> = (0..u)
+                                .map(|i| {
+                                    let rec = |j: usize| w.recurrent_bias[j] as f64 + hr(&h, j);
+                                    let update = gate(xk[i] + rec(i));
+                                    let reset = gate(xk[u + i] + rec(u + i));
+                                    let candidate = if reset_after {
+                                        act(xk[2 * u + i] + reset * rec(2 * u + i))
+                                    } else {
+                                        let reset_h: Vec<f64> =
+                                            (0..u).map(|k| gate(xk[u + k] + rec(u + k)) * h[k]).collect();
+                                        act(xk[2 * u + i] + hr(&reset_h, 2 * u + i))
+                                    };
+                                    update * h[i] + (1.0 - update) * candidate
+                                })
+                                .collect();
+                            h = new_h;
+                        }
+                    }
+                }
+                if config.return_sequences {
+                    for i in 0..u {
+                        out[(b * steps + t) * width + d * u + i] = h[i] as f32;
+                    }
+                }
+            }
+            if !config.return_sequences {
+                for i in 0..u {
+                    out[b * width + d * u + i] = h[i] as f32;
+                }
+            }
+        }
+    }
+    out
 }

@@ -47,8 +47,14 @@ pub const DISTANCE: ShaderSource = ShaderSource {
     parts: &[COMMON, include_str!("../shaders/distance.wgsl")],
 };
 
+/// LSTM / GRU recurrences over whole sequences.
+pub const RECURRENT: ShaderSource = ShaderSource {
+    name: "recurrent",
+    parts: &[ACTIVATION, include_str!("../shaders/recurrent.wgsl")],
+};
+
 /// Every kernel family, for validation tests.
-pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE];
+pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE, RECURRENT];
 
 /// One pipeline the crate can build: a kernel family, an entry point and the override
 /// constants it is specialised with.
@@ -65,7 +71,8 @@ pub struct PipelineVariant {
 /// Every (shader, entry point, constants) combination the ops build, from the same
 /// constant tables the ops use: what the offline translation test covers.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
-    use crate::ops::{Activation, Distance, PoolKind};
+    use crate::ops::recurrent::{RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS};
+    use crate::ops::{Activation, Cell, Distance, PoolKind};
     let variant = |shader, entry_point, constants: &[(&'static str, f64)]| PipelineVariant {
         shader,
         entry_point,
@@ -83,6 +90,21 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     variants.push(variant(POOL2D, "global_average_pool2d", &[]));
     for metric in Distance::ALL {
         variants.push(variant(DISTANCE, "pair_distance", &metric.constants()));
+    }
+    for cell in [
+        Cell::Lstm,
+        Cell::Gru { reset_after: true },
+        Cell::Gru { reset_after: false },
+    ] {
+        for gate in RECURRENT_GATE_ACTIVATIONS {
+            for activation in RECURRENT_CELL_ACTIVATIONS {
+                variants.push(variant(
+                    RECURRENT,
+                    cell.entry_point(),
+                    &cell.constants(gate, activation),
+                ));
+            }
+        }
     }
     variants
 }

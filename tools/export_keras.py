@@ -7,16 +7,36 @@ A model directory holds two files:
                      The encoder must be a Sequential, or a Functional model whose
                      layers form a single chain (one input, one output, each layer
                      fed by the previous one), starting with an InputLayer.
-  model.safetensors  float32 tensors named ``{layer.name}/{variable.name}``, e.g.
-                     ``conv2d/kernel``, ``conv2d/bias``, ``dense/kernel``, in Keras
-                     layouts: Conv2D kernel (kh, kw, in, out) [HWIO], Dense kernel
-                     (in, out), bias (out,). Only layers that own weights appear;
-                     optimizer state and RNG (SeedGenerator) state are never written.
+  model.safetensors  float32 tensors in Keras layouts: Conv2D kernel (kh, kw, in, out)
+                     [HWIO], Dense kernel (in, out), bias (out,). Each tensor is named by
+                     its Keras 3 variable path relative to the encoder (``v.path`` with a
+                     leading ``{model.name}/`` stripped), which for plain layers is
+                     ``{layer.name}/{variable.name}``: ``conv2d/kernel``, ``dense/bias``.
+                     Recurrent layers own a cell, so their names have one more level:
+                       lstm/lstm_cell/kernel            (in, 4u)  gates i, f, c, o
+                       lstm/lstm_cell/recurrent_kernel  (u, 4u)
+                       lstm/lstm_cell/bias              (4u,)
+                       gru/gru_cell/kernel              (in, 3u)  gates z, r, h
+                       gru/gru_cell/recurrent_kernel    (u, 3u)
+                       gru/gru_cell/bias                (2, 3u) reset_after=True: [input; recurrent]
+                                                        (3u,)   reset_after=False
+                       bidirectional/forward_lstm/lstm_cell/kernel, .../backward_lstm/lstm_cell/...
+                     (no bias tensor when use_bias=False). Only layers that own weights
+                     appear; optimizer state and RNG (SeedGenerator) state are never written.
 
 Supported layers: InputLayer, Conv2D, MaxPooling2D, AveragePooling2D,
-GlobalAveragePooling2D, Flatten, Dense, Activation, ReLU, Dropout (channels_last).
+GlobalAveragePooling2D, Flatten, Dense, Activation, ReLU, Dropout (channels_last);
+and for sequence encoders (input [batch, time, features], time may be None):
+Masking (directly after the input), LSTM, GRU, Bidirectional(LSTM|GRU,
+merge_mode='concat'), followed by Dense/Activation/ReLU/Dropout/Flatten. Every
+recurrent layer but the last must return_sequences=True, the last one False.
+Rejected: stateful, return_state, go_backwards=True outside Bidirectional, time_major.
+Accepted and irrelevant at inference: dropout/recurrent_dropout, unroll; use_bias=False
+and GRU reset_after=True/False are supported. Functional models with Masking serialize
+the mask computation as extra op nodes (NotEqual, Any), so build those as Sequential.
 Supported activations: linear, relu, sigmoid, tanh, gelu, silu/swish, elu,
-softplus, selu.
+softplus, selu; recurrent layers (activation and recurrent_activation): tanh,
+sigmoid, hard_sigmoid, relu, linear.
 
 Usage:
   python tools/export_keras.py MODEL.keras OUT_DIR [--encoder LAYER_NAME] [--unsafe] [--no-check]
@@ -61,11 +81,21 @@ SUPPORTED_LAYERS = frozenset(
         "Activation",
         "ReLU",
         "Dropout",
+        "Masking",
+        "LSTM",
+        "GRU",
+        "Bidirectional",
     }
 )
 SUPPORTED_ACTIVATIONS = frozenset(
     {"linear", "relu", "sigmoid", "tanh", "gelu", "silu", "swish", "elu", "softplus", "selu"}
 )
+RECURRENT_LAYERS = frozenset({"LSTM", "GRU"})
+RECURRENT_ACTIVATIONS = frozenset({"tanh", "sigmoid", "hard_sigmoid", "relu", "linear"})
+# Layers allowed after the last recurrent layer (operating on [batch, units]).
+VECTOR_LAYERS = frozenset({"Dense", "Activation", "ReLU", "Dropout", "Flatten"})
+# Op nodes Keras 3 writes into a Functional model's layer list for Masking.
+_MASK_OP_NODES = frozenset({"NotEqual", "Any"})
 
 
 class ExportError(Exception):
@@ -97,11 +127,19 @@ def check_encoder_config(config: dict) -> list[str]:
     if not layers:
         return ["encoder has no layers"]
 
+    recurrent = any(l.get("class_name") in RECURRENT_LAYERS | {"Bidirectional", "Masking"} for l in layers)
     if layers[0].get("class_name") != "InputLayer":
         problems.append(
             "first layer is not an InputLayer; build the encoder with keras.Input(shape) "
             "so model.json records the input shape"
         )
+    elif recurrent:
+        bs = layers[0]["config"].get("batch_shape")
+        if not bs or len(bs) != 3 or bs[2] is None:
+            problems.append(
+                f"InputLayer batch_shape {bs}: a recurrent encoder needs input "
+                "[batch, time, features] with a fixed feature size (time may be None)"
+            )
     else:
         bs = layers[0]["config"].get("batch_shape")
         if not bs or any(d is None for d in bs[1:]):
@@ -112,10 +150,22 @@ def check_encoder_config(config: dict) -> list[str]:
         lcfg = layer.get("config", {})
         lname = lcfg.get("name", f"#{i}")
         if lcls not in SUPPORTED_LAYERS:
-            problems.append(f"layer {lname!r}: class {lcls!r} is not supported")
+            hint = ""
+            if lcls in _MASK_OP_NODES and cls == "Functional":
+                hint = (
+                    " (Keras writes the mask computation of a Masking layer in a Functional "
+                    "model as op nodes; build the recurrent encoder as keras.Sequential)"
+                )
+            problems.append(f"layer {lname!r}: class {lcls!r} is not supported{hint}")
             continue
         if i > 0 and lcls == "InputLayer":
             problems.append(f"layer {lname!r}: a second InputLayer (only single-input chains)")
+        if lcls in RECURRENT_LAYERS:
+            problems += _check_recurrent(lname, lcls, lcfg)
+            continue
+        if lcls == "Bidirectional":
+            problems += _check_bidirectional(lname, lcfg)
+            continue
         if "activation" in lcfg:
             act = _activation_name(lcfg["activation"])
             if act not in SUPPORTED_ACTIVATIONS:
@@ -127,8 +177,110 @@ def check_encoder_config(config: dict) -> list[str]:
         if lcls == "GlobalAveragePooling2D" and lcfg.get("keepdims", False):
             problems.append(f"layer {lname!r}: keepdims=True is not supported")
 
+    if recurrent:
+        problems += _check_sequence_chain(layers)
     if cls == "Functional":
         problems += _check_functional_chain(config["config"])
+    return problems
+
+
+def _check_recurrent(lname: str, lcls: str, lcfg: dict, backward: bool = False) -> list[str]:
+    """Problems with one LSTM/GRU config (``backward``: the backward half of a Bidirectional)."""
+    problems = []
+    for key in ("activation", "recurrent_activation"):
+        act = _activation_name(lcfg.get(key, "tanh" if key == "activation" else "sigmoid"))
+        if act not in RECURRENT_ACTIVATIONS:
+            problems.append(
+                f"layer {lname!r}: {lcls} {key} {act!r} is not supported "
+                f"(allowed: {', '.join(sorted(RECURRENT_ACTIVATIONS))})"
+            )
+    if lcfg.get("stateful", False):
+        problems.append(f"layer {lname!r}: stateful=True is not supported")
+    if lcfg.get("return_state", False):
+        problems.append(f"layer {lname!r}: return_state=True is not supported")
+    if lcfg.get("time_major", False):
+        problems.append(f"layer {lname!r}: time_major=True is not supported")
+    if bool(lcfg.get("go_backwards", False)) != backward:
+        if backward:
+            problems.append(f"layer {lname!r}: backward layer of a Bidirectional must have go_backwards=True")
+        else:
+            problems.append(
+                f"layer {lname!r}: go_backwards=True is only supported inside Bidirectional"
+            )
+    return problems
+
+
+def _check_bidirectional(lname: str, lcfg: dict) -> list[str]:
+    problems = []
+    mode = lcfg.get("merge_mode", "concat")
+    if mode != "concat":
+        problems.append(f"layer {lname!r}: Bidirectional merge_mode {mode!r}; only 'concat' is supported")
+    fwd = lcfg.get("layer") or {}
+    bwd = lcfg.get("backward_layer") or {}
+    fcls, bcls = fwd.get("class_name"), bwd.get("class_name")
+    if fcls not in RECURRENT_LAYERS:
+        return problems + [f"layer {lname!r}: Bidirectional wraps {fcls!r}; only LSTM or GRU"]
+    if bcls != fcls:
+        return problems + [f"layer {lname!r}: Bidirectional backward layer is {bcls!r}, forward is {fcls!r}"]
+    fcfg, bcfg = fwd.get("config", {}), bwd.get("config", {})
+    problems += _check_recurrent(f"{lname}/{fcfg.get('name')}", fcls, fcfg)
+    problems += _check_recurrent(f"{lname}/{bcfg.get('name')}", bcls, bcfg, backward=True)
+    for key in ("units", "return_sequences"):
+        if fcfg.get(key) != bcfg.get(key):
+            problems.append(
+                f"layer {lname!r}: forward and backward {key} differ ({fcfg.get(key)} vs {bcfg.get(key)})"
+            )
+    if fcls == "GRU" and fcfg.get("reset_after", True) != bcfg.get("reset_after", True):
+        problems.append(f"layer {lname!r}: forward and backward reset_after differ")
+    return problems
+
+
+def _return_sequences(layer: dict) -> bool:
+    cfg = layer.get("config", {})
+    if layer.get("class_name") == "Bidirectional":
+        cfg = (cfg.get("layer") or {}).get("config", {})
+    return bool(cfg.get("return_sequences", False))
+
+
+def _check_sequence_chain(layers: list[dict]) -> list[str]:
+    """Ordering rules for a sequence encoder: input [B, T, F] -> (Masking) -> recurrent
+    layers (all but the last return_sequences=True) -> vector layers on [B, units]."""
+    problems = []
+    phase = "seq"  # "seq": tensors are [B, T, F]; "vec": [B, units]
+    n_rec = 0
+    for i, layer in enumerate(layers[1:], start=1):
+        lcls = layer.get("class_name")
+        lname = layer.get("config", {}).get("name", f"#{i}")
+        if lcls not in SUPPORTED_LAYERS or lcls in _MASK_OP_NODES:
+            continue  # already reported
+        if lcls == "Masking":
+            if i != 1:
+                problems.append(f"layer {lname!r}: Masking is only supported directly after the InputLayer")
+            continue
+        if lcls in RECURRENT_LAYERS or lcls == "Bidirectional":
+            n_rec += 1
+            if phase != "seq":
+                problems.append(
+                    f"layer {lname!r}: recurrent layer after the sequence was reduced to a vector "
+                    "(the previous recurrent layer needs return_sequences=True)"
+                )
+            if not _return_sequences(layer):
+                phase = "vec"
+            continue
+        if phase == "seq" and lcls != "Dropout":
+            problems.append(
+                f"layer {lname!r}: {lcls} on a sequence [batch, time, features] is not supported; "
+                "only Masking, Dropout and recurrent layers may come before the last recurrent layer"
+            )
+        elif phase == "vec" and lcls not in VECTOR_LAYERS:
+            problems.append(f"layer {lname!r}: {lcls} after a recurrent layer is not supported")
+    if n_rec == 0:
+        problems.append("Masking without a recurrent layer (LSTM/GRU/Bidirectional) is not supported")
+    elif phase == "seq":
+        problems.append(
+            "the last recurrent layer returns sequences; it must have return_sequences=False "
+            "so the encoder outputs one vector per input"
+        )
     return problems
 
 
@@ -170,12 +322,39 @@ def _check_functional_chain(cfg: dict) -> list[str]:
 # --------------------------------------------------------------------------- export
 
 
-def encoder_weights(model) -> dict[str, np.ndarray]:
-    """``{layer.name}/{variable.name}`` -> float32 array for every layer that owns weights.
+def weight_name(model, layer, v) -> str:
+    """Tensor name of variable ``v`` of ``layer`` (a direct layer of ``model``).
 
-    ``v.path`` is not used: Keras 3 prefixes it with the enclosing model's name for
-    Sequential models (``sequential/conv2d/kernel``) and for nested encoders
-    (``encoder/conv2d/kernel``), but not for Functional ones (``conv2d/kernel``).
+    Keras 3 prefixes ``v.path`` with the enclosing model's name for Sequential models
+    (``sequential/conv2d/kernel``) and for nested encoders (``encoder/lstm/lstm_cell/kernel``),
+    but not for top-level Functional ones (``conv2d/kernel``). The name is the part of the
+    path from ``layer.name`` on: ``conv2d/kernel``, ``lstm/lstm_cell/recurrent_kernel``,
+    ``bidirectional/backward_gru/gru_cell/bias``. For plain layers that is exactly
+    ``{layer.name}/{v.name}``.
+    """
+    legacy = f"{layer.name}/{v.name}"
+    comps = v.path.split("/")
+    if len(comps) >= 3 and comps[0] == model.name and comps[1] == layer.name:
+        rel = "/".join(comps[1:])
+    elif layer.name in comps:
+        rel = "/".join(comps[comps.index(layer.name) :])
+    else:
+        rel = None
+    if rel is None or (len(rel.split("/")) == 2 and rel != legacy):
+        # A path that does not name the layer (or a plain layer whose path disagrees
+        # with its variable name): keep the historical name when the layer is flat.
+        if type(layer).__name__ in RECURRENT_LAYERS or type(layer).__name__ == "Bidirectional":
+            raise ExportError(
+                f"cannot derive a tensor name for variable {v.path!r} of layer {layer.name!r} "
+                f"in model {model.name!r}"
+            )
+        return legacy
+    return rel
+
+
+def encoder_weights(model) -> dict[str, np.ndarray]:
+    """tensor name (see ``weight_name``) -> float32 array for every layer that owns weights.
+
     ``layer.weights`` excludes SeedGenerator state (Dropout) and optimizer slots.
     """
     out: dict[str, np.ndarray] = {}
@@ -183,7 +362,7 @@ def encoder_weights(model) -> dict[str, np.ndarray]:
         for v in layer.weights:
             if "seed_generator" in v.path:  # belt and braces: RNG state is not a weight
                 continue
-            key = f"{layer.name}/{v.name}"
+            key = weight_name(model, layer, v)
             if key in out:
                 raise ExportError(
                     f"two weights map to the same name {key!r} (layer {layer.name!r} "

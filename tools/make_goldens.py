@@ -38,7 +38,7 @@ import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
-from export_keras import MODEL_JSON, MODEL_WEIGHTS, ExportError, export_encoder  # noqa: E402
+from export_keras import MODEL_JSON, MODEL_WEIGHTS, ExportError, export_encoder, weight_name  # noqa: E402
 
 METRICS = ("euclidean", "sqeuclidean", "cosine", "manhattan")
 
@@ -88,7 +88,7 @@ def load_model_dir(model_dir) -> keras.Model:
     used = set()
     for layer in model.layers:
         for v in layer.weights:
-            key = f"{layer.name}/{v.name}"
+            key = weight_name(model, layer, v)  # {layer.name}/{v.name}; lstm/lstm_cell/kernel
             if key not in tensors:
                 raise AssertionError(f"{model_dir}: safetensors lacks {key!r}")
             if tuple(tensors[key].shape) != tuple(v.shape):

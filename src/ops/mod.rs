@@ -10,12 +10,14 @@ pub mod dense;
 pub mod distance;
 pub mod elementwise;
 pub mod pool2d;
+pub mod recurrent;
 
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
 pub use distance::{Distance, PairDistance};
 pub use elementwise::ActivationOp;
 pub use pool2d::{GlobalAveragePool2d, Pool2d, Pool2dConfig, PoolKind};
+pub use recurrent::{Cell, DirectionWeights, Recurrent, RecurrentConfig};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -41,11 +43,13 @@ pub enum Activation {
     Softplus,
     /// SELU.
     Selu,
+    /// Keras 3 hard sigmoid, relu6(x + 3) / 6 (recurrent gates).
+    HardSigmoid,
 }
 
 impl Activation {
     /// Every activation, for tests.
-    pub const ALL: [Activation; 9] = [
+    pub const ALL: [Activation; 10] = [
         Activation::Linear,
         Activation::Relu,
         Activation::Sigmoid,
@@ -55,6 +59,7 @@ impl Activation {
         Activation::Elu,
         Activation::Softplus,
         Activation::Selu,
+        Activation::HardSigmoid,
     ];
 
     /// Parses a Keras activation name (`"relu"`, `"linear"`, `"swish"`, ...).
@@ -69,6 +74,7 @@ impl Activation {
             "elu" => Activation::Elu,
             "softplus" => Activation::Softplus,
             "selu" => Activation::Selu,
+            "hard_sigmoid" => Activation::HardSigmoid,
             _ => return None,
         })
     }

@@ -1,0 +1,272 @@
+//! LSTM and GRU layers over whole (ragged, masked) sequences, Keras semantics, optionally
+//! bidirectional. Two dispatches per layer whatever the sequence length: one dense GEMM
+//! projecting every time step of every direction (`x_t·K + b`), then one recurrence
+//! dispatch (`shaders/recurrent.wgsl`) that loops over time with the state in workgroup
+//! memory.
+
+use super::{groups, prepare_dispatch, shape_str, weight_buffer, Activation, Dense, Dispatch};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::shaders;
+
+/// The recurrent cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// LSTM, gate blocks i, f, c, o.
+    Lstm,
+    /// GRU, gate blocks z, r, h; `reset_after` as Keras (True is the Keras 3 default).
+    Gru {
+        /// Apply the reset gate after the recurrent matmul.
+        reset_after: bool,
+    },
+}
+
+impl Cell {
+    /// The kernel's entry point in recurrent.wgsl.
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Cell::Lstm => "lstm_sequence",
+            Cell::Gru { .. } => "gru_sequence",
+        }
+    }
+
+    /// Override constants for this cell with the given gate / cell activations.
+    pub fn constants(self, gate: Activation, cell: Activation) -> [(&'static str, f64); 3] {
+        let reset_after = matches!(self, Cell::Gru { reset_after: true });
+        [
+            ("GATE_ACTIVATION", gate.code() as f64),
+            ("CELL_ACTIVATION", cell.code() as f64),
+            ("RESET_AFTER", if reset_after { 1.0 } else { 0.0 }),
+        ]
+    }
+
+    /// Gate blocks per unit (4 for LSTM, 3 for GRU).
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+}
+
+/// Shape and settings of a recurrent layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurrentConfig {
+    /// LSTM or GRU.
+    pub cell: Cell,
+    /// Features per time step.
+    pub input_size: usize,
+    /// State size.
+    pub units: usize,
+    /// 1, or 2 for Bidirectional (outputs concatenated, forward first).
+    pub directions: usize,
+    /// Keras `activation` (candidate and cell output), tanh by default.
+    pub activation: Activation,
+    /// Keras `recurrent_activation` (gates), sigmoid by default.
+    pub recurrent_activation: Activation,
+    /// Output every step (`[batch, steps, directions·units]`) or the last state.
+    pub return_sequences: bool,
+}
+
+impl RecurrentConfig {
+    /// Output shape for a `[batch, steps, input_size]` input.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match *input {
+            [batch, steps, features] if features == self.input_size && steps > 0 => {
+                let width = self.directions * self.units;
+                Ok(if self.return_sequences {
+                    vec![batch, steps, width]
+                } else {
+                    vec![batch, width]
+                })
+            }
+            _ => Err(Error::shape(
+                "recurrent input",
+                format!("[batch, steps, {}]", self.input_size),
+                shape_str(input),
+            )),
+        }
+    }
+
+    /// Columns of the projection per direction (gates · units).
+    pub fn gate_width(&self) -> usize {
+        self.cell.gates() * self.units
+    }
+}
+
+/// The weights of one direction, Keras layout.
+#[derive(Clone, Debug)]
+pub struct DirectionWeights {
+    /// `[input_size, gates·units]`.
+    pub kernel: Vec<f32>,
+    /// `[units, gates·units]`.
+    pub recurrent_kernel: Vec<f32>,
+    /// `[gates·units]`, added to the input projection.
+    pub input_bias: Vec<f32>,
+    /// `[gates·units]`, added to the recurrent projection (GRU reset_after; zeros otherwise).
+    pub recurrent_bias: Vec<f32>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct RecurrentParams {
+    rows: u32,
+    steps: u32,
+    units: u32,
+    directions: u32,
+    return_sequences: u32,
+    _pad: [u32; 3],
+}
+
+/// Gate activations (`recurrent_activation`) the recurrent kernels are built for.
+pub const RECURRENT_GATE_ACTIVATIONS: [Activation; 2] = [Activation::Sigmoid, Activation::HardSigmoid];
+/// Cell activations (`activation`) the recurrent kernels are built for.
+pub const RECURRENT_CELL_ACTIVATIONS: [Activation; 4] = [
+    Activation::Tanh,
+    Activation::Relu,
+    Activation::Linear,
+    Activation::Sigmoid,
+];
+
+/// The largest state recurrent.wgsl holds in workgroup memory.
+pub const MAX_UNITS: usize = 512;
+
+/// A recurrent layer resident on the GPU.
+#[derive(Debug)]
+pub struct Recurrent {
+    config: RecurrentConfig,
+    projection: Dense,
+    recurrent: wgpu::Buffer,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl Recurrent {
+    /// Uploads the weights (one [`DirectionWeights`] per direction) and compiles the kernels.
+    pub fn new(gpu: &Gpu, config: RecurrentConfig, weights: &[DirectionWeights]) -> Result<Self> {
+        let (f, u, g) = (config.input_size, config.units, config.gate_width());
+        if f == 0 || u == 0 || !(1..=2).contains(&config.directions) || weights.len() != config.directions {
+            return Err(Error::shape(
+                "recurrent config",
+                "input size and units >= 1, one set of weights per direction (1 or 2)",
+                format!("{config:?} with {} weight sets", weights.len()),
+            ));
+        }
+        if !RECURRENT_GATE_ACTIVATIONS.contains(&config.recurrent_activation)
+            || !RECURRENT_CELL_ACTIVATIONS.contains(&config.activation)
+        {
+            return Err(Error::input(
+                "recurrent activations",
+                format!(
+                    "recurrent_activation {:?} / activation {:?}: supported are {RECURRENT_GATE_ACTIVATIONS:?} / {RECURRENT_CELL_ACTIVATIONS:?}",
+                    config.recurrent_activation, config.activation
+                ),
+            ));
+        }
+        if u > MAX_UNITS {
+            return Err(Error::LimitExceeded {
+                what: "recurrent layer units (state kept in workgroup memory)".into(),
+                needed: u as u64,
+                limit: MAX_UNITS as u64,
+            });
+        }
+        for (name, got, want) in weights.iter().flat_map(|w| {
+            [
+                ("kernel", w.kernel.len(), f * g),
+                ("recurrent kernel", w.recurrent_kernel.len(), u * g),
+                ("input bias", w.input_bias.len(), g),
+                ("recurrent bias", w.recurrent_bias.len(), g),
+            ]
+        }) {
+            if got != want {
+                return Err(Error::shape(
+                    format!("recurrent {name}"),
+                    format!("{want} values"),
+                    format!("{got} values"),
+                ));
+            }
+        }
+        // One projection GEMM for all directions: columns [direction 0 gates | direction 1 gates].
+        let width = config.directions * g;
+        let mut kernel = vec![0.0; f * width];
+        let mut input_bias = Vec::with_capacity(width);
+        for (d, w) in weights.iter().enumerate() {
+            for row in 0..f {
+                kernel[row * width + d * g..row * width + (d + 1) * g]
+                    .copy_from_slice(&w.kernel[row * g..(row + 1) * g]);
+            }
+            input_bias.extend_from_slice(&w.input_bias);
+        }
+        let projection = Dense::new(gpu, f, width, &kernel, Some(&input_bias), Activation::Linear)?;
+        let mut recurrent: Vec<f32> = weights
+            .iter()
+            .flat_map(|w| w.recurrent_kernel.iter().copied())
+            .collect();
+        recurrent.extend(weights.iter().flat_map(|w| w.recurrent_bias.iter().copied()));
+        let constants = config.cell.constants(config.recurrent_activation, config.activation);
+        Ok(Self {
+            projection,
+            recurrent: weight_buffer(gpu, "recurrent kernel", &recurrent)?,
+            pipeline: gpu.pipeline(&shaders::RECURRENT, config.cell.entry_point(), &constants)?,
+            config,
+        })
+    }
+
+    /// The layer's settings.
+    pub fn config(&self) -> &RecurrentConfig {
+        &self.config
+    }
+
+    /// Output shape for a `[batch, steps, input_size]` input.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.config.output_shape(input)
+    }
+
+    /// Values of the projection scratch buffer for a `[batch, steps, input_size]` input.
+    pub fn projection_len(&self, input: &[usize]) -> usize {
+        input.iter().take(2).product::<usize>() * self.config.directions * self.config.gate_width()
+    }
+
+    /// Multiply-adds ×2 for one batch of `input` shape (projection + recurrence).
+    pub fn flops(&self, input: &[usize]) -> u64 {
+        let (u, g) = (self.config.units, self.config.gate_width());
+        let row_steps: usize = input.iter().take(2).product();
+        2 * (row_steps * self.config.directions * g * (self.config.input_size + u)) as u64
+    }
+
+    /// The two dispatches: projection of `input` into `projected` (holding
+    /// [`projection_len`](Self::projection_len) values), then the recurrence writing
+    /// `output`. `mask` holds one u32 per (row, step), 1 for real steps.
+    pub fn prepare(
+        &self,
+        gpu: &Gpu,
+        input_shape: &[usize],
+        input: &wgpu::Buffer,
+        mask: &wgpu::Buffer,
+        projected: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<[Dispatch; 2]> {
+        self.output_shape(input_shape)?;
+        let (rows, steps) = (input_shape[0], input_shape[1]);
+        let projection = self
+            .projection
+            .prepare(gpu, &[rows * steps, self.config.input_size], input, projected)?;
+        let params = RecurrentParams {
+            rows: rows as u32,
+            steps: steps as u32,
+            units: self.config.units as u32,
+            directions: self.config.directions as u32,
+            return_sequences: self.config.return_sequences as u32,
+            _pad: [0; 3],
+        };
+        let workgroups = [groups(gpu, "recurrent", rows, 1)?, self.config.directions as u32, 1];
+        let recurrence = prepare_dispatch(
+            gpu,
+            "recurrent",
+            &self.pipeline,
+            &params,
+            &[projected, &self.recurrent, mask, output],
+            workgroups,
+        );
+        Ok([projection, recurrence])
+    }
+}
