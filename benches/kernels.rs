@@ -17,11 +17,7 @@ fn values(len: usize) -> Vec<f32> {
 }
 
 fn tensor(gpu: &Gpu, shape: &[usize]) -> Tensor {
-    Tensor::upload(
-        gpu,
-        &Array::new(shape.to_vec(), values(shape.iter().product())).unwrap(),
-    )
-    .unwrap()
+    Tensor::upload(gpu, &Array::new(shape.to_vec(), values(shape.iter().product())).unwrap()).unwrap()
 }
 
 fn kernels(c: &mut Criterion) {
@@ -31,15 +27,7 @@ fn kernels(c: &mut Criterion) {
 
     // The seed CNN's Dense 1600 -> 128 at 2×64 rows.
     let (rows, inf, outf) = (128, 1600, 128);
-    let dense = Dense::new(
-        &gpu,
-        inf,
-        outf,
-        &values(inf * outf),
-        Some(&values(outf)),
-        Activation::Relu,
-    )
-    .unwrap();
+    let dense = Dense::new(&gpu, inf, outf, &values(inf * outf), Some(&values(outf)), Activation::Relu).unwrap();
     let x = tensor(&gpu, &[rows, inf]);
     let y = Tensor::zeros(&gpu, &[rows, outf]).unwrap();
     let dispatch = dense.prepare(&gpu, x.shape(), x.buffer(), y.buffer()).unwrap();
@@ -69,24 +57,15 @@ fn kernels(c: &mut Criterion) {
         b.iter(|| run_dispatches(&gpu, &[&dispatch]).unwrap())
     });
 
-    let pool = Pool2d::new(
-        &gpu,
-        Pool2dConfig {
-            kind: PoolKind::Max,
-            pool: (2, 2),
-            strides: (2, 2),
-            padding: Padding::Valid,
-        },
-    )
-    .unwrap();
+    let pool =
+        Pool2d::new(&gpu, Pool2dConfig { kind: PoolKind::Max, pool: (2, 2), strides: (2, 2), padding: Padding::Valid })
+            .unwrap();
     let shape = [128, 26, 26, 32];
     let x = tensor(&gpu, &shape);
     let y = Tensor::zeros(&gpu, &pool.output_shape(&shape).unwrap()).unwrap();
     let dispatch = pool.prepare(&gpu, &shape, x.buffer(), y.buffer()).unwrap();
     group.throughput(Throughput::Bytes((shape.iter().product::<usize>() * 4) as u64));
-    group.bench_function("max_pool2d 128x26x26x32", |b| {
-        b.iter(|| run_dispatches(&gpu, &[&dispatch]).unwrap())
-    });
+    group.bench_function("max_pool2d 128x26x26x32", |b| b.iter(|| run_dispatches(&gpu, &[&dispatch]).unwrap()));
 
     let (pairs, dim) = (512, 128);
     let distance = PairDistance::new(&gpu, Distance::Euclidean).unwrap();
@@ -94,9 +73,7 @@ fn kernels(c: &mut Criterion) {
     let y = Tensor::zeros(&gpu, &[pairs]).unwrap();
     let dispatch = distance.prepare(&gpu, pairs, dim, x.buffer(), y.buffer()).unwrap();
     group.throughput(Throughput::Bytes((2 * pairs * dim * 4) as u64));
-    group.bench_function("distance 512 pairs x 128", |b| {
-        b.iter(|| run_dispatches(&gpu, &[&dispatch]).unwrap())
-    });
+    group.bench_function("distance 512 pairs x 128", |b| b.iter(|| run_dispatches(&gpu, &[&dispatch]).unwrap()));
     group.finish();
 }
 

@@ -11,21 +11,13 @@ use siamese_wgpu::io::read_npy;
 use siamese_wgpu::{Distance, SiameseModel};
 
 fn main() -> Result<()> {
-    let dir = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models/cnn"));
+    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models/cnn"));
     let pairs = dir.join("pairs");
     let started = Instant::now();
     let model = SiameseModel::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = model.gpu().adapter_info();
-    println!(
-        "siamese-wgpu demo: {} on {} ({:?})",
-        dir.display(),
-        info.name,
-        info.backend
-    );
+    println!("siamese-wgpu demo: {} on {} ({:?})", dir.display(), info.name, info.backend);
     println!(
         "encoder: {} layers, {} parameters, input {:?} -> embedding {:?}; loaded in {load_ms:.0} ms",
         model.spec().layers.len(),
@@ -57,15 +49,8 @@ fn main() -> Result<()> {
         2 * distances.len(),
         model.gpu().submit_count() - submits
     );
-    let tolerance = keras
-        .data()
-        .iter()
-        .map(|k| 1e-4 + 1e-3 * k.abs())
-        .fold(f32::INFINITY, f32::min);
-    anyhow::ensure!(
-        worst <= tolerance,
-        "distances differ from Keras by more than {tolerance:e}"
-    );
+    let tolerance = keras.data().iter().map(|k| 1e-4 + 1e-3 * k.abs()).fold(f32::INFINITY, f32::min);
+    anyhow::ensure!(worst <= tolerance, "distances differ from Keras by more than {tolerance:e}");
     println!(
         "same numbers from the CLI: siamese pairs --model {0} --left {1}/left.npy --right {1}/right.npy",
         dir.display(),

@@ -162,24 +162,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn shape(op: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Self {
-        Error::ShapeMismatch {
-            op: op.into(),
-            expected: expected.into(),
-            got: got.into(),
-        }
+        Error::ShapeMismatch { op: op.into(), expected: expected.into(), got: got.into() }
     }
 
     pub(crate) fn input(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidInput {
-            what: what.into(),
-            reason: reason.into(),
-        }
+        Error::InvalidInput { what: what.into(), reason: reason.into() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

@@ -39,11 +39,7 @@ impl GpuOptions {
             _ => None,
         };
         let adapter_name = adapter.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
-        Ok(Self {
-            backends,
-            adapter_name,
-            limits: None,
-        })
+        Ok(Self { backends, adapter_name, limits: None })
     }
 }
 
@@ -92,10 +88,7 @@ pub struct Gpu {
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gpu")
-            .field("adapter", &self.info.name)
-            .field("backend", &self.info.backend)
-            .finish()
+        f.debug_struct("Gpu").field("adapter", &self.info.name).field("backend", &self.info.backend).finish()
     }
 }
 
@@ -118,10 +111,7 @@ fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 /// Describes an adapter in one line, as `siamese info` prints it.
 pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
-    format!(
-        "{} ({:?}, {:?}, driver {} {})",
-        info.name, info.backend, info.device_type, info.driver, info.driver_info
-    )
+    format!("{} ({:?}, {:?}, driver {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info)
 }
 
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -134,10 +124,7 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::AdapterInfo> {
     let backends = backends.unwrap_or(wgpu::Backends::all());
     let instance = new_instance(backends);
-    pollster::block_on(instance.enumerate_adapters(backends))
-        .iter()
-        .map(|a| a.get_info())
-        .collect()
+    pollster::block_on(instance.enumerate_adapters(backends)).iter().map(|a| a.get_info()).collect()
 }
 
 impl Gpu {
@@ -158,19 +145,11 @@ impl Gpu {
             };
             return Err(Error::NoAdapter { detail });
         }
-        let available = adapters
-            .iter()
-            .map(|a| a.get_info().name)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let available = adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
         let wanted = options.adapter_name.as_deref().map(str::to_lowercase);
         let adapter = adapters
             .into_iter()
-            .filter(|a| {
-                wanted
-                    .as_ref()
-                    .is_none_or(|w| a.get_info().name.to_lowercase().contains(w))
-            })
+            .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w)))
             .min_by_key(|a| adapter_rank(&a.get_info()))
             .ok_or_else(|| Error::AdapterNotFound {
                 requested: format!("SIAMESE_ADAPTER={:?}", options.adapter_name.clone().unwrap_or_default()),
@@ -194,10 +173,7 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: info.name.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
 
         // Errors outside our error scopes must not abort the process: keep them and
         // report them from the next checked call.
@@ -303,28 +279,22 @@ impl Gpu {
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
         if let Some(error) = validation.or(oom) {
-            return Err(Error::Gpu {
-                context: context.to_string(),
-                message: error.to_string(),
-            });
+            return Err(Error::Gpu { context: context.to_string(), message: error.to_string() });
         }
         self.take_uncaptured(context)?;
         result
     }
 
     fn take_uncaptured(&self, context: &str) -> Result<()> {
-        let mut errors = self.uncaptured.lock().map_err(|_| Error::Gpu {
-            context: context.to_string(),
-            message: "error log poisoned".into(),
-        })?;
+        let mut errors = self
+            .uncaptured
+            .lock()
+            .map_err(|_| Error::Gpu { context: context.to_string(), message: "error log poisoned".into() })?;
         if errors.is_empty() {
             return Ok(());
         }
         let message = errors.drain(..).collect::<Vec<_>>().join("; ");
-        Err(Error::Gpu {
-            context: context.to_string(),
-            message,
-        })
+        Err(Error::Gpu { context: context.to_string(), message })
     }
 
     /// Returns the compute pipeline for (shader, entry point, override constants),
@@ -393,27 +363,15 @@ impl Gpu {
             let _ = sender.send(result);
         });
         self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu {
-                context: "waiting for the GPU".into(),
-                message: e.to_string(),
-            })?;
-        let mapped = receiver.recv().map_err(|e| Error::Gpu {
-            context: "reading results".into(),
-            message: e.to_string(),
-        })?;
-        mapped.map_err(|e| Error::Gpu {
-            context: "mapping the result buffer".into(),
-            message: e.to_string(),
-        })?;
+            .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+            .map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })?;
+        let mapped =
+            receiver.recv().map_err(|e| Error::Gpu { context: "reading results".into(), message: e.to_string() })?;
+        mapped.map_err(|e| Error::Gpu { context: "mapping the result buffer".into(), message: e.to_string() })?;
         let values = {
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
-                context: "reading results".into(),
-                message: e.to_string(),
-            })?;
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu { context: "reading results".into(), message: e.to_string() })?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();

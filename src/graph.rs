@@ -10,6 +10,7 @@ use crate::gpu::Gpu;
 use crate::model::{LayerKind, ModelSpec};
 use crate::ops::{
     self, Activation, ActivationOp, Conv2d, Dense, Dispatch, Distance, GlobalAveragePool2d, PairDistance, Pool2d,
+    Recurrent,
 };
 
 /// A GPU op of the encoder, built once per model load (weights uploaded, pipeline compiled).
@@ -20,19 +21,15 @@ enum Op {
     Pool2d(Pool2d),
     GlobalAveragePool2d(GlobalAveragePool2d),
     Activation(ActivationOp),
+    Recurrent(Recurrent),
 }
 
-/// One op and the batch-1 shapes around it (the batch axis is replaced per plan).
+/// One op and the index of the model layer it came from (its input shape is the shape
+/// before that layer, its output the shape after: fused activations change neither).
 #[derive(Debug)]
 struct Step {
-    layer: String,
+    layer: usize,
     op: Op,
-    input_shape: Vec<usize>,
-    output_shape: Vec<usize>,
-}
-
-fn with_batch(shape: &[usize], batch: usize) -> Vec<usize> {
-    std::iter::once(batch).chain(shape[1..].iter().copied()).collect()
 }
 
 /// What a plan computes after the encoder.
@@ -44,15 +41,19 @@ enum Head {
     Pairs(Distance),
 }
 
-/// Buffers, bind groups and dispatches for one batch size: built once, reused by every
-/// call of that size, so the steady state creates no GPU objects.
+/// Buffers, bind groups and dispatches for one (batch size, sequence length, head): built
+/// once, reused by every such call, so the steady state creates no GPU objects.
 #[derive(Debug)]
 struct Plan {
     rows: usize,
+    steps: usize,
     head: Head,
     input: wgpu::Buffer,
+    /// `[rows, steps]` u32 step mask, for models with recurrent layers.
+    mask: Option<wgpu::Buffer>,
     dispatches: Vec<Dispatch>,
     embedding: wgpu::Buffer,
+    embedding_len: usize,
     distance: Option<(Dispatch, wgpu::Buffer)>,
     staging: wgpu::Buffer,
     /// Scratch buffers owned by the plan (bound in `dispatches`).
@@ -74,14 +75,26 @@ pub struct PairRun {
     pub embeddings: Option<Vec<f32>>,
 }
 
+/// One batch handed to the runner: values `[rows, ...sample shape with steps]` in one or
+/// two parts (left twin, right twin) and, for recurrent models, a `[rows, steps]` mask.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    /// The values, uploaded back to back (left rows, then right rows).
+    pub parts: &'a [&'a [f32]],
+    /// Samples in total.
+    pub rows: usize,
+    /// Time steps per sample (1 for models without a time axis).
+    pub steps: usize,
+    /// 1 for real steps, 0 for padding: `rows · steps` values (empty when no recurrent layer).
+    pub mask: &'a [u32],
+}
+
 /// An encoder resident on the GPU plus its plans.
 #[derive(Debug)]
 pub struct Graph {
     gpu: Arc<Gpu>,
+    spec: ModelSpec,
     steps: Vec<Step>,
-    input_shape: Vec<usize>,
-    embedding_shape: Vec<usize>,
-    flops_per_sample: u64,
     distance_ops: Mutex<Vec<Arc<PairDistance>>>,
     plans: Mutex<VecDeque<Arc<Plan>>>,
 }
@@ -91,12 +104,22 @@ impl Graph {
     /// right after a Conv2D/Dense with a linear activation (views such as Flatten and
     /// Dropout in between don't matter) is fused into that op's epilogue.
     pub fn new(gpu: Arc<Gpu>, spec: &ModelSpec) -> Result<Self> {
-        let shapes = spec.shapes(1)?;
+        spec.shapes(1)?;
+        if let Some(position) = spec.layers.iter().position(|l| matches!(l.kind, LayerKind::Masking { .. })) {
+            if position != 0 {
+                return Err(Error::UnsupportedConfig {
+                    layer: spec.layers[position].name.clone(),
+                    key: "position".into(),
+                    value: position.to_string(),
+                    hint: " (Masking must directly follow the input)".into(),
+                });
+            }
+        }
         // Fuse first, on the host description, so each op compiles once with its final activation.
         let mut kinds: Vec<(usize, LayerKind)> = Vec::new();
         for (index, layer) in spec.layers.iter().enumerate() {
             match (&layer.kind, kinds.last_mut()) {
-                (LayerKind::Flatten | LayerKind::Identity, _) => {}
+                (LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. }, _) => {}
                 (LayerKind::Activation(a), Some((_, LayerKind::Conv2d { config, .. })))
                     if config.activation == Activation::Linear =>
                 {
@@ -112,73 +135,72 @@ impl Graph {
             }
         }
         let mut steps = Vec::new();
-        let mut flops = 0;
-        for (index, kind) in kinds {
-            let input_shape = shapes[index].clone();
-            let output_shape = shapes[index + 1].clone();
+        for (layer, kind) in kinds {
             let op = match kind {
                 LayerKind::Conv2d { config, kernel, bias } => {
-                    let op = Conv2d::new(&gpu, config, &kernel, bias.as_deref())?;
-                    flops += op.flops(&input_shape);
-                    Op::Conv2d(op)
+                    Op::Conv2d(Conv2d::new(&gpu, config, &kernel, bias.as_deref())?)
                 }
-                LayerKind::Dense {
-                    in_features,
-                    out_features,
-                    kernel,
-                    bias,
-                    activation,
-                } => {
-                    let op = Dense::new(&gpu, in_features, out_features, &kernel, bias.as_deref(), activation)?;
-                    flops += op.flops(&input_shape);
-                    Op::Dense(op)
+                LayerKind::Dense { in_features, out_features, kernel, bias, activation } => {
+                    Op::Dense(Dense::new(&gpu, in_features, out_features, &kernel, bias.as_deref(), activation)?)
                 }
                 LayerKind::Pool2d(config) => Op::Pool2d(Pool2d::new(&gpu, config)?),
                 LayerKind::GlobalAveragePool2d { .. } => Op::GlobalAveragePool2d(GlobalAveragePool2d::new(&gpu)?),
                 LayerKind::Activation(a) => Op::Activation(ActivationOp::new(&gpu, a)?),
-                LayerKind::Flatten | LayerKind::Identity => continue,
+                LayerKind::Recurrent { config, weights } => Op::Recurrent(Recurrent::new(&gpu, config, &weights)?),
+                LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. } => continue,
             };
-            steps.push(Step {
-                layer: spec.layers[index].name.clone(),
-                op,
-                input_shape,
-                output_shape,
-            });
+            steps.push(Step { layer, op });
         }
-        let embedding_shape = shapes.last().map(|s| s[1..].to_vec()).unwrap_or_default();
-        Ok(Self {
-            gpu,
-            steps,
-            input_shape: spec.input_shape.clone(),
-            embedding_shape,
-            flops_per_sample: flops,
-            distance_ops: Mutex::default(),
-            plans: Mutex::default(),
-        })
+        Ok(Self { gpu, spec: spec.clone(), steps, distance_ops: Mutex::default(), plans: Mutex::default() })
     }
 
-    /// Input shape of one sample.
+    /// The model description.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Input shape of one sample (0 marks a variable time axis).
     pub fn input_shape(&self) -> &[usize] {
-        &self.input_shape
+        &self.spec.input_shape
     }
 
-    /// Embedding shape of one sample.
-    pub fn embedding_shape(&self) -> &[usize] {
-        &self.embedding_shape
+    /// Whether any layer is recurrent (the runner then needs a step mask).
+    pub fn has_recurrent(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s.op, Op::Recurrent(_)))
     }
 
-    /// Floating-point operations of the encoder for one sample (2 per multiply-add).
-    pub fn flops_per_sample(&self) -> u64 {
-        self.flops_per_sample
+    /// Embedding shape of one sample for inputs of `steps` time steps.
+    pub fn embedding_shape(&self, steps: usize) -> Result<Vec<usize>> {
+        self.spec.embedding_shape(steps)
+    }
+
+    /// Floating-point operations of the encoder for one sample of `steps` time steps
+    /// (2 per multiply-add).
+    pub fn flops_per_sample(&self, steps: usize) -> u64 {
+        let Ok(shapes) = self.spec.shapes_for(1, steps) else { return 0 };
+        self.steps
+            .iter()
+            .map(|s| {
+                let input = &shapes[s.layer];
+                match &s.op {
+                    Op::Conv2d(op) => op.flops(input),
+                    Op::Dense(op) => op.flops(input),
+                    Op::Recurrent(op) => op.flops(input),
+                    _ => 0,
+                }
+            })
+            .sum()
     }
 
     /// Compute dispatches per pair call (encoder ops + the distance reduction).
     pub fn dispatches_per_call(&self) -> usize {
-        self.steps.len() + 1
+        let recurrent = self.steps.iter().filter(|s| matches!(s.op, Op::Recurrent(_))).count();
+        self.steps.len() + recurrent + 1
     }
 
     /// The kernels run per call, in order, with the layer each came from.
     pub fn describe(&self) -> Vec<String> {
+        let shapes = self.spec.shapes(1).unwrap_or_default();
         self.steps
             .iter()
             .map(|s| {
@@ -188,27 +210,37 @@ impl Graph {
                     Op::Pool2d(_) => "pool2d".into(),
                     Op::GlobalAveragePool2d(_) => "global_average_pool2d".into(),
                     Op::Activation(op) => format!("activation {:?}", op.activation()),
+                    Op::Recurrent(op) => format!("{:?} ×{} directions", op.config().cell, op.config().directions),
                 };
-                format!("{:<24} {kernel} -> {:?}", s.layer, &s.output_shape[1..])
+                let out = shapes.get(s.layer + 1).map(|o| format!("{:?}", &o[1..])).unwrap_or_default();
+                format!("{:<24} {kernel} -> {out}", self.spec.layers[s.layer].name)
             })
             .collect()
     }
 
-    /// The most rows (samples: 2 per pair) one submit can hold on this device: every
-    /// buffer must fit one storage binding and every dispatch the workgroup-count limit.
-    /// Larger batches are split into chunks of this size by [`crate::SiameseModel`].
-    pub fn max_rows(&self) -> usize {
+    /// The most rows (samples: 2 per pair) one submit can hold for inputs of `steps` time
+    /// steps: every buffer must fit one storage binding and every dispatch the
+    /// workgroup-count limit. Larger batches are split by [`crate::SiameseModel`].
+    pub fn max_rows(&self, steps: usize) -> usize {
         let limits = self.gpu.limits();
         let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) as usize / 4;
         let groups = limits.max_compute_workgroups_per_dimension as usize;
-        let mut max = binding / self.input_shape.iter().product::<usize>().max(1);
+        let Ok(shapes) = self.spec.shapes_for(1, steps) else { return 1 };
+        let mut max = binding / shapes[0].iter().product::<usize>().max(1);
         for step in &self.steps {
-            let out_len: usize = step.output_shape[1..].iter().product();
-            max = max.min(binding / out_len.max(1));
-            // conv2d and dense put (rows × pixels) / 32 workgroups on the y axis.
+            let output = &shapes[step.layer + 1];
+            max = max.min(binding / output.iter().product::<usize>().max(1));
+            // conv2d and dense put (rows × pixels) / 32 workgroups on the y axis; the
+            // recurrence one workgroup per row.
             let per_row = match &step.op {
-                Op::Conv2d(_) => step.output_shape[1] * step.output_shape[2],
-                Op::Dense(_) => step.output_shape[1..step.output_shape.len() - 1].iter().product(),
+                Op::Conv2d(_) => output[1] * output[2],
+                Op::Dense(_) => output[1..output.len() - 1].iter().product(),
+                Op::Recurrent(op) => {
+                    let input = &shapes[step.layer];
+                    max = max.min(binding / op.projection_len(input).max(1));
+                    max = max.min(groups);
+                    input[1]
+                }
                 _ => 0,
             };
             if let Some(rows) = (groups * 32).checked_div(per_row) {
@@ -216,10 +248,6 @@ impl Graph {
             }
         }
         max.max(1)
-    }
-
-    fn embedding_len(&self) -> usize {
-        self.embedding_shape.iter().product()
     }
 
     fn distance_op(&self, metric: Distance) -> Result<Arc<PairDistance>> {
@@ -237,12 +265,12 @@ impl Graph {
         self.distance_op(metric).map(|_| ())
     }
 
-    fn plan(&self, rows: usize, head: Head) -> Result<Arc<Plan>> {
+    fn plan(&self, rows: usize, steps: usize, head: Head) -> Result<Arc<Plan>> {
         let mut plans = self.plans.lock().map_err(|_| poisoned())?;
-        if let Some(plan) = plans.iter().find(|p| p.rows == rows && p.head == head) {
+        if let Some(plan) = plans.iter().find(|p| p.rows == rows && p.steps == steps && p.head == head) {
             return Ok(plan.clone());
         }
-        let plan = Arc::new(self.gpu.checked("planning buffers", || self.build_plan(rows, head))?);
+        let plan = Arc::new(self.gpu.checked("planning buffers", || self.build_plan(rows, steps, head))?);
         if plans.len() >= MAX_PLANS {
             plans.pop_front();
         }
@@ -250,67 +278,70 @@ impl Graph {
         Ok(plan)
     }
 
-    fn build_plan(&self, rows: usize, head: Head) -> Result<Plan> {
+    fn build_plan(&self, rows: usize, steps: usize, head: Head) -> Result<Plan> {
         let gpu = &*self.gpu;
-        let input_len = rows * self.input_shape.iter().product::<usize>();
-        ops::check_binding(gpu, "input", input_len)?;
+        let shapes = self.spec.shapes_for(rows, steps)?;
+        let len = |shape: &[usize]| shape.iter().product::<usize>();
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let input = gpu.create_buffer("input (left twin rows, then right)", input_len as u64 * 4, storage);
+        ops::check_binding(gpu, "input", len(&shapes[0]))?;
+        let input = gpu.create_buffer("input (left twin rows, then right)", len(&shapes[0]) as u64 * 4, storage);
+        let mask = self.has_recurrent().then(|| gpu.create_buffer("step mask", (rows * steps) as u64 * 4, storage));
         // Two scratch buffers, ping-ponged: an op never reads and writes the same buffer
         // (WebGPU forbids one buffer bound read-only and read-write in one dispatch).
-        let scratch_len = self
-            .steps
-            .iter()
-            .map(|s| rows * s.output_shape[1..].iter().product::<usize>())
-            .max()
-            .unwrap_or(0);
+        let scratch_len = self.steps.iter().map(|s| len(&shapes[s.layer + 1])).max().unwrap_or(0);
         ops::check_binding(gpu, "intermediate", scratch_len)?;
-        let scratch_count = self
+        let scratch_count = self.steps.iter().filter(|s| !matches!(s.op, Op::Activation(_))).count().min(2);
+        let mut scratch: Vec<wgpu::Buffer> =
+            (0..scratch_count).map(|_| gpu.create_buffer("intermediate", scratch_len as u64 * 4, storage)).collect();
+        // Recurrent layers project every step first into a third scratch buffer.
+        let projection_len = self
             .steps
             .iter()
-            .filter(|s| !matches!(s.op, Op::Activation(_)))
-            .count()
-            .min(2);
-        let scratch: Vec<wgpu::Buffer> = (0..scratch_count)
-            .map(|_| gpu.create_buffer("intermediate", scratch_len as u64 * 4, storage))
-            .collect();
+            .filter_map(|s| match &s.op {
+                Op::Recurrent(op) => Some(op.projection_len(&shapes[s.layer])),
+                _ => None,
+            })
+            .max();
+        if let Some(projection_len) = projection_len {
+            ops::check_binding(gpu, "recurrent projection", projection_len)?;
+            scratch.push(gpu.create_buffer("recurrent projection", projection_len as u64 * 4, storage));
+        }
 
         let mut current = &input;
         let mut next_scratch = 0;
-        let mut dispatches = Vec::with_capacity(self.steps.len());
+        let mut dispatches = Vec::with_capacity(self.steps.len() + 2);
         for step in &self.steps {
-            let in_shape = with_batch(&step.input_shape, rows);
-            let dispatch = match &step.op {
-                Op::Activation(op) => {
-                    dispatches.push(op.prepare(gpu, in_shape.iter().product(), current)?);
-                    continue;
-                }
-                op => {
-                    let output = &scratch[next_scratch];
-                    next_scratch = 1 - next_scratch;
-                    let dispatch = match op {
-                        Op::Conv2d(op) => op.prepare(gpu, &in_shape, current, output)?,
-                        Op::Dense(op) => op.prepare(gpu, &in_shape, current, output)?,
-                        Op::Pool2d(op) => op.prepare(gpu, &in_shape, current, output)?,
-                        Op::GlobalAveragePool2d(op) => op.prepare(gpu, &in_shape, current, output)?,
-                        Op::Activation(_) => unreachable!("handled above"),
+            let in_shape = &shapes[step.layer];
+            if let Op::Activation(op) = &step.op {
+                dispatches.push(op.prepare(gpu, len(in_shape), current)?);
+                continue;
+            }
+            let output = &scratch[next_scratch];
+            next_scratch = 1 - next_scratch;
+            match &step.op {
+                Op::Conv2d(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
+                Op::Dense(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
+                Op::Pool2d(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
+                Op::GlobalAveragePool2d(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
+                Op::Recurrent(op) => {
+                    let (Some(mask), Some(projected)) = (&mask, scratch.last()) else {
+                        unreachable!("recurrent models always get a mask and a projection buffer")
                     };
-                    current = output;
-                    dispatch
+                    dispatches.extend(op.prepare(gpu, in_shape, current, mask, projected, output)?);
                 }
-            };
-            dispatches.push(dispatch);
+                Op::Activation(_) => unreachable!("handled above"),
+            }
+            current = output;
         }
         let embedding = current.clone();
-        let embedding_len = rows * self.embedding_len();
+        let embedding_len = shapes.last().map_or(0, |s| len(s));
         let (distance, staging_len) = match head {
             Head::Embed => (None, embedding_len),
             Head::Pairs(metric) => {
                 let pairs = rows / 2;
                 let out = gpu.create_buffer("distances", pairs as u64 * 4, storage);
-                let dispatch = self
-                    .distance_op(metric)?
-                    .prepare(gpu, pairs, self.embedding_len(), &embedding, &out)?;
+                let dim = embedding_len / rows.max(1);
+                let dispatch = self.distance_op(metric)?.prepare(gpu, pairs, dim, &embedding, &out)?;
                 (Some((dispatch, out)), pairs + embedding_len)
             }
         };
@@ -321,10 +352,13 @@ impl Graph {
         );
         Ok(Plan {
             rows,
+            steps,
             head,
             input,
+            mask,
             dispatches,
             embedding,
+            embedding_len,
             distance,
             staging,
             _scratch: scratch,
@@ -332,20 +366,28 @@ impl Graph {
         })
     }
 
-    /// Uploads `parts` back to back into the plan's input, records every op (and the
-    /// distance) in one encoder, submits once and maps once; returns the `len` values read.
-    fn execute(&self, plan: &Plan, parts: &[&[f32]], copy_embeddings: bool) -> Result<Vec<f32>> {
+    /// Uploads the batch into the plan's input (and mask), records every op (and the
+    /// distance) in one encoder, submits once and maps once; returns the values read.
+    fn execute(&self, plan: &Plan, batch: &Batch, copy_embeddings: bool) -> Result<Vec<f32>> {
         let gpu = &*self.gpu;
         let _busy = plan.busy.lock().map_err(|_| poisoned())?;
         let mut offset = 0;
-        for part in parts {
-            gpu.queue()
-                .write_buffer(&plan.input, offset, bytemuck::cast_slice(part));
+        for part in batch.parts {
+            gpu.queue().write_buffer(&plan.input, offset, bytemuck::cast_slice(part));
             offset += part.len() as u64 * 4;
         }
-        let mut encoder = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("siamese") });
+        if let Some(mask) = &plan.mask {
+            if batch.mask.len() != plan.rows * plan.steps {
+                return Err(Error::shape(
+                    "step mask",
+                    (plan.rows * plan.steps).to_string(),
+                    batch.mask.len().to_string(),
+                ));
+            }
+            gpu.queue().write_buffer(mask, 0, bytemuck::cast_slice(batch.mask));
+        }
+        let mut encoder =
+            gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("siamese") });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("encoder + distance"),
@@ -358,52 +400,41 @@ impl Graph {
                 dispatch.record(&mut pass);
             }
         }
-        let embedding_bytes = (plan.rows * self.embedding_len()) as u64 * 4;
         let mut len = 0;
         if let Some((_, distances)) = &plan.distance {
-            let bytes = (plan.rows / 2) as u64 * 4;
-            encoder.copy_buffer_to_buffer(distances, 0, &plan.staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(distances, 0, &plan.staging, 0, (plan.rows / 2) as u64 * 4);
             len = plan.rows / 2;
         }
         if copy_embeddings || plan.distance.is_none() {
-            encoder.copy_buffer_to_buffer(&plan.embedding, 0, &plan.staging, len as u64 * 4, embedding_bytes);
-            len += plan.rows * self.embedding_len();
+            encoder.copy_buffer_to_buffer(
+                &plan.embedding,
+                0,
+                &plan.staging,
+                len as u64 * 4,
+                plan.embedding_len as u64 * 4,
+            );
+            len += plan.embedding_len;
         }
         let submission = gpu.submit(encoder.finish());
         gpu.read_f32(&plan.staging, len, submission)
     }
 
-    /// Runs both twins as one batch: `left` and `right` each hold `pairs` samples.
-    pub fn run_pairs(
-        &self,
-        left: &[f32],
-        right: &[f32],
-        pairs: usize,
-        metric: Distance,
-        embeddings: bool,
-    ) -> Result<PairRun> {
-        let plan = self.plan(2 * pairs, Head::Pairs(metric))?;
-        let values = self.gpu.checked("running the Siamese batch", || {
-            self.execute(&plan, &[left, right], embeddings)
-        })?;
+    /// Runs both twins as one batch (`batch.parts` = [left, right], `batch.rows` = 2N).
+    pub fn run_pairs(&self, batch: &Batch, metric: Distance, embeddings: bool) -> Result<PairRun> {
+        let pairs = batch.rows / 2;
+        let plan = self.plan(batch.rows, batch.steps, Head::Pairs(metric))?;
+        let values = self.gpu.checked("running the Siamese batch", || self.execute(&plan, batch, embeddings))?;
         let (distances, rest) = values.split_at(pairs.min(values.len()));
-        Ok(PairRun {
-            distances: distances.to_vec(),
-            embeddings: embeddings.then(|| rest.to_vec()),
-        })
+        Ok(PairRun { distances: distances.to_vec(), embeddings: embeddings.then(|| rest.to_vec()) })
     }
 
-    /// Runs the encoder on `rows` samples and returns the embeddings.
-    pub fn run_embed(&self, input: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let plan = self.plan(rows, Head::Embed)?;
-        self.gpu
-            .checked("running the encoder", || self.execute(&plan, &[input], true))
+    /// Runs the encoder alone and returns the embeddings.
+    pub fn run_embed(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let plan = self.plan(batch.rows, batch.steps, Head::Embed)?;
+        self.gpu.checked("running the encoder", || self.execute(&plan, batch, true))
     }
 }
 
 fn poisoned() -> Error {
-    Error::Gpu {
-        context: "locking the plan cache".into(),
-        message: "a previous call panicked".into(),
-    }
+    Error::Gpu { context: "locking the plan cache".into(), message: "a previous call panicked".into() }
 }

@@ -9,10 +9,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Array;
 
 fn decode_error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Decode {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    Error::Decode { path: path.to_path_buf(), reason: reason.into() }
 }
 
 /// Reads a float `.npy` file as f32 (float64 is cast; C order only).
@@ -21,10 +18,7 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Array> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| decode_error(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
-        return Err(decode_error(
-            path,
-            "Fortran-order arrays are not supported: save with np.ascontiguousarray",
-        ));
+        return Err(decode_error(path, "Fortran-order arrays are not supported: save with np.ascontiguousarray"));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let dtype = npy.dtype().descr().replace(['\'', '"'], "");
@@ -46,17 +40,43 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Array> {
     Array::new(shape, data).map_err(|e| decode_error(path, format!("truncated or inconsistent array: {e}")))
 }
 
+/// Reads sequence lengths: an int32 or int64 `.npy` of shape `[N]`, every value >= 0.
+pub fn read_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| decode_error(path, format!("not a valid .npy file: {e}")))?;
+    if npy.shape().len() != 1 {
+        return Err(decode_error(path, format!("lengths must be a 1-D array [N], got shape {:?}", npy.shape())));
+    }
+    let dtype = npy.dtype().descr().replace(['\'', '"'], "");
+    let values: Vec<i64> = match dtype.trim_start_matches(['<', '>', '|', '=']) {
+        "i4" => {
+            npy.into_vec::<i32>().map_err(|e| decode_error(path, e.to_string()))?.into_iter().map(i64::from).collect()
+        }
+        "i8" => npy.into_vec::<i64>().map_err(|e| decode_error(path, e.to_string()))?,
+        _ => {
+            return Err(decode_error(
+                path,
+                format!("dtype {dtype} is not supported for lengths: expected int32 or int64"),
+            ))
+        }
+    };
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            usize::try_from(v).map_err(|_| decode_error(path, format!("length {v} at index {i} is negative")))
+        })
+        .collect()
+}
+
 /// Writes an f32 array as `.npy`.
 pub fn write_npy(path: impl AsRef<Path>, array: &Array) -> Result<()> {
     let path = path.as_ref();
     let shape: Vec<u64> = array.shape().iter().map(|&d| d as u64).collect();
     let mut bytes = Vec::new();
     let mut write = || -> std::io::Result<()> {
-        let mut writer = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&shape)
-            .writer(&mut bytes)
-            .begin_nd()?;
+        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut bytes).begin_nd()?;
         writer.extend(array.data().iter().copied())?;
         writer.finish()
     };
@@ -72,23 +92,13 @@ pub fn read_png(path: impl AsRef<Path>, channels: Option<usize>) -> Result<Array
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| decode_error(path, format!("not a valid PNG: {e}")))?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| decode_error(path, "image too large"))?;
+    let mut reader = decoder.read_info().map_err(|e| decode_error(path, format!("not a valid PNG: {e}")))?;
+    let size = reader.output_buffer_size().ok_or_else(|| decode_error(path, "image too large"))?;
     let mut buffer = vec![0; size];
-    let frame = reader
-        .next_frame(&mut buffer)
-        .map_err(|e| decode_error(path, format!("corrupt PNG: {e}")))?;
+    let frame = reader.next_frame(&mut buffer).map_err(|e| decode_error(path, format!("corrupt PNG: {e}")))?;
     let (height, width) = (frame.height as usize, frame.width as usize);
     let samples = frame.color_type.samples();
-    let max = if frame.bit_depth == png::BitDepth::Sixteen {
-        65535.0
-    } else {
-        255.0
-    };
+    let max = if frame.bit_depth == png::BitDepth::Sixteen { 65535.0 } else { 255.0 };
     let value = |i: usize| -> f32 {
         if frame.bit_depth == png::BitDepth::Sixteen {
             u16::from_be_bytes([buffer[2 * i], buffer[2 * i + 1]]) as f32 / max
@@ -99,25 +109,14 @@ pub fn read_png(path: impl AsRef<Path>, channels: Option<usize>) -> Result<Array
     let color = samples >= 3; // RGB or RGBA; gray and gray+alpha otherwise
     let out_channels = channels.unwrap_or(if color { 3 } else { 1 });
     if out_channels != 1 && out_channels != 3 {
-        return Err(decode_error(
-            path,
-            format!("cannot convert to {out_channels} channels (the model wants 1 or 3)"),
-        ));
+        return Err(decode_error(path, format!("cannot convert to {out_channels} channels (the model wants 1 or 3)")));
     }
     let mut data = Vec::with_capacity(height * width * out_channels);
     for pixel in 0..height * width {
         let base = pixel * samples;
-        let rgb = if color {
-            [value(base), value(base + 1), value(base + 2)]
-        } else {
-            [value(base); 3]
-        };
+        let rgb = if color { [value(base), value(base + 1), value(base + 2)] } else { [value(base); 3] };
         if out_channels == 1 {
-            data.push(if color {
-                0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-            } else {
-                rgb[0]
-            });
+            data.push(if color { 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] } else { rgb[0] });
         } else {
             data.extend_from_slice(&rgb);
         }
@@ -130,24 +129,15 @@ pub fn read_png(path: impl AsRef<Path>, channels: Option<usize>) -> Result<Array
 pub fn write_png_gray(path: impl AsRef<Path>, height: usize, width: usize, values: &[f32]) -> Result<()> {
     let path = path.as_ref();
     if values.len() != height * width {
-        return Err(Error::shape(
-            "png",
-            format!("{} values", height * width),
-            format!("{}", values.len()),
-        ));
+        return Err(Error::shape("png", format!("{} values", height * width), format!("{}", values.len())));
     }
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
-    let pixels: Vec<u8> = values
-        .iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-        .collect();
+    let pixels: Vec<u8> = values.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
     let mut writer = encoder.write_header().map_err(|e| decode_error(path, e.to_string()))?;
-    writer
-        .write_image_data(&pixels)
-        .map_err(|e| decode_error(path, e.to_string()))?;
+    writer.write_image_data(&pixels).map_err(|e| decode_error(path, e.to_string()))?;
     writer.finish().map_err(|e| decode_error(path, e.to_string()))
 }
 
@@ -164,10 +154,7 @@ pub fn read_batch(paths: &[impl AsRef<Path>], channels: Option<usize>) -> Result
             for path in many {
                 let path = path.as_ref();
                 if !is_png(path) {
-                    return Err(decode_error(
-                        path,
-                        "several inputs must all be PNG files (or pass one .npy)",
-                    ));
+                    return Err(decode_error(path, "several inputs must all be PNG files (or pass one .npy)"));
                 }
                 let image = read_png(path, channels)?;
                 match &shape {

@@ -90,9 +90,7 @@ pub fn conv2d(
     bias: &[f32],
 ) -> (Vec<f32>, [usize; 4]) {
     let [batch, h, w, c] = shape;
-    let window = config
-        .window(h, w)
-        .expect("reference conv2d: input smaller than kernel");
+    let window = config.window(h, w).expect("reference conv2d: input smaller than kernel");
     let (out_h, out_w) = window.out;
     let f = config.filters;
     let mut out = vec![0.0; batch * out_h * out_w * f];
@@ -173,11 +171,7 @@ pub fn global_average_pool2d(input: &[f32], shape: [usize; 4]) -> Vec<f32> {
 pub fn pair_distances(embedding: &[f32], pairs: usize, dim: usize, metric: Distance) -> Vec<f32> {
     (0..pairs)
         .map(|i| {
-            distance(
-                &embedding[i * dim..(i + 1) * dim],
-                &embedding[(pairs + i) * dim..(pairs + i + 1) * dim],
-                metric,
-            )
+            distance(&embedding[i * dim..(i + 1) * dim], &embedding[(pairs + i) * dim..(pairs + i + 1) * dim], metric)
         })
         .collect()
 }
@@ -216,11 +210,7 @@ pub fn recurrent(
     let [batch, steps, features] = shape;
     let (u, g, dirs) = (config.units, config.gate_width(), config.directions);
     let width = dirs * u;
-    let out_len = if config.return_sequences {
-        batch * steps * width
-    } else {
-        batch * width
-    };
+    let out_len = if config.return_sequences { batch * steps * width } else { batch * width };
     let mut out = vec![0.0; out_len];
     let gate = |x: f64| activation(x as f32, config.recurrent_activation) as f64;
     let act = |x: f64| activation(x as f32, config.activation) as f64;
@@ -236,15 +226,11 @@ pub fn recurrent(
                     let xk: Vec<f64> = (0..g)
                         .map(|j| {
                             w.input_bias[j] as f64
-                                + (0..features)
-                                    .map(|k| x[k] as f64 * w.kernel[k * g + j] as f64)
-                                    .sum::<f64>()
+                                + (0..features).map(|k| x[k] as f64 * w.kernel[k * g + j] as f64).sum::<f64>()
                         })
                         .collect();
                     let hr = |state: &[f64], j: usize| -> f64 {
-                        (0..u)
-                            .map(|k| state[k] * w.recurrent_kernel[k * g + j] as f64)
-                            .sum::<f64>()
+                        (0..u).map(|k| state[k] * w.recurrent_kernel[k * g + j] as f64).sum::<f64>()
                     };
                     match config.cell {
                         Cell::Lstm => {

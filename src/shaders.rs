@@ -22,36 +22,24 @@ impl ShaderSource {
 }
 
 /// Dense layer: fused matmul + bias + activation.
-pub const DENSE: ShaderSource = ShaderSource {
-    name: "dense",
-    parts: &[ACTIVATION, include_str!("../shaders/dense.wgsl")],
-};
+pub const DENSE: ShaderSource =
+    ShaderSource { name: "dense", parts: &[ACTIVATION, include_str!("../shaders/dense.wgsl")] };
 /// Conv2D: implicit GEMM + bias + activation.
-pub const CONV2D: ShaderSource = ShaderSource {
-    name: "conv2d",
-    parts: &[ACTIVATION, include_str!("../shaders/conv2d.wgsl")],
-};
+pub const CONV2D: ShaderSource =
+    ShaderSource { name: "conv2d", parts: &[ACTIVATION, include_str!("../shaders/conv2d.wgsl")] };
 /// Max / average / global average pooling.
-pub const POOL2D: ShaderSource = ShaderSource {
-    name: "pool2d",
-    parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")],
-};
+pub const POOL2D: ShaderSource =
+    ShaderSource { name: "pool2d", parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")] };
 /// Standalone activation, in place.
-pub const ELEMENTWISE: ShaderSource = ShaderSource {
-    name: "elementwise",
-    parts: &[COMMON, ACTIVATION, include_str!("../shaders/elementwise.wgsl")],
-};
+pub const ELEMENTWISE: ShaderSource =
+    ShaderSource { name: "elementwise", parts: &[COMMON, ACTIVATION, include_str!("../shaders/elementwise.wgsl")] };
 /// Pair distance reduction.
-pub const DISTANCE: ShaderSource = ShaderSource {
-    name: "distance",
-    parts: &[COMMON, include_str!("../shaders/distance.wgsl")],
-};
+pub const DISTANCE: ShaderSource =
+    ShaderSource { name: "distance", parts: &[COMMON, include_str!("../shaders/distance.wgsl")] };
 
 /// LSTM / GRU recurrences over whole sequences.
-pub const RECURRENT: ShaderSource = ShaderSource {
-    name: "recurrent",
-    parts: &[ACTIVATION, include_str!("../shaders/recurrent.wgsl")],
-};
+pub const RECURRENT: ShaderSource =
+    ShaderSource { name: "recurrent", parts: &[ACTIVATION, include_str!("../shaders/recurrent.wgsl")] };
 
 /// Every kernel family, for validation tests.
 pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE, RECURRENT];
@@ -91,18 +79,10 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     for metric in Distance::ALL {
         variants.push(variant(DISTANCE, "pair_distance", &metric.constants()));
     }
-    for cell in [
-        Cell::Lstm,
-        Cell::Gru { reset_after: true },
-        Cell::Gru { reset_after: false },
-    ] {
+    for cell in [Cell::Lstm, Cell::Gru { reset_after: true }, Cell::Gru { reset_after: false }] {
         for gate in RECURRENT_GATE_ACTIVATIONS {
             for activation in RECURRENT_CELL_ACTIVATIONS {
-                variants.push(variant(
-                    RECURRENT,
-                    cell.entry_point(),
-                    &cell.constants(gate, activation),
-                ));
+                variants.push(variant(RECURRENT, cell.entry_point(), &cell.constants(gate, activation)));
             }
         }
     }
@@ -113,11 +93,8 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
 /// message (with the source location) on failure.
 pub fn validate(source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::SHADER_FLOAT16,
-    )
-    .validate(&module)
-    .map_err(|e| e.emit_to_string(source))?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16)
+        .validate(&module)
+        .map_err(|e| e.emit_to_string(source))?;
     Ok(())
 }

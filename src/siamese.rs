@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::Graph;
+use crate::graph::{Batch, Graph};
 use crate::model::{self, ModelSpec};
 use crate::ops::Distance;
 use crate::tensor::Array;
@@ -25,9 +25,15 @@ pub struct PairOutput {
 #[derive(Debug)]
 pub struct SiameseModel {
     gpu: Arc<Gpu>,
-    spec: ModelSpec,
     graph: Graph,
-    max_pairs_per_submit: usize,
+    pair_cap: Option<usize>,
+}
+
+/// One twin's batch checked against the model: values padded to the common number of
+/// steps, and the step mask.
+struct Prepared {
+    values: Vec<f32>,
+    mask: Vec<u32>,
 }
 
 impl SiameseModel {
@@ -49,13 +55,7 @@ impl SiameseModel {
         for metric in Distance::ALL {
             graph.prepare_metric(metric)?;
         }
-        let max_pairs_per_submit = (graph.max_rows() / 2).max(1);
-        Ok(Self {
-            gpu,
-            spec,
-            graph,
-            max_pairs_per_submit,
-        })
+        Ok(Self { gpu, graph, pair_cap: None })
     }
 
     /// The GPU context in use.
@@ -65,7 +65,7 @@ impl SiameseModel {
 
     /// The model description.
     pub fn spec(&self) -> &ModelSpec {
-        &self.spec
+        self.graph.spec()
     }
 
     /// The graph runner.
@@ -73,43 +73,98 @@ impl SiameseModel {
         &self.graph
     }
 
-    /// The most pairs run in one submit: a batch of N pairs is one submit when N is at most
-    /// this, else ceil(N / this) submits. Defaults to what fits the device's buffer and
-    /// dispatch limits.
-    pub fn max_pairs_per_submit(&self) -> usize {
-        self.max_pairs_per_submit
+    /// The most pairs of `steps`-step inputs run in one submit (steps is ignored by models
+    /// without a time axis): a batch of N pairs is one submit when N is at most this, else
+    /// ceil(N / this) submits. What fits the device's buffer and dispatch limits, unless
+    /// lowered by [`set_max_pairs_per_submit`](Self::set_max_pairs_per_submit).
+    pub fn max_pairs_per_submit(&self, steps: usize) -> usize {
+        let fits = (self.graph.max_rows(steps.max(1)) / 2).max(1);
+        self.pair_cap.map_or(fits, |cap| cap.clamp(1, fits))
     }
 
-    /// Lowers (to bound GPU memory) or restores the pairs per submit; values above what
-    /// the device allows are capped, 0 is taken as 1.
-    pub fn set_max_pairs_per_submit(&mut self, pairs: usize) {
-        self.max_pairs_per_submit = pairs.clamp(1, (self.graph.max_rows() / 2).max(1));
+    /// Caps the pairs per submit (to bound GPU memory); None restores the default.
+    pub fn set_max_pairs_per_submit(&mut self, pairs: Option<usize>) {
+        self.pair_cap = pairs;
     }
 
-    /// Input shape of one sample, e.g. `[28, 28, 1]`.
+    /// Input shape of one sample, e.g. `[28, 28, 1]`; 0 marks a variable time axis
+    /// (`[0, 100]`: sequences of any length with 100 features).
     pub fn input_shape(&self) -> &[usize] {
         self.graph.input_shape()
     }
 
-    /// Embedding shape of one sample, e.g. `[128]`.
-    pub fn embedding_shape(&self) -> &[usize] {
-        self.graph.embedding_shape()
+    /// Whether inputs are sequences `[N, steps, features]` of any length.
+    pub fn is_sequence(&self) -> bool {
+        self.spec().is_sequence()
     }
 
-    fn check_batch(&self, what: &str, array: &Array) -> Result<usize> {
+    /// Embedding shape of one sample (for sequence models, of a sequence of one step: a
+    /// recurrent encoder that returns sequences has one row per step).
+    pub fn embedding_shape(&self) -> Vec<usize> {
+        self.graph.embedding_shape(1).unwrap_or_default()
+    }
+
+    /// Checks one twin's batch; returns (N, steps).
+    fn check_batch(&self, what: &str, array: &Array, lengths: Option<&[usize]>) -> Result<(usize, usize)> {
         let shape = array.shape();
-        if shape.len() != self.input_shape().len() + 1 || &shape[1..] != self.input_shape() {
-            return Err(Error::shape(
-                what,
-                format!("[N, {}]", join(self.input_shape())),
-                format!("{shape:?}"),
-            ));
+        let expected = self.input_shape();
+        let sequence = self.is_sequence();
+        let matches = shape.len() == expected.len() + 1
+            && shape[1..].iter().zip(expected).all(|(&got, &want)| want == 0 || got == want);
+        if !matches || (sequence && shape[1] == 0) {
+            let dims: Vec<String> =
+                expected.iter().map(|&d| if d == 0 { "steps".to_string() } else { d.to_string() }).collect();
+            return Err(Error::shape(what, format!("[N, {}]", dims.join(", ")), format!("{shape:?}")));
         }
         if shape[0] == 0 {
             return Err(Error::input(what, "the batch is empty (N = 0)"));
         }
         array.check_finite(what)?;
-        Ok(shape[0])
+        let steps = if sequence { shape[1] } else { 1 };
+        if let Some(lengths) = lengths {
+            if !sequence {
+                return Err(Error::input(format!("{what} lengths"), "this model's input has no time axis"));
+            }
+            if lengths.len() != shape[0] {
+                return Err(Error::shape(
+                    format!("{what} lengths"),
+                    format!("{} lengths", shape[0]),
+                    lengths.len().to_string(),
+                ));
+            }
+            if let Some((i, &len)) = lengths.iter().enumerate().find(|&(_, &len)| len == 0 || len > steps) {
+                return Err(Error::input(
+                    format!("{what} lengths"),
+                    format!("length {len} of row {i} is not in 1..={steps}"),
+                ));
+            }
+        }
+        Ok((shape[0], steps))
+    }
+
+    /// Pads one twin's sequences to `steps` and builds its mask: a step is real when it is
+    /// inside the row's length (if given), inside the array, and (with a Masking layer) not
+    /// entirely equal to the mask value.
+    fn prepare(&self, array: &Array, lengths: Option<&[usize]>, steps: usize) -> Prepared {
+        if !self.graph.has_recurrent() && !self.is_sequence() {
+            return Prepared { values: array.data().to_vec(), mask: Vec::new() };
+        }
+        let rows = array.batch();
+        let own_steps = array.shape()[1];
+        let features = array.row_len() / own_steps.max(1);
+        let mask_value = self.spec().mask_value();
+        let mut values = vec![0.0; rows * steps * features];
+        let mut mask = vec![0; rows * steps];
+        for r in 0..rows {
+            let length = lengths.map_or(own_steps, |l| l[r]);
+            for t in 0..own_steps {
+                let step = &array.data()[(r * own_steps + t) * features..(r * own_steps + t + 1) * features];
+                values[(r * steps + t) * features..(r * steps + t + 1) * features].copy_from_slice(step);
+                let masked = mask_value.is_some_and(|v| step.iter().all(|&x| x == v));
+                mask[r * steps + t] = u32::from(t < length && !masked);
+            }
+        }
+        Prepared { values, mask }
     }
 
     /// Distances between `left[i]` and `right[i]`, both `[N, ...input_shape]`.
@@ -121,28 +176,48 @@ impl SiameseModel {
     /// one batch of 2N: one submit, one readback (batches beyond
     /// [`max_pairs_per_submit`](Self::max_pairs_per_submit) are split into such batches).
     pub fn pairs(&self, left: &Array, right: &Array, metric: Distance, embeddings: bool) -> Result<PairOutput> {
-        let n = self.check_batch("left", left)?;
-        let m = self.check_batch("right", right)?;
+        self.pairs_ragged(left, None, right, None, metric, embeddings)
+    }
+
+    /// [`pairs`](Self::pairs) for sequence models with per-row lengths (the embedding of
+    /// a sequence is the state at its own last step). Left and right may have different
+    /// numbers of steps; without lengths every row is full length (or as its Masking
+    /// layer says).
+    pub fn pairs_ragged(
+        &self,
+        left: &Array,
+        left_lengths: Option<&[usize]>,
+        right: &Array,
+        right_lengths: Option<&[usize]>,
+        metric: Distance,
+        embeddings: bool,
+    ) -> Result<PairOutput> {
+        let (n, left_steps) = self.check_batch("left", left, left_lengths)?;
+        let (m, right_steps) = self.check_batch("right", right, right_lengths)?;
         if n != m {
-            return Err(Error::shape(
-                "pairs",
-                format!("as many right rows as left rows ({n})"),
-                format!("{m}"),
-            ));
+            return Err(Error::shape("pairs", format!("as many right rows as left rows ({n})"), format!("{m}")));
         }
-        let (sample, dim) = (left.row_len(), self.embedding_shape().iter().product::<usize>());
+        let steps = left_steps.max(right_steps);
+        let left = self.prepare(left, left_lengths, steps);
+        let right = self.prepare(right, right_lengths, steps);
+        let embedding_shape = self.graph.embedding_shape(steps)?;
+        let dim: usize = embedding_shape.iter().product();
+        let sample = left.values.len() / n;
+        let chunk = self.max_pairs_per_submit(steps);
         let mut distances = Vec::with_capacity(n);
         let (mut left_values, mut right_values) = (Vec::new(), Vec::new());
-        for start in (0..n).step_by(self.max_pairs_per_submit) {
-            let end = (start + self.max_pairs_per_submit).min(n);
+        for start in (0..n).step_by(chunk) {
+            let end = (start + chunk).min(n);
             let rows = start * sample..end * sample;
-            let run = self.graph.run_pairs(
-                &left.data()[rows.clone()],
-                &right.data()[rows],
-                end - start,
-                metric,
-                embeddings,
-            )?;
+            let (mask_left, mask_right) = if left.mask.is_empty() {
+                (&[][..], &[][..])
+            } else {
+                (&left.mask[start * steps..end * steps], &right.mask[start * steps..end * steps])
+            };
+            let mask = [mask_left, mask_right].concat();
+            let parts = [&left.values[rows.clone()], &right.values[rows]];
+            let batch = Batch { parts: &parts, rows: 2 * (end - start), steps, mask: &mask };
+            let run = self.graph.run_pairs(&batch, metric, embeddings)?;
             distances.extend_from_slice(&run.distances);
             if let Some(values) = run.embeddings {
                 let (l, r) = values.split_at((end - start) * dim);
@@ -151,43 +226,33 @@ impl SiameseModel {
             }
         }
         let (left_embeddings, right_embeddings) = if embeddings {
-            let shape: Vec<usize> = std::iter::once(n)
-                .chain(self.embedding_shape().iter().copied())
-                .collect();
-            (
-                Some(Array::new(shape.clone(), left_values)?),
-                Some(Array::new(shape, right_values)?),
-            )
+            let shape: Vec<usize> = std::iter::once(n).chain(embedding_shape).collect();
+            (Some(Array::new(shape.clone(), left_values)?), Some(Array::new(shape, right_values)?))
         } else {
             (None, None)
         };
-        Ok(PairOutput {
-            distances,
-            left_embeddings,
-            right_embeddings,
-        })
+        Ok(PairOutput { distances, left_embeddings, right_embeddings })
     }
 
     /// Embeddings `f(x)` of a `[N, ...input_shape]` batch.
     pub fn embed(&self, input: &Array) -> Result<Array> {
-        let n = self.check_batch("input", input)?;
-        let sample = input.row_len();
-        let chunk = 2 * self.max_pairs_per_submit;
+        self.embed_ragged(input, None)
+    }
+
+    /// [`embed`](Self::embed) for sequence models with per-row lengths.
+    pub fn embed_ragged(&self, input: &Array, lengths: Option<&[usize]>) -> Result<Array> {
+        let (n, steps) = self.check_batch("input", input, lengths)?;
+        let prepared = self.prepare(input, lengths, steps);
+        let sample = prepared.values.len() / n;
+        let chunk = 2 * self.max_pairs_per_submit(steps);
         let mut values = Vec::new();
         for start in (0..n).step_by(chunk) {
             let end = (start + chunk).min(n);
-            values.extend(
-                self.graph
-                    .run_embed(&input.data()[start * sample..end * sample], end - start)?,
-            );
+            let mask = if prepared.mask.is_empty() { &[][..] } else { &prepared.mask[start * steps..end * steps] };
+            let parts = [&prepared.values[start * sample..end * sample]];
+            values.extend(self.graph.run_embed(&Batch { parts: &parts, rows: end - start, steps, mask })?);
         }
-        let shape = std::iter::once(n)
-            .chain(self.embedding_shape().iter().copied())
-            .collect();
+        let shape = std::iter::once(n).chain(self.graph.embedding_shape(steps)?).collect();
         Array::new(shape, values)
     }
-}
-
-fn join(dims: &[usize]) -> String {
-    dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
 }

@@ -59,10 +59,7 @@ impl Array {
     pub fn check_finite(&self, what: &str) -> Result<()> {
         match self.data.iter().position(|v| !v.is_finite()) {
             None => Ok(()),
-            Some(i) => Err(Error::input(
-                what,
-                format!("value {} at flat index {i} is not finite", self.data[i]),
-            )),
+            Some(i) => Err(Error::input(what, format!("value {} at flat index {i} is not finite", self.data[i]))),
         }
     }
 }
@@ -80,10 +77,7 @@ impl Tensor {
         crate::ops::check_binding(gpu, "tensor", array.data.len())?;
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         let buffer = gpu.create_buffer_init("tensor", bytemuck::cast_slice(&array.data), usage);
-        Ok(Self {
-            buffer,
-            shape: array.shape.clone(),
-        })
+        Ok(Self { buffer, shape: array.shape.clone() })
     }
 
     /// An uninitialised (zeroed) tensor of `shape`.
@@ -91,10 +85,7 @@ impl Tensor {
         let len = shape.iter().product::<usize>();
         crate::ops::check_binding(gpu, "tensor", len)?;
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        Ok(Self {
-            buffer: gpu.create_buffer("tensor", len as u64 * 4, usage),
-            shape: shape.to_vec(),
-        })
+        Ok(Self { buffer: gpu.create_buffer("tensor", len as u64 * 4, usage), shape: shape.to_vec() })
     }
 
     /// The buffer.
@@ -128,13 +119,7 @@ impl Tensor {
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             );
             let mut encoder = gpu.device().create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(
-                &self.buffer,
-                0,
-                &staging,
-                0,
-                (len as u64 * 4).next_multiple_of(4).max(4),
-            );
+            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, (len as u64 * 4).next_multiple_of(4).max(4));
             let submission = gpu.submit(encoder.finish());
             let data = gpu.read_f32(&staging, len, submission)?;
             Array::new(self.shape.clone(), data)
@@ -155,14 +140,8 @@ pub fn run_dispatches(gpu: &Gpu, dispatches: &[&crate::ops::Dispatch]) -> Result
         }
         let submission = gpu.submit(encoder.finish());
         gpu.device()
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu {
-                context: "waiting for the GPU".into(),
-                message: e.to_string(),
-            })?;
+            .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+            .map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })?;
         Ok(())
     })
 }

@@ -15,19 +15,11 @@ fn root() -> PathBuf {
 }
 
 fn siamese(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siamese"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_siamese")).args(args).current_dir(root()).output().unwrap()
 }
 
 fn stdout_of(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "siamese failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "siamese failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
@@ -65,13 +57,7 @@ fn pairs_prints_keras_distances_and_writes_files() {
     let right = read_npy(format!("{prefix}_right.npy")).unwrap();
     assert_eq!(left.shape(), &[8, 128]);
     let keras_embeddings = read_npy(root().join("models/cnn/pairs/keras_embeddings.npy")).unwrap();
-    assert_close(
-        "CLI embeddings",
-        &[left.data(), right.data()].concat(),
-        keras_embeddings.data(),
-        1e-5,
-        1e-4,
-    );
+    assert_close("CLI embeddings", &[left.data(), right.data()].concat(), keras_embeddings.data(), 1e-5, 1e-4);
 }
 
 #[test]
@@ -98,12 +84,7 @@ fn embed_writes_embeddings_and_float64_is_accepted() {
         use npyz::WriterBuilder;
         let mut bytes = Vec::new();
         let shape: Vec<u64> = left.shape().iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&shape)
-            .writer(&mut bytes)
-            .begin_nd()
-            .unwrap();
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut bytes).begin_nd().unwrap();
         w.extend(left.data().iter().map(|&v| v as f64)).unwrap();
         w.finish().unwrap();
         std::fs::write(&f64_path, bytes).unwrap();
@@ -138,10 +119,7 @@ fn png_inputs_work_like_the_same_pixels_in_npy() {
     }
     // The PNGs hold 8-bit pixels: the reference is those pixels scaled to [0, 1] in .npy form.
     let stack = |paths: &[String]| {
-        let data: Vec<f32> = paths
-            .iter()
-            .flat_map(|p| read_png(p, Some(1)).unwrap().into_data())
-            .collect();
+        let data: Vec<f32> = paths.iter().flat_map(|p| read_png(p, Some(1)).unwrap().into_data()).collect();
         Array::new(vec![paths.len(), 28, 28, 1], data).unwrap()
     };
     let (l_npy, r_npy) = (dir.path().join("l.npy"), dir.path().join("r.npy"));
@@ -182,15 +160,7 @@ fn errors_exit_nonzero_without_panicking() {
             "tests/fixtures/chain_b/left.npy",
         ],
         &["pairs", "--model", "no/such/dir", "--left", "a.npy", "--right", "b.npy"],
-        &[
-            "pairs",
-            "--model",
-            "models/cnn",
-            "--left",
-            "models/cnn/model.json",
-            "--right",
-            "models/cnn/pairs/right.npy",
-        ],
+        &["pairs", "--model", "models/cnn", "--left", "models/cnn/model.json", "--right", "models/cnn/pairs/right.npy"],
         &[
             "pairs",
             "--model",
@@ -216,10 +186,7 @@ fn errors_exit_nonzero_without_panicking() {
 fn info_names_the_chosen_adapter() {
     let Some(_) = gpu() else { return };
     let text = stdout_of(&siamese(&["info"]));
-    assert!(
-        text.contains("chosen:") && text.contains("max storage buffer binding"),
-        "{text}"
-    );
+    assert!(text.contains("chosen:") && text.contains("max storage buffer binding"), "{text}");
 }
 
 #[test]

@@ -49,11 +49,7 @@ fn edited_model(
             (name.clone(), view)
         })
         .collect();
-    std::fs::write(
-        dir.path().join("model.safetensors"),
-        safetensors::serialize(views, None).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
     dir
 }
 
@@ -73,26 +69,16 @@ fn missing_or_malformed_model_files() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("model.json"), "{ not json").unwrap();
-    std::fs::copy(
-        cnn_dir().join("model.safetensors"),
-        dir.path().join("model.safetensors"),
-    )
-    .unwrap();
+    std::fs::copy(cnn_dir().join("model.safetensors"), dir.path().join("model.safetensors")).unwrap();
     let err = load_err(dir.path());
-    assert!(
-        matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("JSON")),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("JSON")), "{err}");
 
     // Truncated weights file.
     std::fs::copy(cnn_dir().join("model.json"), dir.path().join("model.json")).unwrap();
     let bytes = std::fs::read(cnn_dir().join("model.safetensors")).unwrap();
     std::fs::write(dir.path().join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let err = load_err(dir.path());
-    assert!(
-        matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("safetensors")),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("safetensors")), "{err}");
 
     // Missing weights file.
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
@@ -101,11 +87,7 @@ fn missing_or_malformed_model_files() {
 
 #[test]
 fn unsupported_layer_is_named() {
-    let dir = edited_model(
-        &cnn_dir(),
-        |j| layers(j)[5]["class_name"] = "BatchNormalization".into(),
-        |_| {},
-    );
+    let dir = edited_model(&cnn_dir(), |j| layers(j)[5]["class_name"] = "BatchNormalization".into(), |_| {});
     match load_err(dir.path()) {
         Error::UnsupportedLayer { class, layer, .. } => {
             assert_eq!(class, "BatchNormalization");
@@ -117,36 +99,20 @@ fn unsupported_layer_is_named() {
 
 #[test]
 fn unsupported_settings_are_named() {
-    let dir = edited_model(
-        &cnn_dir(),
-        |j| layers(j)[6]["config"]["activation"] = "softmax".into(),
-        |_| {},
-    );
+    let dir = edited_model(&cnn_dir(), |j| layers(j)[6]["config"]["activation"] = "softmax".into(), |_| {});
     let err = load_err(dir.path());
     assert!(
         matches!(&err, Error::UnsupportedConfig { layer, key, .. } if layer == "dense" && key == "activation"),
         "{err}"
     );
 
-    let dir = edited_model(
-        &cnn_dir(),
-        |j| layers(j)[1]["config"]["padding"] = "causal".into(),
-        |_| {},
-    );
+    let dir = edited_model(&cnn_dir(), |j| layers(j)[1]["config"]["padding"] = "causal".into(), |_| {});
     assert!(matches!(load_err(dir.path()), Error::UnsupportedConfig { key, .. } if key == "padding"));
 
-    let dir = edited_model(
-        &cnn_dir(),
-        |j| layers(j)[1]["config"]["data_format"] = "channels_first".into(),
-        |_| {},
-    );
+    let dir = edited_model(&cnn_dir(), |j| layers(j)[1]["config"]["data_format"] = "channels_first".into(), |_| {});
     assert!(matches!(load_err(dir.path()), Error::UnsupportedConfig { key, .. } if key == "data_format"));
 
-    let dir = edited_model(
-        &cnn_dir(),
-        |j| layers(j)[0]["config"]["batch_shape"][1] = Value::Null,
-        |_| {},
-    );
+    let dir = edited_model(&cnn_dir(), |j| layers(j)[0]["config"]["batch_shape"][1] = Value::Null, |_| {});
     assert!(matches!(load_err(dir.path()), Error::ModelFormat { reason, .. } if reason.contains("variable")));
 }
 
@@ -209,10 +175,7 @@ fn branching_functional_models_are_rejected() {
         |_| {},
     );
     let err = load_err(dir.path());
-    assert!(
-        matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("single-chain")),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("single-chain")), "{err}");
 }
 
 #[test]
@@ -232,10 +195,7 @@ fn bad_batches_are_typed_errors() {
     );
 
     let empty = Array::new(vec![0, 9, 11, 2], vec![]).unwrap();
-    assert!(matches!(
-        model.distances(&empty, &empty, Distance::Euclidean),
-        Err(Error::InvalidInput { .. })
-    ));
+    assert!(matches!(model.distances(&empty, &empty, Distance::Euclidean), Err(Error::InvalidInput { .. })));
     assert!(matches!(model.embed(&empty), Err(Error::InvalidInput { .. })));
 
     let one = Array::new(vec![1, 9, 11, 2], vec![0.5; sample]).unwrap();
@@ -247,10 +207,7 @@ fn bad_batches_are_typed_errors() {
     data[17] = f32::NAN;
     let nan = Array::new(vec![2, 9, 11, 2], data).unwrap();
     let err = model.distances(&ok, &nan, Distance::Cosine).unwrap_err();
-    assert!(
-        matches!(&err, Error::InvalidInput { what, reason } if what == "right" && reason.contains("17")),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::InvalidInput { what, reason } if what == "right" && reason.contains("17")), "{err}");
     let mut data = vec![0.5; 2 * sample];
     data[3] = f32::INFINITY;
     assert!(model.embed(&Array::new(vec![2, 9, 11, 2], data).unwrap()).is_err());
@@ -261,22 +218,14 @@ fn bad_batches_are_typed_errors() {
 
 #[test]
 fn bad_arrays_and_files() {
-    assert!(matches!(
-        Array::new(vec![2, 3], vec![0.0; 5]),
-        Err(Error::ShapeMismatch { .. })
-    ));
+    assert!(matches!(Array::new(vec![2, 3], vec![0.0; 5]), Err(Error::ShapeMismatch { .. })));
     let dir = tempfile::tempdir().unwrap();
 
     let ints = dir.path().join("ints.npy");
     let mut bytes = Vec::new();
     {
         use npyz::WriterBuilder;
-        let mut w = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&[3])
-            .writer(&mut bytes)
-            .begin_nd()
-            .unwrap();
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[3]).writer(&mut bytes).begin_nd().unwrap();
         w.extend([1i32, 2, 3]).unwrap();
         w.finish().unwrap();
     }
@@ -291,10 +240,7 @@ fn bad_arrays_and_files() {
     let garbage = dir.path().join("garbage.npy");
     std::fs::write(&garbage, b"hello").unwrap();
     assert!(matches!(read_npy(&garbage), Err(Error::Decode { .. })));
-    assert!(matches!(
-        read_npy(dir.path().join("missing.npy")),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(read_npy(dir.path().join("missing.npy")), Err(Error::Io { .. })));
 
     let fake_png = dir.path().join("fake.png");
     std::fs::write(&fake_png, b"not a png at all").unwrap();
@@ -304,22 +250,13 @@ fn bad_arrays_and_files() {
     let b = dir.path().join("b.png");
     siamese_wgpu::io::write_png_gray(&a, 4, 5, &[0.5; 20]).unwrap();
     siamese_wgpu::io::write_png_gray(&b, 5, 4, &[0.5; 20]).unwrap();
-    assert!(matches!(
-        read_batch(&[&a, &b], Some(1)),
-        Err(Error::ShapeMismatch { .. })
-    ));
+    assert!(matches!(read_batch(&[&a, &b], Some(1)), Err(Error::ShapeMismatch { .. })));
     assert!(matches!(read_batch(&[&a, &ints], Some(1)), Err(Error::Decode { .. })));
 }
 
 #[test]
 fn bad_gpu_choice_is_a_typed_error() {
-    assert!(matches!(
-        GpuOptions::parse(Some("cuda"), None),
-        Err(Error::InvalidEnv {
-            var: "SIAMESE_BACKEND",
-            ..
-        })
-    ));
+    assert!(matches!(GpuOptions::parse(Some("cuda"), None), Err(Error::InvalidEnv { var: "SIAMESE_BACKEND", .. })));
     assert!(GpuOptions::parse(Some("vulkan,gl"), Some("")).is_ok());
     let Some(_) = gpu() else { return };
     let options = GpuOptions::parse(None, Some("no such adapter 12345")).unwrap();

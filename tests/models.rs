@@ -23,14 +23,8 @@ fn root() -> PathBuf {
 fn fixtures() -> Vec<(PathBuf, PathBuf)> {
     vec![
         (root().join("models/cnn"), root().join("models/cnn/pairs")),
-        (
-            root().join("tests/fixtures/chain_a"),
-            root().join("tests/fixtures/chain_a"),
-        ),
-        (
-            root().join("tests/fixtures/chain_b"),
-            root().join("tests/fixtures/chain_b"),
-        ),
+        (root().join("tests/fixtures/chain_a"), root().join("tests/fixtures/chain_a")),
+        (root().join("tests/fixtures/chain_b"), root().join("tests/fixtures/chain_b")),
     ]
 }
 
@@ -43,42 +37,16 @@ fn check_against_keras(gpu: Arc<Gpu>, model_dir: &Path, pairs_dir: &Path) {
     for metric in Distance::ALL {
         let want = read_npy(pairs_dir.join(format!("keras_{metric}.npy"))).unwrap();
         let out = model.pairs(&left, &right, metric, true).unwrap();
-        assert_close(
-            &format!("{name}: {metric} distances vs Keras"),
-            &out.distances,
-            want.data(),
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("{name}: {metric} distances vs Keras"), &out.distances, want.data(), ATOL, RTOL);
         // Pair 0 is an identical pair in every fixture.
-        assert_eq!(
-            out.distances[0], 0.0,
-            "{name}: identical pair gave {metric} {}",
-            out.distances[0]
-        );
-        let embeddings = [
-            out.left_embeddings.unwrap().into_data(),
-            out.right_embeddings.unwrap().into_data(),
-        ]
-        .concat();
-        assert_close(
-            &format!("{name}: embeddings vs Keras"),
-            &embeddings,
-            keras_embeddings.data(),
-            ATOL,
-            RTOL,
-        );
+        assert_eq!(out.distances[0], 0.0, "{name}: identical pair gave {metric} {}", out.distances[0]);
+        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
+        assert_close(&format!("{name}: embeddings vs Keras"), &embeddings, keras_embeddings.data(), ATOL, RTOL);
     }
     // embed() runs the encoder alone on a batch of N (not 2N): same numbers.
     let embedded = model.embed(&left).unwrap();
     let n = left.batch() * embedded.row_len();
-    assert_close(
-        &format!("{name}: embed() vs Keras"),
-        embedded.data(),
-        &keras_embeddings.data()[..n],
-        ATOL,
-        RTOL,
-    );
+    assert_close(&format!("{name}: embed() vs Keras"), embedded.data(), &keras_embeddings.data()[..n], ATOL, RTOL);
 }
 
 #[test]
@@ -112,13 +80,7 @@ fn cpu_reference_forward_matches_keras() {
         let input = [left.data(), right.data()].concat();
         let got = spec.reference_forward(&input, 2 * left.batch()).unwrap();
         let want = read_npy(pairs_dir.join("keras_embeddings.npy")).unwrap();
-        assert_close(
-            &format!("{}: reference forward", model_dir.display()),
-            &got,
-            want.data(),
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("{}: reference forward", model_dir.display()), &got, want.data(), ATOL, RTOL);
     }
 }
 
@@ -135,11 +97,7 @@ fn one_submit_per_call_and_no_allocation_in_steady_state() {
 
     let submits = gpu.submit_count();
     model.distances(&left, &right, Distance::Euclidean).unwrap();
-    assert_eq!(
-        gpu.submit_count() - submits,
-        1,
-        "first call: one submit for the whole batch"
-    );
+    assert_eq!(gpu.submit_count() - submits, 1, "first call: one submit for the whole batch");
 
     let (submits, buffers) = (gpu.submit_count(), gpu.buffer_count());
     for metric in Distance::ALL {
@@ -152,16 +110,8 @@ fn one_submit_per_call_and_no_allocation_in_steady_state() {
     assert!(buffers_after_warmup > buffers, "a new metric builds its plan");
     model.distances(&left, &right, Distance::Cosine).unwrap();
     model.pairs(&left, &right, Distance::Euclidean, true).unwrap();
-    assert_eq!(
-        gpu.buffer_count(),
-        buffers_after_warmup,
-        "steady state creates no buffers"
-    );
-    assert_eq!(
-        gpu.pipeline_count(),
-        pipelines_after_load,
-        "every pipeline is compiled at load"
-    );
+    assert_eq!(gpu.buffer_count(), buffers_after_warmup, "steady state creates no buffers");
+    assert_eq!(gpu.pipeline_count(), pipelines_after_load, "every pipeline is compiled at load");
 }
 
 #[test]
@@ -186,12 +136,12 @@ fn batches_beyond_the_per_submit_limit_are_chunked() {
     let (model_dir, pairs_dir) = &fixtures()[0];
     let mut model = SiameseModel::load_on(gpu.clone(), model_dir).unwrap();
     // The device limits allow thousands of pairs per submit for this model.
-    assert!(model.max_pairs_per_submit() >= 512, "{}", model.max_pairs_per_submit());
+    assert!(model.max_pairs_per_submit(1) >= 512, "{}", model.max_pairs_per_submit(1));
     let left = read_npy(pairs_dir.join("left.npy")).unwrap();
     let right = read_npy(pairs_dir.join("right.npy")).unwrap();
     let whole = model.pairs(&left, &right, Distance::Manhattan, true).unwrap();
 
-    model.set_max_pairs_per_submit(3);
+    model.set_max_pairs_per_submit(Some(3));
     let submits = gpu.submit_count();
     let chunked = model.pairs(&left, &right, Distance::Manhattan, true).unwrap();
     assert_eq!(gpu.submit_count() - submits, 3, "8 pairs in chunks of 3");
@@ -200,13 +150,7 @@ fn batches_beyond_the_per_submit_limit_are_chunked() {
     assert_eq!(a.shape(), b.shape());
     assert_close("chunked embeddings", a.data(), b.data(), 1e-6, 1e-5);
     let embedded = model.embed(&left).unwrap();
-    assert_close(
-        "chunked embed",
-        embedded.data(),
-        whole.left_embeddings.unwrap().data(),
-        1e-6,
-        1e-5,
-    );
+    assert_close("chunked embed", embedded.data(), whole.left_embeddings.unwrap().data(), 1e-6, 1e-5);
 }
 
 #[test]

@@ -25,16 +25,8 @@ fn dense_matches_reference() {
     let Some(gpu) = gpu() else { return };
     let mut rng = rng(1);
     // (rows, in, out): batch 1, primes, non-multiples of the 32×32 block, the CNN's 1600→128.
-    let shapes = [
-        (1, 1, 1),
-        (1, 7, 3),
-        (7, 13, 5),
-        (33, 65, 31),
-        (2, 100, 1),
-        (64, 128, 64),
-        (3, 1600, 128),
-        (97, 31, 67),
-    ];
+    let shapes =
+        [(1, 1, 1), (1, 7, 3), (7, 13, 5), (33, 65, 31), (2, 100, 1), (64, 128, 64), (3, 1600, 128), (97, 31, 67)];
     for (case, &(rows, inf, outf)) in shapes.iter().enumerate() {
         let activation = Activation::ALL[case % Activation::ALL.len()];
         let input = random_vec(&mut rng, rows * inf);
@@ -49,13 +41,7 @@ fn dense_matches_reference() {
         run_dispatches(&gpu, &[&dispatch]).unwrap();
         let got = y.download(&gpu).unwrap();
         let want = reference::dense(&input, rows, &kernel, &bias, inf, activation);
-        assert_close(
-            &format!("dense {rows}x{inf}->{outf} {activation:?}"),
-            got.data(),
-            &want,
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("dense {rows}x{inf}->{outf} {activation:?}"), got.data(), &want, ATOL, RTOL);
     }
 }
 
@@ -72,10 +58,7 @@ fn every_activation_matches_reference_in_place() {
         run_dispatches(&gpu, &[&dispatch]).unwrap();
         let got = data.download(&gpu).unwrap();
         let want: Vec<f32> = values.iter().map(|&v| reference::activation(v, activation)).collect();
-        assert!(
-            got.data().iter().all(|v| v.is_finite()),
-            "{activation:?} produced a non-finite value"
-        );
+        assert!(got.data().iter().all(|v| v.is_finite()), "{activation:?} produced a non-finite value");
         // Transcendentals on GPUs are allowed a few ULP; gelu's erf approximation adds 1.5e-7·|x|.
         assert_close(&format!("activation {activation:?}"), got.data(), &want, 2e-6, 2e-5);
     }
@@ -85,10 +68,7 @@ fn conv_case(gpu: &Gpu, rng: &mut impl Rng, shape: [usize; 4], config: Conv2dCon
     let [batch, h, w, c] = shape;
     let input = random_vec(rng, batch * h * w * c);
     let fan_in = (config.kernel.0 * config.kernel.1 * c) as f32;
-    let kernel: Vec<f32> = random_vec(rng, config.kernel_len())
-        .iter()
-        .map(|v| v / fan_in.sqrt())
-        .collect();
+    let kernel: Vec<f32> = random_vec(rng, config.kernel_len()).iter().map(|v| v / fan_in.sqrt()).collect();
     let bias = random_vec(rng, config.filters);
     let op = Conv2d::new(gpu, config.clone(), &kernel, Some(&bias)).unwrap();
     let out_shape = op.output_shape(&shape).unwrap();
@@ -98,13 +78,7 @@ fn conv_case(gpu: &Gpu, rng: &mut impl Rng, shape: [usize; 4], config: Conv2dCon
     run_dispatches(gpu, &[&dispatch]).unwrap();
     let (want, want_shape) = reference::conv2d(&input, shape, &config, &kernel, &bias);
     assert_eq!(out_shape, want_shape.to_vec());
-    assert_close(
-        &format!("conv2d {shape:?} {config:?}"),
-        y.download(gpu).unwrap().data(),
-        &want,
-        ATOL,
-        RTOL,
-    );
+    assert_close(&format!("conv2d {shape:?} {config:?}"), y.download(gpu).unwrap().data(), &want, ATOL, RTOL);
 }
 
 #[test]
@@ -123,60 +97,15 @@ fn conv2d_matches_reference() {
     use Activation::*;
     use Padding::*;
     // The seed CNN's layers, then odd shapes: batch 1, primes, strides, dilation, same padding.
-    conv_case(
-        &gpu,
-        &mut rng,
-        [2, 28, 28, 1],
-        config(1, 32, (3, 3), (1, 1), (1, 1), Valid, Relu),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [2, 13, 13, 32],
-        config(32, 64, (3, 3), (1, 1), (1, 1), Valid, Relu),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [1, 1, 1, 1],
-        config(1, 1, (1, 1), (1, 1), (1, 1), Valid, Linear),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [3, 17, 15, 3],
-        config(3, 8, (3, 2), (2, 1), (1, 1), Same, Tanh),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [1, 11, 13, 5],
-        config(5, 7, (3, 3), (1, 1), (2, 2), Valid, Gelu),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [2, 7, 9, 2],
-        config(2, 5, (4, 4), (3, 2), (1, 1), Same, Sigmoid),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [1, 10, 10, 4],
-        config(4, 3, (5, 5), (1, 1), (1, 1), Same, Linear),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [2, 9, 8, 3],
-        config(3, 33, (2, 3), (2, 3), (2, 1), Same, Elu),
-    );
-    conv_case(
-        &gpu,
-        &mut rng,
-        [5, 6, 6, 1],
-        config(1, 2, (6, 6), (1, 1), (1, 1), Valid, Relu),
-    );
+    conv_case(&gpu, &mut rng, [2, 28, 28, 1], config(1, 32, (3, 3), (1, 1), (1, 1), Valid, Relu));
+    conv_case(&gpu, &mut rng, [2, 13, 13, 32], config(32, 64, (3, 3), (1, 1), (1, 1), Valid, Relu));
+    conv_case(&gpu, &mut rng, [1, 1, 1, 1], config(1, 1, (1, 1), (1, 1), (1, 1), Valid, Linear));
+    conv_case(&gpu, &mut rng, [3, 17, 15, 3], config(3, 8, (3, 2), (2, 1), (1, 1), Same, Tanh));
+    conv_case(&gpu, &mut rng, [1, 11, 13, 5], config(5, 7, (3, 3), (1, 1), (2, 2), Valid, Gelu));
+    conv_case(&gpu, &mut rng, [2, 7, 9, 2], config(2, 5, (4, 4), (3, 2), (1, 1), Same, Sigmoid));
+    conv_case(&gpu, &mut rng, [1, 10, 10, 4], config(4, 3, (5, 5), (1, 1), (1, 1), Same, Linear));
+    conv_case(&gpu, &mut rng, [2, 9, 8, 3], config(3, 33, (2, 3), (2, 3), (2, 1), Same, Elu));
+    conv_case(&gpu, &mut rng, [5, 6, 6, 1], config(1, 2, (6, 6), (1, 1), (1, 1), Valid, Relu));
 }
 
 fn pool_case(gpu: &Gpu, rng: &mut impl Rng, shape: [usize; 4], config: Pool2dConfig) {
@@ -189,13 +118,7 @@ fn pool_case(gpu: &Gpu, rng: &mut impl Rng, shape: [usize; 4], config: Pool2dCon
     run_dispatches(gpu, &[&dispatch]).unwrap();
     let (want, want_shape) = reference::pool2d(&input, shape, &config);
     assert_eq!(out_shape, want_shape.to_vec());
-    assert_close(
-        &format!("pool2d {shape:?} {config:?}"),
-        y.download(gpu).unwrap().data(),
-        &want,
-        ATOL,
-        RTOL,
-    );
+    assert_close(&format!("pool2d {shape:?} {config:?}"), y.download(gpu).unwrap().data(), &want, ATOL, RTOL);
 }
 
 #[test]
@@ -203,12 +126,7 @@ fn pooling_matches_reference() {
     let Some(gpu) = gpu() else { return };
     let mut rng = rng(3);
     for kind in [PoolKind::Max, PoolKind::Average] {
-        let config = |pool, strides, padding| Pool2dConfig {
-            kind,
-            pool,
-            strides,
-            padding,
-        };
+        let config = |pool, strides, padding| Pool2dConfig { kind, pool, strides, padding };
         pool_case(&gpu, &mut rng, [2, 26, 26, 32], config((2, 2), (2, 2), Padding::Valid));
         pool_case(&gpu, &mut rng, [1, 11, 11, 64], config((2, 2), (2, 2), Padding::Valid));
         pool_case(&gpu, &mut rng, [3, 9, 15, 8], config((2, 2), (1, 2), Padding::Same));
@@ -224,13 +142,7 @@ fn pooling_matches_reference() {
         let dispatch = op.prepare(&gpu, &shape, x.buffer(), y.buffer()).unwrap();
         run_dispatches(&gpu, &[&dispatch]).unwrap();
         let want = reference::global_average_pool2d(&input, shape);
-        assert_close(
-            &format!("global average pool {shape:?}"),
-            y.download(&gpu).unwrap().data(),
-            &want,
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("global average pool {shape:?}"), y.download(&gpu).unwrap().data(), &want, ATOL, RTOL);
     }
 }
 
@@ -269,16 +181,8 @@ fn identical_pairs_give_exactly_zero_and_zero_vectors_no_nan() {
         for metric in Distance::ALL {
             let got = distances_on_gpu(&gpu, &embedding, 3, dim, metric);
             assert_eq!(got[0], 0.0, "{metric}: identical rows of dim {dim} gave {}", got[0]);
-            assert_eq!(
-                got[1], 0.0,
-                "{metric}: identical zero rows of dim {dim} gave {}",
-                got[1]
-            );
-            assert!(
-                got[2].is_finite() && got[2] > 0.0,
-                "{metric}: row vs zeros gave {}",
-                got[2]
-            );
+            assert_eq!(got[1], 0.0, "{metric}: identical zero rows of dim {dim} gave {}", got[1]);
+            assert!(got[2].is_finite() && got[2] > 0.0, "{metric}: row vs zeros gave {}", got[2]);
         }
     }
 }

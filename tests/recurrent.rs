@@ -41,9 +41,7 @@ fn check(gpu: &Gpu, rng: &mut impl Rng, config: RecurrentConfig, lengths: &[usiz
     let mask_buffer = gpu.create_buffer_init("mask", bytemuck::cast_slice(&mask_u32), wgpu::BufferUsages::STORAGE);
     let projected = Tensor::zeros(gpu, &[op.projection_len(&shape)]).unwrap();
     let y = Tensor::zeros(gpu, &out_shape).unwrap();
-    let dispatches = op
-        .prepare(gpu, &shape, x.buffer(), &mask_buffer, projected.buffer(), y.buffer())
-        .unwrap();
+    let dispatches = op.prepare(gpu, &shape, x.buffer(), &mask_buffer, projected.buffer(), y.buffer()).unwrap();
     run_dispatches(gpu, &[&dispatches[0], &dispatches[1]]).unwrap();
     let want = reference::recurrent(&input, shape, &mask, &config, &weights);
     assert_close(
@@ -67,11 +65,7 @@ fn config(cell: Cell, input_size: usize, units: usize, directions: usize, return
     }
 }
 
-const CELLS: [Cell; 3] = [
-    Cell::Lstm,
-    Cell::Gru { reset_after: true },
-    Cell::Gru { reset_after: false },
-];
+const CELLS: [Cell; 3] = [Cell::Lstm, Cell::Gru { reset_after: true }, Cell::Gru { reset_after: false }];
 
 #[test]
 fn recurrent_last_state_matches_reference() {
@@ -101,10 +95,7 @@ fn other_activations_match_reference() {
     let Some(gpu) = gpu() else { return };
     let mut rng = rng(13);
     for cell in CELLS {
-        for (gate, act) in [
-            (Activation::HardSigmoid, Activation::Tanh),
-            (Activation::Sigmoid, Activation::Relu),
-        ] {
+        for (gate, act) in [(Activation::HardSigmoid, Activation::Tanh), (Activation::Sigmoid, Activation::Relu)] {
             let mut c = config(cell, 4, 9, 1, false);
             c.recurrent_activation = gate;
             c.activation = act;
@@ -118,8 +109,5 @@ fn units_beyond_the_workgroup_state_are_a_typed_error() {
     let Some(gpu) = gpu() else { return };
     let c = config(Cell::Lstm, 2, 600, 1, false);
     let w = weights(&mut rng(1), &c);
-    assert!(matches!(
-        Recurrent::new(&gpu, c, &w),
-        Err(siamese_wgpu::Error::LimitExceeded { .. })
-    ));
+    assert!(matches!(Recurrent::new(&gpu, c, &w), Err(siamese_wgpu::Error::LimitExceeded { .. })));
 }

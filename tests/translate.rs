@@ -25,11 +25,8 @@ fn translate(variant: &PipelineVariant) -> Result<Translated, String> {
     let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
         .validate(&module)
         .map_err(|e| e.emit_to_string(&source))?;
-    let constants: hashbrown::HashMap<String, f64> = variant
-        .constants
-        .iter()
-        .map(|&(name, value)| (name.to_string(), value))
-        .collect();
+    let constants: hashbrown::HashMap<String, f64> =
+        variant.constants.iter().map(|&(name, value)| (name.to_string(), value)).collect();
     let entry = variant.entry_point;
     let (module, info) = naga::back::pipeline_constants::process_overrides(
         &module,
@@ -43,24 +40,15 @@ fn translate(variant: &PipelineVariant) -> Result<Translated, String> {
         &module,
         &info,
         &spv::Options::default(),
-        Some(&spv::PipelineOptions {
-            shader_stage: ShaderStage::Compute,
-            entry_point: entry.to_string(),
-        }),
+        Some(&spv::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: entry.to_string() }),
     )
     .map_err(|e| format!("SPIR-V: {e}"))?;
 
     msl::write_string(
         &module,
         &info,
-        &msl::Options {
-            lang_version: (2, 0),
-            ..Default::default()
-        },
-        &msl::PipelineOptions {
-            entry_point: Some((ShaderStage::Compute, entry.to_string())),
-            ..Default::default()
-        },
+        &msl::Options { lang_version: (2, 0), ..Default::default() },
+        &msl::PipelineOptions { entry_point: Some((ShaderStage::Compute, entry.to_string())), ..Default::default() },
     )
     .map_err(|e| format!("MSL: {e}"))?;
 
@@ -68,19 +56,13 @@ fn translate(variant: &PipelineVariant) -> Result<Translated, String> {
     let hlsl_options = hlsl::Options {
         shader_model: hlsl::ShaderModel::V5_1,
         // Where DX12 gets num_workgroups from: wgpu binds this root constant buffer.
-        special_constants_binding: Some(hlsl::BindTarget {
-            space: 0,
-            register: 0,
-            ..Default::default()
-        }),
+        special_constants_binding: Some(hlsl::BindTarget { space: 0, register: 0, ..Default::default() }),
         ..Default::default()
     };
     hlsl::Writer::new(
         &mut hlsl_source,
         &hlsl_options,
-        &hlsl::PipelineOptions {
-            entry_point: Some((ShaderStage::Compute, entry.to_string())),
-        },
+        &hlsl::PipelineOptions { entry_point: Some((ShaderStage::Compute, entry.to_string())) },
     )
     .write(&module, &info, None)
     .map_err(|e| format!("HLSL: {e}"))?;
@@ -90,46 +72,27 @@ fn translate(variant: &PipelineVariant) -> Result<Translated, String> {
         &mut glsl_source,
         &module,
         &info,
-        &glsl::Options {
-            version: glsl::Version::new_gles(310),
-            ..Default::default()
-        },
-        &glsl::PipelineOptions {
-            shader_stage: ShaderStage::Compute,
-            entry_point: entry.to_string(),
-            multiview: None,
-        },
+        &glsl::Options { version: glsl::Version::new_gles(310), ..Default::default() },
+        &glsl::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: entry.to_string(), multiview: None },
         naga::proc::BoundsCheckPolicies::default(),
     )
     .map_err(|e| format!("GLSL: {e}"))?
     .write()
     .map_err(|e| format!("GLSL: {e}"))?;
 
-    Ok(Translated {
-        spirv,
-        glsl: glsl_source,
-    })
+    Ok(Translated { spirv, glsl: glsl_source })
 }
 
 fn describe(variant: &PipelineVariant) -> String {
-    format!(
-        "{}::{} {:?}",
-        variant.shader.name, variant.entry_point, variant.constants
-    )
+    format!("{}::{} {:?}", variant.shader.name, variant.entry_point, variant.constants)
 }
 
 #[test]
 fn every_pipeline_translates_to_spirv_msl_hlsl_and_glsl() {
     let variants = pipeline_variants();
-    assert!(
-        variants.len() >= 30,
-        "expected every activation/metric/pool variant, got {}",
-        variants.len()
-    );
-    let failures: Vec<String> = variants
-        .iter()
-        .filter_map(|v| translate(v).err().map(|e| format!("{}: {e}", describe(v))))
-        .collect();
+    assert!(variants.len() >= 30, "expected every activation/metric/pool variant, got {}", variants.len());
+    let failures: Vec<String> =
+        variants.iter().filter_map(|v| translate(v).err().map(|e| format!("{}: {e}", describe(v)))).collect();
     assert!(failures.is_empty(), "translation failed:\n{}", failures.join("\n"));
 }
 

@@ -322,34 +322,28 @@ def _check_functional_chain(cfg: dict) -> list[str]:
 # --------------------------------------------------------------------------- export
 
 
-def weight_name(model, layer, v) -> str:
-    """Tensor name of variable ``v`` of ``layer`` (a direct layer of ``model``).
+def weight_name(layer, v) -> str:
+    """Tensor name of variable ``v`` owned by ``layer`` (a direct layer of the encoder).
 
-    Keras 3 prefixes ``v.path`` with the enclosing model's name for Sequential models
-    (``sequential/conv2d/kernel``) and for nested encoders (``encoder/lstm/lstm_cell/kernel``),
-    but not for top-level Functional ones (``conv2d/kernel``). The name is the part of the
-    path from ``layer.name`` on: ``conv2d/kernel``, ``lstm/lstm_cell/recurrent_kernel``,
-    ``bidirectional/backward_gru/gru_cell/bias``. For plain layers that is exactly
-    ``{layer.name}/{v.name}``.
+    The name is the Keras 3 variable path of a freshly built model, relative to the model:
+    ``conv2d/kernel``, ``lstm/lstm_cell/recurrent_kernel``,
+    ``bidirectional/backward_gru/gru_cell/bias`` (plain layers: ``{layer.name}/{v.name}``).
+    It is composed from layer/cell names rather than read from ``v.path``, because Keras
+    3.15's ``v.path`` depends on how the model was made: built in code it is
+    ``sequential/bidirectional/forward_lstm/lstm_cell/kernel`` (Sequential and nested
+    encoders carry the model name, top-level Functional models do not), but after
+    ``model_from_json`` / ``load_model`` it is ``lstm/lstm_cell/kernel`` and, for
+    Bidirectional, ``forward_lstm/lstm_cell/kernel`` (no wrapper name).
     """
-    legacy = f"{layer.name}/{v.name}"
-    comps = v.path.split("/")
-    if len(comps) >= 3 and comps[0] == model.name and comps[1] == layer.name:
-        rel = "/".join(comps[1:])
-    elif layer.name in comps:
-        rel = "/".join(comps[comps.index(layer.name) :])
-    else:
-        rel = None
-    if rel is None or (len(rel.split("/")) == 2 and rel != legacy):
-        # A path that does not name the layer (or a plain layer whose path disagrees
-        # with its variable name): keep the historical name when the layer is flat.
-        if type(layer).__name__ in RECURRENT_LAYERS or type(layer).__name__ == "Bidirectional":
-            raise ExportError(
-                f"cannot derive a tensor name for variable {v.path!r} of layer {layer.name!r} "
-                f"in model {model.name!r}"
-            )
-        return legacy
-    return rel
+    cell = getattr(layer, "cell", None)
+    if type(layer).__name__ == "Bidirectional":
+        for sub in (layer.forward_layer, layer.backward_layer):
+            if any(v is w for w in sub.weights):
+                return f"{layer.name}/{sub.name}/{sub.cell.name}/{v.name}"
+        raise ExportError(f"variable {v.path!r} of Bidirectional {layer.name!r} belongs to neither direction")
+    if cell is not None and any(v is w for w in cell.weights):
+        return f"{layer.name}/{cell.name}/{v.name}"
+    return f"{layer.name}/{v.name}"
 
 
 def encoder_weights(model) -> dict[str, np.ndarray]:
@@ -362,7 +356,7 @@ def encoder_weights(model) -> dict[str, np.ndarray]:
         for v in layer.weights:
             if "seed_generator" in v.path:  # belt and braces: RNG state is not a weight
                 continue
-            key = weight_name(model, layer, v)
+            key = weight_name(layer, v)
             if key in out:
                 raise ExportError(
                     f"two weights map to the same name {key!r} (layer {layer.name!r} "

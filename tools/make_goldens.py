@@ -88,7 +88,7 @@ def load_model_dir(model_dir) -> keras.Model:
     used = set()
     for layer in model.layers:
         for v in layer.weights:
-            key = weight_name(model, layer, v)  # {layer.name}/{v.name}; lstm/lstm_cell/kernel
+            key = weight_name(layer, v)  # {layer.name}/{v.name}; lstm/lstm_cell/kernel
             if key not in tensors:
                 raise AssertionError(f"{model_dir}: safetensors lacks {key!r}")
             if tuple(tensors[key].shape) != tuple(v.shape):

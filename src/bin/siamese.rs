@@ -7,15 +7,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use siamese_wgpu::gpu::{describe_adapter, list_adapters};
-use siamese_wgpu::io::{read_batch, write_npy};
+use siamese_wgpu::io::{read_batch, read_lengths, write_npy};
 use siamese_wgpu::{reference, Array, Distance, Gpu, GpuOptions, SiameseModel};
 
 #[derive(Parser)]
-#[command(
-    name = "siamese",
-    version,
-    about = "Run Siamese networks on any GPU wgpu reaches (Vulkan, Metal, DX12, GL)"
-)]
+#[command(name = "siamese", version, about = "Run Siamese networks on any GPU wgpu reaches (Vulkan, Metal, DX12, GL)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +32,12 @@ enum Command {
         /// Right inputs, same form and N as --left.
         #[arg(long, num_args = 1.., required = true)]
         right: Vec<PathBuf>,
+        /// Sequence models: int32/int64 .npy [N] of left lengths (default: full length).
+        #[arg(long)]
+        left_lengths: Option<PathBuf>,
+        /// Sequence models: int32/int64 .npy [N] of right lengths (default: full length).
+        #[arg(long)]
+        right_lengths: Option<PathBuf>,
         /// euclidean, sqeuclidean, cosine or manhattan.
         #[arg(long, default_value = "euclidean")]
         distance: Distance,
@@ -54,6 +56,9 @@ enum Command {
         /// Inputs: one .npy of shape [N, ...input shape], or PNG files.
         #[arg(long, num_args = 1.., required = true)]
         input: Vec<PathBuf>,
+        /// Sequence models: int32/int64 .npy [N] of lengths (default: full length).
+        #[arg(long)]
+        lengths: Option<PathBuf>,
         /// Output .npy of shape [N, ...embedding shape].
         #[arg(long)]
         out: PathBuf,
@@ -72,6 +77,9 @@ enum Command {
         /// Distance used.
         #[arg(long, default_value = "euclidean")]
         distance: Distance,
+        /// Sequence models: time steps of the random inputs.
+        #[arg(long, default_value_t = 50)]
+        seq_len: usize,
         /// Skip the naive alternative (two encoder passes, embeddings read back, CPU distance).
         #[arg(long)]
         no_naive: bool,
@@ -91,29 +99,28 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info => info(),
-        Command::Pairs {
-            model,
-            left,
-            right,
-            distance,
-            out,
-            embeddings_out,
-        } => {
+        Command::Pairs { model, left, right, left_lengths, right_lengths, distance, out, embeddings_out } => {
             let model = load(&model)?;
             let channels = model.input_shape().last().copied();
             let left = read_batch(&left, channels).context("reading --left")?;
             let right = read_batch(&right, channels).context("reading --right")?;
-            let output = model.pairs(&left, &right, distance, embeddings_out.is_some())?;
+            let left_lengths = left_lengths.map(read_lengths).transpose().context("reading --left-lengths")?;
+            let right_lengths = right_lengths.map(read_lengths).transpose().context("reading --right-lengths")?;
+            let output = model.pairs_ragged(
+                &left,
+                left_lengths.as_deref(),
+                &right,
+                right_lengths.as_deref(),
+                distance,
+                embeddings_out.is_some(),
+            )?;
             let mut text = String::new();
             for d in &output.distances {
                 text.push_str(&format!("{d}\n"));
             }
             print!("{text}");
             if let Some(path) = out {
-                write_npy(
-                    &path,
-                    &Array::new(vec![output.distances.len()], output.distances.clone())?,
-                )?;
+                write_npy(&path, &Array::new(vec![output.distances.len()], output.distances.clone())?)?;
             }
             if let (Some(prefix), Some(l), Some(r)) =
                 (embeddings_out, &output.left_embeddings, &output.right_embeddings)
@@ -123,20 +130,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Embed { model, input, out } => {
+        Command::Embed { model, input, lengths, out } => {
             let model = load(&model)?;
             let input = read_batch(&input, model.input_shape().last().copied()).context("reading --input")?;
-            write_npy(&out, &model.embed(&input)?)?;
+            let lengths = lengths.map(read_lengths).transpose().context("reading --lengths")?;
+            write_npy(&out, &model.embed_ragged(&input, lengths.as_deref())?)?;
             Ok(())
         }
-        Command::Bench {
-            model,
-            batch,
-            iters,
-            distance,
-            no_naive,
-            json,
-        } => bench(&model, &batch, iters, distance, !no_naive, json),
+        Command::Bench { model, batch, iters, distance, seq_len, no_naive, json } => {
+            bench(&model, &batch, iters, distance, seq_len, !no_naive, json)
+        }
     }
 }
 
@@ -159,35 +162,13 @@ fn info() -> Result<()> {
     println!("chosen: {}", describe_adapter(gpu.adapter_info()));
     println!("backend: {:?}", gpu.adapter_info().backend);
     println!("shader f16: {}", if gpu.has_f16() { "yes" } else { "no" });
-    println!(
-        "subgroups: {}",
-        if gpu.adapter().features().contains(wgpu::Features::SUBGROUP) {
-            "yes"
-        } else {
-            "no"
-        }
-    );
-    println!(
-        "max storage buffer binding: {} MiB",
-        limits.max_storage_buffer_binding_size >> 20
-    );
+    println!("subgroups: {}", if gpu.adapter().features().contains(wgpu::Features::SUBGROUP) { "yes" } else { "no" });
+    println!("max storage buffer binding: {} MiB", limits.max_storage_buffer_binding_size >> 20);
     println!("max buffer size: {} MiB", limits.max_buffer_size >> 20);
-    println!(
-        "max storage buffers per stage: {}",
-        limits.max_storage_buffers_per_shader_stage
-    );
-    println!(
-        "max workgroups per dimension: {}",
-        limits.max_compute_workgroups_per_dimension
-    );
-    println!(
-        "max invocations per workgroup: {}",
-        limits.max_compute_invocations_per_workgroup
-    );
-    println!(
-        "workgroup memory: {} KiB",
-        limits.max_compute_workgroup_storage_size >> 10
-    );
+    println!("max storage buffers per stage: {}", limits.max_storage_buffers_per_shader_stage);
+    println!("max workgroups per dimension: {}", limits.max_compute_workgroups_per_dimension);
+    println!("max invocations per workgroup: {}", limits.max_compute_invocations_per_workgroup);
+    println!("workgroup memory: {} KiB", limits.max_compute_workgroup_storage_size >> 10);
     Ok(())
 }
 
@@ -207,16 +188,22 @@ fn bench_input(shape: &[usize], seed: u64) -> Result<Array> {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let data = (0..len)
         .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 40) as f32 / (1u64 << 24) as f32
         })
         .collect();
     Ok(Array::new(shape.to_vec(), data)?)
 }
 
-fn bench(model_dir: &Path, batches: &[usize], iters: usize, distance: Distance, naive: bool, json: bool) -> Result<()> {
+fn bench(
+    model_dir: &Path,
+    batches: &[usize],
+    iters: usize,
+    distance: Distance,
+    seq_len: usize,
+    naive: bool,
+    json: bool,
+) -> Result<()> {
     if batches.is_empty() || batches.contains(&0) {
         bail!("--batch needs positive batch sizes, e.g. --batch 1,64,512");
     }
@@ -227,7 +214,10 @@ fn bench(model_dir: &Path, batches: &[usize], iters: usize, distance: Distance, 
         SiameseModel::load_on(gpu.clone(), model_dir).with_context(|| format!("loading {}", model_dir.display()))?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = gpu.adapter_info();
-    let flops_per_pair = 2 * model.graph().flops_per_sample();
+    if seq_len == 0 {
+        bail!("--seq-len must be at least 1");
+    }
+    let flops_per_pair = 2 * model.graph().flops_per_sample(seq_len);
     if !json {
         println!("model {} on {} ({:?})", model_dir.display(), info.name, info.backend);
         println!(
@@ -242,9 +232,7 @@ fn bench(model_dir: &Path, batches: &[usize], iters: usize, distance: Distance, 
         );
     }
     for &pairs in batches {
-        let shape: Vec<usize> = std::iter::once(pairs)
-            .chain(model.input_shape().iter().copied())
-            .collect();
+        let shape: Vec<usize> = std::iter::once(pairs).chain(model.input_shape().iter().copied()).collect();
         let left = bench_input(&shape, 1)?;
         let right = bench_input(&shape, 2)?;
         let t = Instant::now();
@@ -270,9 +258,7 @@ fn bench(model_dir: &Path, batches: &[usize], iters: usize, distance: Distance, 
                 let t = Instant::now();
                 let a = model.embed(&left)?;
                 let b = model.embed(&right)?;
-                let d: Vec<f32> = (0..pairs)
-                    .map(|i| reference::distance(a.row(i), b.row(i), distance))
-                    .collect();
+                let d: Vec<f32> = (0..pairs).map(|i| reference::distance(a.row(i), b.row(i), distance)).collect();
                 std::hint::black_box(d);
                 times.push(t.elapsed().as_secs_f64());
             }

@@ -13,7 +13,7 @@ pub mod weights;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::ops::{Activation, Conv2dConfig, GlobalAveragePool2d, Pool2dConfig};
+use crate::ops::{Activation, Conv2dConfig, DirectionWeights, GlobalAveragePool2d, Pool2dConfig, RecurrentConfig};
 use crate::reference;
 
 /// One layer of an encoder, with its weights on the host.
@@ -54,6 +54,19 @@ pub enum LayerKind {
     Activation(Activation),
     /// A layer that does nothing at inference (Dropout).
     Identity,
+    /// Keras Masking: time steps whose features all equal `mask_value` are skipped by the
+    /// recurrent layers. Must come right after the input (the mask is computed on the host).
+    Masking {
+        /// The padding value.
+        mask_value: f32,
+    },
+    /// LSTM / GRU, optionally bidirectional.
+    Recurrent {
+        /// Shape and settings.
+        config: RecurrentConfig,
+        /// One set per direction, forward first.
+        weights: Vec<DirectionWeights>,
+    },
 }
 
 impl LayerKind {
@@ -61,19 +74,11 @@ impl LayerKind {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         match self {
             LayerKind::Conv2d { config, .. } => config.output_shape(input),
-            LayerKind::Dense {
-                in_features,
-                out_features,
-                ..
-            } => match input.split_last() {
+            LayerKind::Dense { in_features, out_features, .. } => match input.split_last() {
                 Some((&last, rest)) if last == *in_features && !rest.is_empty() => {
                     Ok(rest.iter().copied().chain([*out_features]).collect())
                 }
-                _ => Err(Error::shape(
-                    "dense input",
-                    format!("[batch, ..., {in_features}]"),
-                    format!("{input:?}"),
-                )),
+                _ => Err(Error::shape("dense input", format!("[batch, ..., {in_features}]"), format!("{input:?}"))),
             },
             LayerKind::Pool2d(config) => config.output_shape(input),
             LayerKind::GlobalAveragePool2d { keepdims } => {
@@ -84,7 +89,8 @@ impl LayerKind {
                 Some((&batch, rest)) => Ok(vec![batch, rest.iter().product()]),
                 None => Err(Error::shape("flatten input", "[batch, ...]", "[]")),
             },
-            LayerKind::Activation(_) | LayerKind::Identity => Ok(input.to_vec()),
+            LayerKind::Activation(_) | LayerKind::Identity | LayerKind::Masking { .. } => Ok(input.to_vec()),
+            LayerKind::Recurrent { config, .. } => config.output_shape(input),
         }
     }
 }
@@ -103,24 +109,48 @@ pub struct Layer {
 pub struct ModelSpec {
     /// Model name.
     pub name: String,
-    /// Input shape of one sample (no batch axis), e.g. `[28, 28, 1]`.
+    /// Input shape of one sample (no batch axis), e.g. `[28, 28, 1]`, or `[0, 100]` for
+    /// sequences of any length (0 marks the variable time axis).
     pub input_shape: Vec<usize>,
     /// Layers in order.
     pub layers: Vec<Layer>,
 }
 
 impl ModelSpec {
-    /// Shape after each layer for a batch of `batch` (index 0 is the input).
+    /// Whether the input has a variable time axis (sequence models).
+    pub fn is_sequence(&self) -> bool {
+        self.input_shape.first() == Some(&0)
+    }
+
+    /// The input shape of one sample with the variable time axis (if any) set to `steps`.
+    pub fn sample_shape(&self, steps: usize) -> Vec<usize> {
+        self.input_shape.iter().map(|&d| if d == 0 { steps } else { d }).collect()
+    }
+
+    /// The Masking layer's value, when the encoder starts with one.
+    pub fn mask_value(&self) -> Option<f32> {
+        self.layers.iter().find_map(|l| match l.kind {
+            LayerKind::Masking { mask_value } => Some(mask_value),
+            _ => None,
+        })
+    }
+
+    /// Shape after each layer for a batch of `batch` (index 0 is the input); sequence
+    /// models are shaped for their shortest input, 1 step.
     pub fn shapes(&self, batch: usize) -> Result<Vec<Vec<usize>>> {
-        let mut shape: Vec<usize> = std::iter::once(batch).chain(self.input_shape.iter().copied()).collect();
+        self.shapes_for(batch, 1)
+    }
+
+    /// Shape after each layer for `batch` samples of `steps` time steps (ignored when the
+    /// input has no time axis).
+    pub fn shapes_for(&self, batch: usize, steps: usize) -> Result<Vec<Vec<usize>>> {
+        let mut shape: Vec<usize> = std::iter::once(batch).chain(self.sample_shape(steps)).collect();
         let mut shapes = vec![shape.clone()];
         for layer in &self.layers {
             shape = layer.kind.output_shape(&shape).map_err(|e| match e {
-                Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
-                    op: format!("layer {:?} ({op})", layer.name),
-                    expected,
-                    got,
-                },
+                Error::ShapeMismatch { op, expected, got } => {
+                    Error::ShapeMismatch { op: format!("layer {:?} ({op})", layer.name), expected, got }
+                }
                 other => other,
             })?;
             shapes.push(shape.clone());
@@ -128,9 +158,9 @@ impl ModelSpec {
         Ok(shapes)
     }
 
-    /// Shape of one sample's embedding (no batch axis).
-    pub fn embedding_shape(&self) -> Result<Vec<usize>> {
-        let mut shapes = self.shapes(1)?;
+    /// Shape of one sample's embedding (no batch axis) for inputs of `steps` time steps.
+    pub fn embedding_shape(&self, steps: usize) -> Result<Vec<usize>> {
+        let mut shapes = self.shapes_for(1, steps)?;
         let last = shapes.pop().unwrap_or_default();
         Ok(last[1..].to_vec())
     }
@@ -143,6 +173,16 @@ impl ModelSpec {
                 LayerKind::Conv2d { kernel, bias, .. } | LayerKind::Dense { kernel, bias, .. } => {
                     kernel.len() + bias.as_ref().map_or(0, Vec::len)
                 }
+                LayerKind::Recurrent { weights, config } => weights
+                    .iter()
+                    .map(|w| {
+                        let recurrent_bias = matches!(config.cell, crate::ops::Cell::Gru { reset_after: true });
+                        w.kernel.len()
+                            + w.recurrent_kernel.len()
+                            + w.input_bias.len()
+                            + if recurrent_bias { w.recurrent_bias.len() } else { 0 }
+                    })
+                    .sum(),
                 _ => 0,
             })
             .sum()
@@ -151,7 +191,30 @@ impl ModelSpec {
     /// Runs the encoder on the CPU (the reference for tests): `[batch, ...input_shape]`
     /// values in, `[batch, ...embedding]` values out.
     pub fn reference_forward(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
-        let shapes = self.shapes(batch)?;
+        self.reference_forward_masked(input, batch, 1, &[])
+    }
+
+    /// [`reference_forward`](Self::reference_forward) for sequences of `steps` steps with a
+    /// `[batch, steps]` mask (empty: derived from the Masking layer, or all steps real).
+    pub fn reference_forward_masked(
+        &self,
+        input: &[f32],
+        batch: usize,
+        steps: usize,
+        mask: &[bool],
+    ) -> Result<Vec<f32>> {
+        let shapes = self.shapes_for(batch, steps)?;
+        let mask: Vec<bool> = if !mask.is_empty() {
+            mask.to_vec()
+        } else {
+            let features = self.input_shape.last().copied().unwrap_or(1);
+            (0..batch * steps)
+                .map(|i| match self.mask_value() {
+                    Some(value) => input[i * features..(i + 1) * features].iter().any(|&x| x != value),
+                    None => true,
+                })
+                .collect()
+        };
         let mut x = input.to_vec();
         for (layer, shape) in self.layers.iter().zip(&shapes) {
             let nhwc = || -> [usize; 4] { [shape[0], shape[1], shape[2], shape[3]] };
@@ -160,28 +223,18 @@ impl ModelSpec {
                     let zeros = vec![0.0; config.filters];
                     reference::conv2d(&x, nhwc(), config, kernel, bias.as_deref().unwrap_or(&zeros)).0
                 }
-                LayerKind::Dense {
-                    in_features,
-                    out_features,
-                    kernel,
-                    bias,
-                    activation,
-                } => {
+                LayerKind::Dense { in_features, out_features, kernel, bias, activation } => {
                     let zeros = vec![0.0; *out_features];
                     let rows = x.len() / in_features;
-                    reference::dense(
-                        &x,
-                        rows,
-                        kernel,
-                        bias.as_deref().unwrap_or(&zeros),
-                        *in_features,
-                        *activation,
-                    )
+                    reference::dense(&x, rows, kernel, bias.as_deref().unwrap_or(&zeros), *in_features, *activation)
                 }
                 LayerKind::Pool2d(config) => reference::pool2d(&x, nhwc(), config).0,
                 LayerKind::GlobalAveragePool2d { .. } => reference::global_average_pool2d(&x, nhwc()),
                 LayerKind::Activation(a) => x.iter().map(|&v| reference::activation(v, *a)).collect(),
-                LayerKind::Flatten | LayerKind::Identity => x,
+                LayerKind::Recurrent { config, weights } => {
+                    reference::recurrent(&x, [shape[0], shape[1], shape[2]], &mask, config, weights)
+                }
+                LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. } => x,
             };
         }
         Ok(x)
@@ -206,9 +259,6 @@ pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
                 .into(),
         })
     } else {
-        Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found"),
-        ))
+        Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found")))
     }
 }

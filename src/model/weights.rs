@@ -33,22 +33,19 @@ impl Weights {
         for (name, view) in tensors.tensors() {
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => raw
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
+                safetensors::Dtype::F32 => {
+                    raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                }
                 safetensors::Dtype::F64 => raw
                     .chunks_exact(8)
                     .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
                     .collect(),
-                safetensors::Dtype::F16 => raw
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                safetensors::Dtype::BF16 => raw
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
+                safetensors::Dtype::F16 => {
+                    raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                }
+                safetensors::Dtype::BF16 => {
+                    raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                }
                 other => {
                     return Err(Error::BadWeight {
                         file: file.to_string(),
@@ -58,24 +55,14 @@ impl Weights {
                     })
                 }
             };
-            out.insert(
-                name,
-                Weight {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            out.insert(name, Weight { shape: view.shape().to_vec(), data });
         }
         Ok(Self::from_map(file, out))
     }
 
     /// Wraps already-decoded tensors.
     pub fn from_map(file: &str, tensors: BTreeMap<String, Weight>) -> Self {
-        Self {
-            file: file.to_string(),
-            tensors,
-            prefix: String::new(),
-        }
+        Self { file: file.to_string(), tensors, prefix: String::new() }
     }
 
     /// The file the weights came from.
@@ -87,18 +74,12 @@ impl Weights {
     /// share one first path component (Keras paths of a nested model, `model/conv2d/kernel`),
     /// strip that component on lookup.
     pub fn detect_prefix(&mut self, layer_names: &[&str]) {
-        let direct = self
-            .tensors
-            .keys()
-            .any(|k| layer_names.iter().any(|l| k.starts_with(&format!("{l}/"))));
+        let direct = self.tensors.keys().any(|k| layer_names.iter().any(|l| k.starts_with(&format!("{l}/"))));
         if direct {
             return;
         }
-        let firsts: std::collections::BTreeSet<&str> = self
-            .tensors
-            .keys()
-            .filter_map(|k| k.split_once('/').map(|(first, _)| first))
-            .collect();
+        let firsts: std::collections::BTreeSet<&str> =
+            self.tensors.keys().filter_map(|k| k.split_once('/').map(|(first, _)| first)).collect();
         if firsts.len() == 1 && self.tensors.keys().all(|k| k.contains('/')) {
             if let Some(first) = firsts.into_iter().next() {
                 self.prefix = format!("{first}/");

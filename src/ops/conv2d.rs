@@ -49,35 +49,21 @@ impl Conv2dConfig {
         let (kh, kw) = self.dilated_kernel();
         let (out_h, pad_top) = window_output(in_h, kh, self.strides.0, self.padding)?;
         let (out_w, pad_left) = window_output(in_w, kw, self.strides.1, self.padding)?;
-        Some(Window {
-            out: (out_h, out_w),
-            pad: (pad_top, pad_left),
-        })
+        Some(Window { out: (out_h, out_w), pad: (pad_top, pad_left) })
     }
 
     /// Output shape for a `[batch, h, w, c]` input.
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let &[batch, h, w, c] = input else {
-            return Err(Error::shape(
-                "conv2d input",
-                "[batch, height, width, channels]",
-                shape_str(input),
-            ));
+            return Err(Error::shape("conv2d input", "[batch, height, width, channels]", shape_str(input)));
         };
         if c != self.in_channels {
-            return Err(Error::shape(
-                "conv2d input channels",
-                self.in_channels.to_string(),
-                c.to_string(),
-            ));
+            return Err(Error::shape("conv2d input channels", self.in_channels.to_string(), c.to_string()));
         }
         let window = self.window(h, w).ok_or_else(|| {
             Error::shape(
                 "conv2d input",
-                format!(
-                    "height and width >= dilated kernel {:?} with valid padding",
-                    self.dilated_kernel()
-                ),
+                format!("height and width >= dilated kernel {:?} with valid padding", self.dilated_kernel()),
                 shape_str(input),
             )
         })?;
@@ -96,11 +82,7 @@ impl Conv2dConfig {
             self.dilation.1,
         ];
         if positive.contains(&0) {
-            return Err(Error::shape(
-                "conv2d config",
-                "all sizes, strides and dilations >= 1",
-                format!("{self:?}"),
-            ));
+            return Err(Error::shape("conv2d config", "all sizes, strides and dilations >= 1", format!("{self:?}")));
         }
         Ok(())
     }
@@ -210,11 +192,7 @@ impl Conv2d {
     ) -> Result<Dispatch> {
         let out = self.output_shape(input_shape)?;
         let window = self.config.window(input_shape[1], input_shape[2]).ok_or_else(|| {
-            Error::shape(
-                "conv2d input",
-                "an image at least as large as the kernel",
-                shape_str(input_shape),
-            )
+            Error::shape("conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
         })?;
         let c = &self.config;
         let params = Conv2dParams {
@@ -237,11 +215,7 @@ impl Conv2d {
         };
         let pixels = out[0] * out[1] * out[2];
         let per_group = BLOCK * WORKGROUP;
-        let workgroups = [
-            groups(gpu, "conv2d", c.filters, per_group)?,
-            groups(gpu, "conv2d", pixels, per_group)?,
-            1,
-        ];
+        let workgroups = [groups(gpu, "conv2d", c.filters, per_group)?, groups(gpu, "conv2d", pixels, per_group)?, 1];
         Ok(prepare_dispatch(
             gpu,
             "conv2d",

@@ -42,11 +42,7 @@ impl Dense {
         activation: Activation,
     ) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
-            return Err(Error::shape(
-                "dense",
-                "in and out features >= 1",
-                format!("({in_features}, {out_features})"),
-            ));
+            return Err(Error::shape("dense", "in and out features >= 1", format!("({in_features}, {out_features})")));
         }
         if kernel.len() != in_features * out_features {
             return Err(Error::shape(
@@ -58,11 +54,7 @@ impl Dense {
         let zeros;
         let bias = match bias {
             Some(b) if b.len() != out_features => {
-                return Err(Error::shape(
-                    "dense bias",
-                    format!("{out_features} values"),
-                    format!("{} values", b.len()),
-                ))
+                return Err(Error::shape("dense bias", format!("{out_features} values"), format!("{} values", b.len())))
             }
             Some(b) => b,
             None => {
@@ -94,11 +86,7 @@ impl Dense {
                 out.push(self.out_features);
                 Ok(out)
             }
-            _ => Err(Error::shape(
-                "dense input",
-                format!("[batch, ..., {}]", self.in_features),
-                shape_str(input),
-            )),
+            _ => Err(Error::shape("dense input", format!("[batch, ..., {}]", self.in_features), shape_str(input))),
         }
     }
 
@@ -125,11 +113,8 @@ impl Dense {
             _pad: 0,
         };
         let per_group = BLOCK * WORKGROUP;
-        let workgroups = [
-            groups(gpu, "dense", self.out_features, per_group)?,
-            groups(gpu, "dense", rows, per_group)?,
-            1,
-        ];
+        let workgroups =
+            [groups(gpu, "dense", self.out_features, per_group)?, groups(gpu, "dense", rows, per_group)?, 1];
         Ok(prepare_dispatch(
             gpu,
             "dense",

@@ -22,12 +22,7 @@ pub enum Distance {
 
 impl Distance {
     /// Every metric, for tests and help texts.
-    pub const ALL: [Distance; 4] = [
-        Distance::Euclidean,
-        Distance::SqEuclidean,
-        Distance::Cosine,
-        Distance::Manhattan,
-    ];
+    pub const ALL: [Distance; 4] = [Distance::Euclidean, Distance::SqEuclidean, Distance::Cosine, Distance::Manhattan];
 
     /// The name used on the command line and in file names.
     pub fn name(self) -> &'static str {
@@ -54,15 +49,9 @@ impl Distance {
 impl std::str::FromStr for Distance {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Distance::ALL
-            .into_iter()
-            .find(|d| d.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| {
-                Error::input(
-                    "distance",
-                    format!("{s:?} is not one of euclidean, sqeuclidean, cosine, manhattan"),
-                )
-            })
+        Distance::ALL.into_iter().find(|d| d.name() == s.to_ascii_lowercase()).ok_or_else(|| {
+            Error::input("distance", format!("{s:?} is not one of euclidean, sqeuclidean, cosine, manhattan"))
+        })
     }
 }
 
@@ -90,10 +79,7 @@ pub struct PairDistance {
 impl PairDistance {
     /// Compiles the reduction for `metric`.
     pub fn new(gpu: &Gpu, metric: Distance) -> Result<Self> {
-        Ok(Self {
-            metric,
-            pipeline: gpu.pipeline(&shaders::DISTANCE, "pair_distance", &metric.constants())?,
-        })
+        Ok(Self { metric, pipeline: gpu.pipeline(&shaders::DISTANCE, "pair_distance", &metric.constants())? })
     }
 
     /// The metric computed.
@@ -117,20 +103,9 @@ impl PairDistance {
                 format!("need at least one pair of non-empty embeddings, got {pairs} × {dim}"),
             ));
         }
-        let params = DistanceParams {
-            pairs: pairs as u32,
-            dim: dim as u32,
-            _pad: [0; 2],
-        };
+        let params = DistanceParams { pairs: pairs as u32, dim: dim as u32, _pad: [0; 2] };
         // One workgroup per pair: the "element" count handed to linear_dispatch is pairs.
         let workgroups = linear_dispatch(gpu, "distance", pairs, 1)?;
-        Ok(prepare_dispatch(
-            gpu,
-            "distance",
-            &self.pipeline,
-            &params,
-            &[embedding, distance],
-            workgroups,
-        ))
+        Ok(prepare_dispatch(gpu, "distance", &self.pipeline, &params, &[embedding, distance], workgroups))
     }
 }

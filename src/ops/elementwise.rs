@@ -36,18 +36,8 @@ impl ActivationOp {
 
     /// A dispatch applying the activation to the first `len` values of `data`.
     pub fn prepare(&self, gpu: &Gpu, len: usize, data: &wgpu::Buffer) -> Result<Dispatch> {
-        let params = ElementwiseParams {
-            len: len as u32,
-            _pad: [0; 3],
-        };
+        let params = ElementwiseParams { len: len as u32, _pad: [0; 3] };
         let workgroups = linear_dispatch(gpu, "activation", len, 256)?;
-        Ok(prepare_dispatch(
-            gpu,
-            "activation",
-            &self.pipeline,
-            &params,
-            &[data],
-            workgroups,
-        ))
+        Ok(prepare_dispatch(gpu, "activation", &self.pipeline, &params, &[data], workgroups))
     }
 }

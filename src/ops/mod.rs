@@ -153,26 +153,19 @@ pub(crate) fn prepare_dispatch<P: bytemuck::Pod>(
     workgroups: [u32; 3],
 ) -> Dispatch {
     let params = gpu.create_buffer_init(label, bytemuck::bytes_of(params), wgpu::BufferUsages::UNIFORM);
-    let mut entries = vec![wgpu::BindGroupEntry {
-        binding: 0,
-        resource: params.as_entire_binding(),
-    }];
-    entries.extend(buffers.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry {
-        binding: i as u32 + 1,
-        resource: buffer.as_entire_binding(),
-    }));
+    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+    entries.extend(
+        buffers
+            .iter()
+            .enumerate()
+            .map(|(i, buffer)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: buffer.as_entire_binding() }),
+    );
     let bind_group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(label),
         layout: &pipeline.get_bind_group_layout(0),
         entries: &entries,
     });
-    Dispatch {
-        label,
-        pipeline: pipeline.clone(),
-        bind_group,
-        workgroups,
-        _params: params,
-    }
+    Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups, _params: params }
 }
 
 /// Workgroup count for `items` split into groups of `per_group`, checked against the
@@ -181,11 +174,7 @@ pub(crate) fn groups(gpu: &Gpu, what: &str, items: usize, per_group: usize) -> R
     let count = items.div_ceil(per_group) as u64;
     let limit = gpu.limits().max_compute_workgroups_per_dimension as u64;
     if count > limit {
-        return Err(Error::LimitExceeded {
-            what: format!("{what} workgroups"),
-            needed: count,
-            limit,
-        });
+        return Err(Error::LimitExceeded { what: format!("{what} workgroups"), needed: count, limit });
     }
     Ok(count.max(1) as u32)
 }
@@ -198,11 +187,7 @@ pub(crate) fn linear_dispatch(gpu: &Gpu, what: &str, count: usize, per_group: us
     let x = total.min(limit);
     let y = total.div_ceil(x);
     if y > limit {
-        return Err(Error::LimitExceeded {
-            what: format!("{what} workgroups"),
-            needed: total,
-            limit: limit * limit,
-        });
+        return Err(Error::LimitExceeded { what: format!("{what} workgroups"), needed: total, limit: limit * limit });
     }
     Ok([x as u32, y as u32, 1])
 }
@@ -212,11 +197,7 @@ pub(crate) fn check_binding(gpu: &Gpu, what: &str, elements: usize) -> Result<()
     let bytes = elements as u64 * 4;
     let limit = gpu.limits().max_storage_buffer_binding_size;
     if bytes > limit {
-        return Err(Error::LimitExceeded {
-            what: format!("{what} buffer (bytes)"),
-            needed: bytes,
-            limit,
-        });
+        return Err(Error::LimitExceeded { what: format!("{what} buffer (bytes)"), needed: bytes, limit });
     }
     Ok(())
 }

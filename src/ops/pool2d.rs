@@ -41,20 +41,13 @@ impl Pool2dConfig {
     pub fn window(&self, in_h: usize, in_w: usize) -> Option<Window> {
         let (out_h, pad_top) = window_output(in_h, self.pool.0, self.strides.0, self.padding)?;
         let (out_w, pad_left) = window_output(in_w, self.pool.1, self.strides.1, self.padding)?;
-        Some(Window {
-            out: (out_h, out_w),
-            pad: (pad_top, pad_left),
-        })
+        Some(Window { out: (out_h, out_w), pad: (pad_top, pad_left) })
     }
 
     /// Output shape for a `[batch, h, w, c]` input.
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let &[batch, h, w, c] = input else {
-            return Err(Error::shape(
-                "pool2d input",
-                "[batch, height, width, channels]",
-                shape_str(input),
-            ));
+            return Err(Error::shape("pool2d input", "[batch, height, width, channels]", shape_str(input)));
         };
         let window = self.window(h, w).ok_or_else(|| {
             Error::shape(
@@ -98,20 +91,13 @@ impl Pool2d {
     /// Compiles the pooling kernel for `config`.
     pub fn new(gpu: &Gpu, config: Pool2dConfig) -> Result<Self> {
         if [config.pool.0, config.pool.1, config.strides.0, config.strides.1].contains(&0) {
-            return Err(Error::shape(
-                "pool2d config",
-                "pool sizes and strides >= 1",
-                format!("{config:?}"),
-            ));
+            return Err(Error::shape("pool2d config", "pool sizes and strides >= 1", format!("{config:?}")));
         }
         let mode = match config.kind {
             PoolKind::Max => 0.0,
             PoolKind::Average => 1.0,
         };
-        Ok(Self {
-            pipeline: gpu.pipeline(&shaders::POOL2D, "pool2d", &[("MODE", mode)])?,
-            config,
-        })
+        Ok(Self { pipeline: gpu.pipeline(&shaders::POOL2D, "pool2d", &[("MODE", mode)])?, config })
     }
 
     /// Output shape for a `[batch, h, w, c]` input.
@@ -129,11 +115,7 @@ impl Pool2d {
     ) -> Result<Dispatch> {
         let out = self.output_shape(input_shape)?;
         let window = self.config.window(input_shape[1], input_shape[2]).ok_or_else(|| {
-            Error::shape(
-                "pool2d input",
-                "an image at least as large as the pool",
-                shape_str(input_shape),
-            )
+            Error::shape("pool2d input", "an image at least as large as the pool", shape_str(input_shape))
         })?;
         let params = Pool2dParams {
             batch: input_shape[0] as u32,
@@ -150,14 +132,7 @@ impl Pool2d {
             pad_left: window.pad.1 as u32,
         };
         let workgroups = linear_dispatch(gpu, "pool2d", out.iter().product(), WORKGROUP)?;
-        Ok(prepare_dispatch(
-            gpu,
-            "pool2d",
-            &self.pipeline,
-            &params,
-            &[input, output],
-            workgroups,
-        ))
+        Ok(prepare_dispatch(gpu, "pool2d", &self.pipeline, &params, &[input, output], workgroups))
     }
 }
 
@@ -170,20 +145,14 @@ pub struct GlobalAveragePool2d {
 impl GlobalAveragePool2d {
     /// Compiles the kernel.
     pub fn new(gpu: &Gpu) -> Result<Self> {
-        Ok(Self {
-            pipeline: gpu.pipeline(&shaders::POOL2D, "global_average_pool2d", &[])?,
-        })
+        Ok(Self { pipeline: gpu.pipeline(&shaders::POOL2D, "global_average_pool2d", &[])? })
     }
 
     /// Output shape for a `[batch, h, w, c]` input.
     pub fn output_shape(input: &[usize]) -> Result<Vec<usize>> {
         match *input {
             [batch, h, w, c] if h > 0 && w > 0 => Ok(vec![batch, c]),
-            _ => Err(Error::shape(
-                "global_average_pool2d input",
-                "[batch, height, width, channels]",
-                shape_str(input),
-            )),
+            _ => Err(Error::shape("global_average_pool2d input", "[batch, height, width, channels]", shape_str(input))),
         }
     }
 
@@ -211,13 +180,6 @@ impl GlobalAveragePool2d {
             pad_left: 0,
         };
         let workgroups = linear_dispatch(gpu, "global_average_pool2d", out.iter().product(), WORKGROUP)?;
-        Ok(prepare_dispatch(
-            gpu,
-            "global_average_pool2d",
-            &self.pipeline,
-            &params,
-            &[input, output],
-            workgroups,
-        ))
+        Ok(prepare_dispatch(gpu, "global_average_pool2d", &self.pipeline, &params, &[input, output], workgroups))
     }
 }

@@ -74,17 +74,9 @@ impl RecurrentConfig {
         match *input {
             [batch, steps, features] if features == self.input_size && steps > 0 => {
                 let width = self.directions * self.units;
-                Ok(if self.return_sequences {
-                    vec![batch, steps, width]
-                } else {
-                    vec![batch, width]
-                })
+                Ok(if self.return_sequences { vec![batch, steps, width] } else { vec![batch, width] })
             }
-            _ => Err(Error::shape(
-                "recurrent input",
-                format!("[batch, steps, {}]", self.input_size),
-                shape_str(input),
-            )),
+            _ => Err(Error::shape("recurrent input", format!("[batch, steps, {}]", self.input_size), shape_str(input))),
         }
     }
 
@@ -121,12 +113,8 @@ struct RecurrentParams {
 /// Gate activations (`recurrent_activation`) the recurrent kernels are built for.
 pub const RECURRENT_GATE_ACTIVATIONS: [Activation; 2] = [Activation::Sigmoid, Activation::HardSigmoid];
 /// Cell activations (`activation`) the recurrent kernels are built for.
-pub const RECURRENT_CELL_ACTIVATIONS: [Activation; 4] = [
-    Activation::Tanh,
-    Activation::Relu,
-    Activation::Linear,
-    Activation::Sigmoid,
-];
+pub const RECURRENT_CELL_ACTIVATIONS: [Activation; 4] =
+    [Activation::Tanh, Activation::Relu, Activation::Linear, Activation::Sigmoid];
 
 /// The largest state recurrent.wgsl holds in workgroup memory.
 pub const MAX_UNITS: usize = 512;
@@ -197,10 +185,7 @@ impl Recurrent {
             input_bias.extend_from_slice(&w.input_bias);
         }
         let projection = Dense::new(gpu, f, width, &kernel, Some(&input_bias), Activation::Linear)?;
-        let mut recurrent: Vec<f32> = weights
-            .iter()
-            .flat_map(|w| w.recurrent_kernel.iter().copied())
-            .collect();
+        let mut recurrent: Vec<f32> = weights.iter().flat_map(|w| w.recurrent_kernel.iter().copied()).collect();
         recurrent.extend(weights.iter().flat_map(|w| w.recurrent_bias.iter().copied()));
         let constants = config.cell.constants(config.recurrent_activation, config.activation);
         Ok(Self {
@@ -247,9 +232,7 @@ impl Recurrent {
     ) -> Result<[Dispatch; 2]> {
         self.output_shape(input_shape)?;
         let (rows, steps) = (input_shape[0], input_shape[1]);
-        let projection = self
-            .projection
-            .prepare(gpu, &[rows * steps, self.config.input_size], input, projected)?;
+        let projection = self.projection.prepare(gpu, &[rows * steps, self.config.input_size], input, projected)?;
         let params = RecurrentParams {
             rows: rows as u32,
             steps: steps as u32,

@@ -1,0 +1,128 @@
+//! Recurrent Siamese models against Keras 3 golden outputs (tools/make_recurrent_goldens.py):
+//! ragged batches (lengths 1, prime, full, mixed), left and right with different numbers
+//! of steps, Masking, LSTM, GRU (reset_after True and False, hard_sigmoid), stacked
+//! Bidirectional. Tolerance atol 1e-5, rtol 1e-4 (f32 on both sides).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::{assert_close, gpu};
+use siamese_wgpu::io::{read_lengths, read_npy};
+use siamese_wgpu::{Distance, Gpu, SiameseModel};
+
+const FIXTURES: [&str; 5] = ["lstm_seed", "gru_after", "gru_before", "bilstm_stack", "lstm_hidden1"];
+
+fn dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn check(gpu: Arc<Gpu>, name: &str) {
+    let d = dir(name);
+    let model = SiameseModel::load_on(gpu, &d).unwrap();
+    assert!(model.is_sequence(), "{name}: expected a variable time axis");
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let right = read_npy(d.join("right.npy")).unwrap();
+    let left_lengths = read_lengths(d.join("left_lengths.npy")).unwrap();
+    let right_lengths = read_lengths(d.join("right_lengths.npy")).unwrap();
+    let keras_embeddings = read_npy(d.join("keras_embeddings.npy")).unwrap();
+    for metric in Distance::ALL {
+        let want = read_npy(d.join(format!("keras_{metric}.npy"))).unwrap();
+        let out = model.pairs_ragged(&left, Some(&left_lengths), &right, Some(&right_lengths), metric, true).unwrap();
+        assert_close(&format!("{name}: {metric} vs Keras"), &out.distances, want.data(), 1e-5, 1e-4);
+        assert_eq!(out.distances[0], 0.0, "{name}: identical pair");
+        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
+        assert_close(&format!("{name}: embeddings vs Keras"), &embeddings, keras_embeddings.data(), 1e-5, 1e-4);
+        // Without lengths the Masking layer finds the zero padding itself: same numbers.
+        let masked = model.distances(&left, &right, metric).unwrap();
+        assert_close(&format!("{name}: {metric} from the mask alone"), &masked, want.data(), 1e-5, 1e-4);
+    }
+    let embedded = model.embed_ragged(&left, Some(&left_lengths)).unwrap();
+    let n = left.batch() * embedded.row_len();
+    assert_close(&format!("{name}: embed"), embedded.data(), &keras_embeddings.data()[..n], 1e-5, 1e-4);
+}
+
+#[test]
+fn lstm_seed_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "lstm_seed");
+}
+
+#[test]
+fn gru_reset_after_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "gru_after");
+}
+
+#[test]
+fn gru_reset_before_with_hard_sigmoid_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "gru_before");
+}
+
+#[test]
+fn stacked_bidirectional_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "bilstm_stack");
+}
+
+#[test]
+fn lstm_with_one_unit_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "lstm_hidden1");
+}
+
+#[test]
+fn cpu_reference_matches_keras_on_sequences() {
+    for name in FIXTURES {
+        let d = dir(name);
+        let spec = siamese_wgpu::model::load(&d).unwrap();
+        let left = read_npy(d.join("left.npy")).unwrap();
+        let steps = left.shape()[1];
+        let got = spec.reference_forward_masked(left.data(), left.batch(), steps, &[]).unwrap();
+        let want = read_npy(d.join("keras_embeddings.npy")).unwrap();
+        assert_close(&format!("{name}: reference"), &got, &want.data()[..got.len()], 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn recurrent_models_use_one_submit_per_call() {
+    let Some(_) = gpu() else { return };
+    let gpu = Arc::new(Gpu::new().unwrap());
+    let d = dir("bilstm_stack");
+    let model = SiameseModel::load_on(gpu.clone(), &d).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let right = read_npy(d.join("right.npy")).unwrap();
+    model.distances(&left, &right, Distance::Euclidean).unwrap();
+    let (submits, buffers) = (gpu.submit_count(), gpu.buffer_count());
+    model.distances(&left, &right, Distance::Euclidean).unwrap();
+    assert_eq!(gpu.submit_count() - submits, 1);
+    assert_eq!(gpu.buffer_count(), buffers, "steady state creates no buffers");
+    // Masking, BiLSTM (projection + recurrence), LSTM (projection + recurrence), Dense, distance.
+    assert_eq!(model.graph().dispatches_per_call(), 6);
+}
+
+#[test]
+fn bad_lengths_are_typed_errors() {
+    let Some(gpu) = gpu() else { return };
+    let d = dir("lstm_hidden1");
+    let model = SiameseModel::load_on(gpu, &d).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let right = read_npy(d.join("right.npy")).unwrap();
+    let n = left.batch();
+    let steps = left.shape()[1];
+    let euclid = Distance::Euclidean;
+    for bad in [vec![0; n], vec![steps + 1; n], vec![1; n + 1]] {
+        let err = model.pairs_ragged(&left, Some(&bad), &right, None, euclid, false).unwrap_err();
+        assert!(
+            matches!(err, siamese_wgpu::Error::InvalidInput { .. } | siamese_wgpu::Error::ShapeMismatch { .. }),
+            "{err}"
+        );
+    }
+    // Lengths on a model without a time axis.
+    let cnn = SiameseModel::load_on(model.gpu().clone(), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cnn"))
+        .unwrap();
+    let image = siamese_wgpu::Array::new(vec![1, 28, 28, 1], vec![0.5; 784]).unwrap();
+    assert!(cnn.pairs_ragged(&image, Some(&[1]), &image, None, euclid, false).is_err());
+}
