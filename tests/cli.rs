@@ -211,3 +211,50 @@ fn bench_reports_one_submit_and_no_buffers_per_call() {
         assert!(line["naive_pairs_per_s"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn pairs_takes_sequence_lengths() {
+    let Some(_) = gpu() else { return };
+    let d = "tests/fixtures/gru_after";
+    let args = |lengths: bool| {
+        let mut a: Vec<String> =
+            ["pairs", "--model", d, "--left", &format!("{d}/left.npy"), "--right", &format!("{d}/right.npy")]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        if lengths {
+            a.extend([
+                "--left-lengths".into(),
+                format!("{d}/left_lengths.npy"),
+                "--right-lengths".into(),
+                format!("{d}/right_lengths.npy"),
+            ]);
+        }
+        a
+    };
+    let keras = read_npy(root().join(d).join("keras_euclidean.npy")).unwrap();
+    let with_lengths = args(true);
+    let printed = parse_lines(&stdout_of(&siamese(&with_lengths.iter().map(String::as_str).collect::<Vec<_>>())));
+    assert_close("CLI GRU with lengths vs Keras", &printed, keras.data(), 1e-5, 1e-4);
+
+    // Lengths that cut every right sequence to one step change the answer.
+    let dir = tempfile::tempdir().unwrap();
+    let ones = dir.path().join("ones.npy");
+    {
+        use npyz::WriterBuilder;
+        let mut bytes = Vec::new();
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[keras.data().len() as u64])
+            .writer(&mut bytes)
+            .begin_nd()
+            .unwrap();
+        w.extend(std::iter::repeat_n(1i64, keras.data().len())).unwrap();
+        w.finish().unwrap();
+        std::fs::write(&ones, bytes).unwrap();
+    }
+    let mut cut = args(false);
+    cut.extend(["--right-lengths".into(), ones.display().to_string()]);
+    let printed_cut = parse_lines(&stdout_of(&siamese(&cut.iter().map(String::as_str).collect::<Vec<_>>())));
+    assert_ne!(printed_cut, printed);
+}

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""End-to-end check on a model the tests have never seen: build the seed CNN Siamese in
-Keras with fresh random weights (a new seed), save the WHOLE Siamese model as .keras (two
+"""End-to-end check on a model the tests have never seen: build a Siamese network in Keras
+with fresh random weights (a new seed), save the WHOLE Siamese model as .keras (two
 inputs, the shared encoder, a Lambda Euclidean head), export its encoder with
 tools/export_keras.py, run `siamese pairs` on fresh inputs, and compare with the
 distances Keras's own model computes. Prints the worst error and exits non-zero when any
 pair is outside 1e-4 + 1e-3·|ref|.
 
-  KERAS_BACKEND=jax python tools/check_unseen.py [--seed 1234] [--pairs 32] [--siamese target/release/siamese]
+  --kind cnn   the seed CNN twin on 28×28×1 images
+  --kind lstm  Masking → LSTM(64) over 100-d features, ragged batches (--left-lengths /
+               --right-lengths), left and right with different numbers of steps
+  --kind gru   Masking → GRU(32) → Dense(8, tanh) over 12-d features, ragged likewise
+
+  KERAS_BACKEND=jax python tools/check_unseen.py [--kind cnn|lstm|gru] [--seed 1234] [--pairs 32]
+      [--siamese target/release/siamese]
 """
 
 from __future__ import annotations
@@ -31,8 +37,33 @@ from keras import layers, ops  # noqa: E402
 from make_goldens import build_cnn, randomize_biases  # noqa: E402
 
 
+def build_encoder(kind: str):
+    if kind == "cnn":
+        return build_cnn(), (28, 28, 1)
+    if kind == "lstm":
+        features = 100
+        encoder = keras.Sequential([keras.Input((None, features)), layers.Masking(0.0), layers.LSTM(64)])
+    else:
+        features = 12
+        encoder = keras.Sequential(
+            [keras.Input((None, features)), layers.Masking(0.0), layers.GRU(32), layers.Dense(8, activation="tanh")]
+        )
+    return encoder, (None, features)
+
+
+def ragged(rng, n: int, steps: int, features: int):
+    """Zero-padded sequences [n, steps, features] with random lengths in 1..steps."""
+    lengths = rng.integers(1, steps + 1, size=n).astype(np.int32)
+    lengths[0] = steps
+    x = rng.normal(size=(n, steps, features)).astype(np.float32)
+    for i, length in enumerate(lengths):
+        x[i, length:] = 0.0
+    return x, lengths
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", choices=["cnn", "lstm", "gru"], default="cnn")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--siamese", default=str(REPO / "target/release/siamese"))
@@ -40,20 +71,29 @@ def main() -> int:
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    encoder = build_cnn()
+    encoder, shape = build_encoder(args.kind)
     encoder.name = "encoder"
     randomize_biases(encoder, rng)
-    left_in = keras.Input((28, 28, 1), name="left")
-    right_in = keras.Input((28, 28, 1), name="right")
+    left_in = keras.Input(shape, name="left")
+    right_in = keras.Input(shape, name="right")
     head = layers.Lambda(
         lambda t: ops.sqrt(ops.sum(ops.square(t[0] - t[1]), axis=1, keepdims=True)), output_shape=(1,), name="euclidean"
     )
     siamese = keras.Model([left_in, right_in], head([encoder(left_in), encoder(right_in)]))
 
-    left = rng.random((args.pairs, 28, 28, 1), dtype=np.float32)
-    right = np.clip(left + rng.normal(0, 0.2, left.shape), 0, 1).astype(np.float32)
-    right[args.pairs // 2 :] = rng.random((args.pairs - args.pairs // 2, 28, 28, 1), dtype=np.float32)
-    keras_d = np.asarray(siamese.predict([left, right], verbose=0), dtype=np.float32).reshape(-1)
+    extra = []
+    if args.kind == "cnn":
+        left = rng.random((args.pairs, 28, 28, 1), dtype=np.float32)
+        right = np.clip(left + rng.normal(0, 0.2, left.shape), 0, 1).astype(np.float32)
+        right[args.pairs // 2 :] = rng.random((args.pairs - args.pairs // 2, 28, 28, 1), dtype=np.float32)
+        keras_d = np.asarray(siamese.predict([left, right], verbose=0), dtype=np.float32).reshape(-1)
+    else:
+        # Left and right with different step counts: Keras runs each twin on its own array.
+        left, left_lengths = ragged(rng, args.pairs, 17, shape[1])
+        right, right_lengths = ragged(rng, args.pairs, 23, shape[1])
+        left_emb = np.asarray(encoder(left, training=False))
+        right_emb = np.asarray(encoder(right, training=False))
+        keras_d = np.sqrt(np.sum(np.square(left_emb - right_emb), axis=1)).astype(np.float32)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -61,20 +101,24 @@ def main() -> int:
         subprocess.run(
             [sys.executable, str(TOOLS / "export_keras.py"), str(tmp / "siamese.keras"), str(tmp / "model"),
              "--encoder", "encoder", "--unsafe"],
-            check=True,
+            check=True, stdout=subprocess.DEVNULL,
         )
         np.save(tmp / "left.npy", left)
         np.save(tmp / "right.npy", right)
+        if args.kind != "cnn":
+            np.save(tmp / "left_lengths.npy", left_lengths)
+            np.save(tmp / "right_lengths.npy", right_lengths)
+            extra = ["--left-lengths", str(tmp / "left_lengths.npy"), "--right-lengths", str(tmp / "right_lengths.npy")]
         out = subprocess.run(
             [args.siamese, "pairs", "--model", str(tmp / "model"), "--left", str(tmp / "left.npy"),
-             "--right", str(tmp / "right.npy")],
+             "--right", str(tmp / "right.npy"), *extra],
             check=True, capture_output=True, text=True,
         ).stdout
     ours = np.array([float(line) for line in out.split()], dtype=np.float32)
     error = np.abs(ours - keras_d)
     allowed = 1e-4 + 1e-3 * np.abs(keras_d)
     worst = int(np.argmax(error - allowed))
-    print(f"{args.pairs} unseen pairs, seed {args.seed}: max |error| {error.max():.3e}, "
+    print(f"{args.kind}: {args.pairs} unseen pairs, seed {args.seed}: max |error| {error.max():.3e}, "
           f"max relative {np.max(error / np.maximum(np.abs(keras_d), 1e-12)):.3e}; "
           f"distances {keras_d.min():.4f}..{keras_d.max():.4f}")
     if np.any(error > allowed):
