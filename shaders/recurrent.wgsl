@@ -22,6 +22,11 @@
 // Override constants: GATE_ACTIVATION (default sigmoid) for i/f/o and z/r,
 // CELL_ACTIVATION (default tanh) for the candidate and the cell output; RESET_AFTER (GRU).
 // Limit: units <= MAX_UNITS (the state and gates must fit workgroup memory: 12 KiB).
+//
+// lstm_step is the one-dispatch-per-time-step variant, kept as the honest baseline the
+// benchmark compares against (`siamese bench --recurrent-per-step`): the same math, but the
+// state round-trips through global memory between dispatches: `output` holds h
+// [rows, directions·units] followed by c (same shape); last state only.
 
 override GATE_ACTIVATION: u32 = 2u;
 override CELL_ACTIVATION: u32 = 3u;
@@ -36,7 +41,8 @@ struct RecurrentParams {
     units: u32,
     directions: u32,
     return_sequences: u32,
-    _pad0: u32,
+    // lstm_step only: which step this dispatch runs.
+    step: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -182,4 +188,42 @@ fn gru_sequence(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invo
         workgroupBarrier();
     }
     write_final(row, direction, local);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn lstm_step(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    let row = workgroup.x;
+    let direction = workgroup.y;
+    let units = params.units;
+    let g = 4u * units;
+    let r_base = direction * units * g;
+    let bias_base = params.directions * units * g + direction * g;
+    let width = params.directions * units;
+    let h_base = row * width + direction * units;
+    let c_base = params.rows * width + h_base;
+    let first = params.step == 0u;
+    for (var i = local; i < units; i += WORKGROUP) {
+        h[i] = select(output[h_base + i], 0.0, first);
+        c[i] = select(output[c_base + i], 0.0, first);
+    }
+    workgroupBarrier();
+    let t = time_index(params.step, direction);
+    let z_base = (row * params.steps + t) * params.directions * g + direction * g;
+    for (var j = local; j < g; j += WORKGROUP) {
+        gates[j] = projected[z_base + j] + recurrent[bias_base + j] + recurrent_dot_h(r_base, g, j);
+    }
+    workgroupBarrier();
+    let valid = mask[row * params.steps + t] != 0u;
+    for (var i = local; i < units; i += WORKGROUP) {
+        if valid {
+            let input_gate = apply_activation(GATE_ACTIVATION, gates[i]);
+            let forget_gate = apply_activation(GATE_ACTIVATION, gates[units + i]);
+            let candidate = apply_activation(CELL_ACTIVATION, gates[2u * units + i]);
+            let output_gate = apply_activation(GATE_ACTIVATION, gates[3u * units + i]);
+            c[i] = forget_gate * c[i] + input_gate * candidate;
+            h[i] = output_gate * apply_activation(CELL_ACTIVATION, c[i]);
+        }
+        output[h_base + i] = h[i];
+        output[c_base + i] = c[i];
+    }
 }

@@ -97,6 +97,8 @@ pub struct Graph {
     steps: Vec<Step>,
     distance_ops: Mutex<Vec<Arc<PairDistance>>>,
     plans: Mutex<VecDeque<Arc<Plan>>>,
+    /// Benchmark baseline: run LSTM layers with one dispatch per time step.
+    recurrent_per_step: bool,
 }
 
 impl Graph {
@@ -151,7 +153,14 @@ impl Graph {
             };
             steps.push(Step { layer, op });
         }
-        Ok(Self { gpu, spec: spec.clone(), steps, distance_ops: Mutex::default(), plans: Mutex::default() })
+        Ok(Self {
+            gpu,
+            spec: spec.clone(),
+            steps,
+            distance_ops: Mutex::default(),
+            plans: Mutex::default(),
+            recurrent_per_step: false,
+        })
     }
 
     /// The model description.
@@ -192,10 +201,31 @@ impl Graph {
             .sum()
     }
 
-    /// Compute dispatches per pair call (encoder ops + the distance reduction).
-    pub fn dispatches_per_call(&self) -> usize {
+    /// Switches LSTM layers to the one-dispatch-per-time-step baseline (for benchmarks;
+    /// errors when a recurrent layer has no such variant). Drops the cached plans.
+    pub fn set_recurrent_per_step(&mut self, per_step: bool) -> Result<()> {
+        if per_step {
+            if let Some(step) = self.steps.iter().find(|s| matches!(&s.op, Op::Recurrent(op) if !op.has_per_step())) {
+                return Err(Error::input(
+                    "recurrent mode",
+                    format!(
+                        "layer {:?}: the per-step variant exists for LSTM layers returning the last state only",
+                        self.spec.layers[step.layer].name
+                    ),
+                ));
+            }
+        }
+        self.recurrent_per_step = per_step;
+        self.plans.lock().map_err(|_| poisoned())?.clear();
+        Ok(())
+    }
+
+    /// Compute dispatches per pair call for inputs of `steps` time steps (encoder ops,
+    /// recurrent projections, the distance reduction).
+    pub fn dispatches_per_call(&self, steps: usize) -> usize {
         let recurrent = self.steps.iter().filter(|s| matches!(s.op, Op::Recurrent(_))).count();
-        self.steps.len() + recurrent + 1
+        let per_step_extra = if self.recurrent_per_step { recurrent * (steps.max(1) - 1) } else { 0 };
+        self.steps.len() + recurrent + per_step_extra + 1
     }
 
     /// The kernels run per call, in order, with the layer each came from.
@@ -288,7 +318,9 @@ impl Graph {
         let mask = self.has_recurrent().then(|| gpu.create_buffer("step mask", (rows * steps) as u64 * 4, storage));
         // Two scratch buffers, ping-ponged: an op never reads and writes the same buffer
         // (WebGPU forbids one buffer bound read-only and read-write in one dispatch).
-        let scratch_len = self.steps.iter().map(|s| len(&shapes[s.layer + 1])).max().unwrap_or(0);
+        // The per-step baseline keeps the LSTM cell state after h in its output buffer.
+        let state_factor = |s: &Step| if self.recurrent_per_step && matches!(s.op, Op::Recurrent(_)) { 2 } else { 1 };
+        let scratch_len = self.steps.iter().map(|s| state_factor(s) * len(&shapes[s.layer + 1])).max().unwrap_or(0);
         ops::check_binding(gpu, "intermediate", scratch_len)?;
         let scratch_count = self.steps.iter().filter(|s| !matches!(s.op, Op::Activation(_))).count().min(2);
         let mut scratch: Vec<wgpu::Buffer> =
@@ -327,7 +359,11 @@ impl Graph {
                     let (Some(mask), Some(projected)) = (&mask, scratch.last()) else {
                         unreachable!("recurrent models always get a mask and a projection buffer")
                     };
-                    dispatches.extend(op.prepare(gpu, in_shape, current, mask, projected, output)?);
+                    if self.recurrent_per_step {
+                        dispatches.extend(op.prepare_per_step(gpu, in_shape, current, mask, projected, output)?);
+                    } else {
+                        dispatches.extend(op.prepare(gpu, in_shape, current, mask, projected, output)?);
+                    }
                 }
                 Op::Activation(_) => unreachable!("handled above"),
             }

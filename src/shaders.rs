@@ -83,6 +83,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         for gate in RECURRENT_GATE_ACTIVATIONS {
             for activation in RECURRENT_CELL_ACTIVATIONS {
                 variants.push(variant(RECURRENT, cell.entry_point(), &cell.constants(gate, activation)));
+                if cell == Cell::Lstm {
+                    variants.push(variant(RECURRENT, "lstm_step", &cell.constants(gate, activation)));
+                }
             }
         }
     }

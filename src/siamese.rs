@@ -82,6 +82,12 @@ impl SiameseModel {
         self.pair_cap.map_or(fits, |cap| cap.clamp(1, fits))
     }
 
+    /// Runs LSTM layers with one dispatch per time step instead of one per sequence: the
+    /// baseline `siamese bench --recurrent-per-step` compares against. Same results.
+    pub fn set_recurrent_per_step(&mut self, per_step: bool) -> Result<()> {
+        self.graph.set_recurrent_per_step(per_step)
+    }
+
     /// Caps the pairs per submit (to bound GPU memory); None restores the default.
     pub fn set_max_pairs_per_submit(&mut self, pairs: Option<usize>) {
         self.pair_cap = pairs;

@@ -12,7 +12,7 @@ use common::{assert_close, gpu};
 use siamese_wgpu::io::{read_lengths, read_npy};
 use siamese_wgpu::{Distance, Gpu, SiameseModel};
 
-const FIXTURES: [&str; 5] = ["lstm_seed", "gru_after", "gru_before", "bilstm_stack", "lstm_hidden1"];
+const FIXTURES: [&str; 6] = ["lstm_seed", "gru_after", "gru_before", "bilstm_stack", "lstm_hidden1", "torch_lstm"];
 
 fn dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -100,7 +100,7 @@ fn recurrent_models_use_one_submit_per_call() {
     assert_eq!(gpu.submit_count() - submits, 1);
     assert_eq!(gpu.buffer_count(), buffers, "steady state creates no buffers");
     // Masking, BiLSTM (projection + recurrence), LSTM (projection + recurrence), Dense, distance.
-    assert_eq!(model.graph().dispatches_per_call(), 6);
+    assert_eq!(model.graph().dispatches_per_call(1), 6);
 }
 
 #[test]
@@ -125,4 +125,46 @@ fn bad_lengths_are_typed_errors() {
         .unwrap();
     let image = siamese_wgpu::Array::new(vec![1, 28, 28, 1], vec![0.5; 784]).unwrap();
     assert!(cnn.pairs_ragged(&image, Some(&[1]), &image, None, euclid, false).is_err());
+}
+
+#[test]
+fn per_step_baseline_gives_the_same_numbers() {
+    let Some(gpu) = gpu() else { return };
+    let d = dir("lstm_seed");
+    let mut model = SiameseModel::load_on(gpu, &d).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let right = read_npy(d.join("right.npy")).unwrap();
+    let left_lengths = read_lengths(d.join("left_lengths.npy")).unwrap();
+    let fused = model.pairs_ragged(&left, Some(&left_lengths), &right, None, Distance::Cosine, false).unwrap();
+    let steps = left.shape()[1].max(right.shape()[1]);
+    assert_eq!(model.graph().dispatches_per_call(steps), 3);
+    model.set_recurrent_per_step(true).unwrap();
+    assert_eq!(model.graph().dispatches_per_call(steps), 2 + steps);
+    let per_step = model.pairs_ragged(&left, Some(&left_lengths), &right, None, Distance::Cosine, false).unwrap();
+    assert_close("per-step vs fused", &per_step.distances, &fused.distances, 1e-6, 1e-5);
+    // Sequence-returning layers have no per-step variant: a typed error, not a wrong number.
+    let mut stacked = SiameseModel::load_on(model.gpu().clone(), dir("bilstm_stack")).unwrap();
+    assert!(stacked.set_recurrent_per_step(true).is_err());
+}
+
+#[test]
+fn pytorch_lstm_twin_matches_pytorch() {
+    // nn.LSTM(6, 9, batch_first=True) + nn.Linear(9, 4), exported by tools/export_torch.py
+    // (gates i,f,g,o → i,f,c,o, weight_ih.T, bias_ih + bias_hh); goldens from PyTorch with
+    // pack_padded_sequence (the state at each sequence's own last step).
+    let Some(gpu) = gpu() else { return };
+    let d = dir("torch_lstm");
+    let model = SiameseModel::load_on(gpu, &d).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let right = read_npy(d.join("right.npy")).unwrap();
+    let left_lengths = read_lengths(d.join("left_lengths.npy")).unwrap();
+    let right_lengths = read_lengths(d.join("right_lengths.npy")).unwrap();
+    let torch_embeddings = read_npy(d.join("torch_embeddings.npy")).unwrap();
+    for metric in Distance::ALL {
+        let want = read_npy(d.join(format!("torch_{metric}.npy"))).unwrap();
+        let out = model.pairs_ragged(&left, Some(&left_lengths), &right, Some(&right_lengths), metric, true).unwrap();
+        assert_close(&format!("torch_lstm: {metric} vs PyTorch"), &out.distances, want.data(), 1e-5, 1e-4);
+        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
+        assert_close("torch_lstm: embeddings vs PyTorch", &embeddings, torch_embeddings.data(), 1e-5, 1e-4);
+    }
 }

@@ -357,6 +357,11 @@ def verify(module, head, model_dir, x, lengths, tol=1e-5) -> float:
     if json.loads(canon) != json.loads(text):
         raise AssertionError(f"{model_dir}: synthesized model.json differs from Keras' own serialization")
     assert canon == text, "model.json is not byte-identical to Keras' to_json()"
+    sys.path.insert(0, str(TOOLS))
+    from export_keras import check_encoder_config
+
+    problems = check_encoder_config(json.loads(text))
+    assert not problems, problems
     ref = torch_embed(module, head, x, lengths)
     got = keras_embed_dir(model_dir, x)
     err = float(np.max(np.abs(ref - got)))

@@ -64,29 +64,35 @@ enum Command {
         out: PathBuf,
     },
     /// Time the batched Siamese forward pass: load and first call apart from the steady state.
-    Bench {
-        /// Model directory (model.json + model.safetensors).
-        #[arg(long)]
-        model: PathBuf,
-        /// Batch sizes in pairs, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
-        batch: Vec<usize>,
-        /// Timed steady-state calls per batch size (the median is reported).
-        #[arg(long, default_value_t = 10)]
-        iters: usize,
-        /// Distance used.
-        #[arg(long, default_value = "euclidean")]
-        distance: Distance,
-        /// Sequence models: time steps of the random inputs.
-        #[arg(long, default_value_t = 50)]
-        seq_len: usize,
-        /// Skip the naive alternative (two encoder passes, embeddings read back, CPU distance).
-        #[arg(long)]
-        no_naive: bool,
-        /// Print one JSON object per batch size instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Model directory (model.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Batch sizes in pairs, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
+    batch: Vec<usize>,
+    /// Timed steady-state calls per batch size (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Distance used.
+    #[arg(long, default_value = "euclidean")]
+    distance: Distance,
+    /// Sequence models: time steps of the random inputs.
+    #[arg(long, default_value_t = 50)]
+    seq_len: usize,
+    /// Baseline: run LSTM layers with one dispatch per time step (same results).
+    #[arg(long)]
+    recurrent_per_step: bool,
+    /// Skip the naive alternative (two encoder passes, embeddings read back, CPU distance).
+    #[arg(long)]
+    no_naive: bool,
+    /// Print one JSON object per batch size instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() {
@@ -137,9 +143,7 @@ fn run(cli: Cli) -> Result<()> {
             write_npy(&out, &model.embed_ragged(&input, lengths.as_deref())?)?;
             Ok(())
         }
-        Command::Bench { model, batch, iters, distance, seq_len, no_naive, json } => {
-            bench(&model, &batch, iters, distance, seq_len, !no_naive, json)
-        }
+        Command::Bench(args) => bench(&args),
     }
 }
 
@@ -195,23 +199,18 @@ fn bench_input(shape: &[usize], seed: u64) -> Result<Array> {
     Ok(Array::new(shape.to_vec(), data)?)
 }
 
-fn bench(
-    model_dir: &Path,
-    batches: &[usize],
-    iters: usize,
-    distance: Distance,
-    seq_len: usize,
-    naive: bool,
-    json: bool,
-) -> Result<()> {
+fn bench(args: &BenchArgs) -> Result<()> {
+    let (model_dir, batches, distance, seq_len, json) =
+        (&args.model, &args.batch, args.distance, args.seq_len, args.json);
     if batches.is_empty() || batches.contains(&0) {
         bail!("--batch needs positive batch sizes, e.g. --batch 1,64,512");
     }
-    let iters = iters.max(1);
+    let iters = args.iters.max(1);
     let gpu = Arc::new(Gpu::new()?);
     let started = Instant::now();
-    let model =
+    let mut model =
         SiameseModel::load_on(gpu.clone(), model_dir).with_context(|| format!("loading {}", model_dir.display()))?;
+    model.set_recurrent_per_step(args.recurrent_per_step)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = gpu.adapter_info();
     if seq_len == 0 {
@@ -224,15 +223,15 @@ fn bench(
             "load (weights upload + {} pipelines compiled): {load_ms:.1} ms; {:.2} MFLOP per pair; {} dispatches per call",
             gpu.pipeline_count(),
             flops_per_pair as f64 / 1e6,
-            model.graph().dispatches_per_call()
+            model.graph().dispatches_per_call(seq_len)
         );
         println!(
             "{:>6} {:>14} {:>14} {:>12} {:>10} {:>8} {:>9} {:>16}",
             "pairs", "first call ms", "steady ms", "pairs/s", "GFLOP/s", "submits", "buffers", "naive pairs/s"
         );
     }
-    for &pairs in batches {
-        let shape: Vec<usize> = std::iter::once(pairs).chain(model.input_shape().iter().copied()).collect();
+    for &pairs in batches.iter() {
+        let shape: Vec<usize> = std::iter::once(pairs).chain(model.spec().sample_shape(seq_len)).collect();
         let left = bench_input(&shape, 1)?;
         let right = bench_input(&shape, 2)?;
         let t = Instant::now();
@@ -250,7 +249,7 @@ fn bench(
         let steady = median(&mut times);
         let pairs_per_s = pairs as f64 / steady;
         let gflops = flops_per_pair as f64 * pairs as f64 / steady / 1e9;
-        let naive_pairs_per_s = if naive {
+        let naive_pairs_per_s = if !args.no_naive {
             // The naive alternative: each twin its own pass, embeddings read back, distance on the CPU.
             model.embed(&left)?;
             let mut times = Vec::with_capacity(iters);
@@ -276,7 +275,7 @@ fn bench(
                 info.name,
                 info.backend,
                 steady * 1e3,
-                model.graph().dispatches_per_call(),
+                model.graph().dispatches_per_call(seq_len),
                 naive_pairs_per_s.map_or("null".to_string(), |v| format!("{v:.1}")),
             );
         } else {

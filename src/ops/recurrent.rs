@@ -107,7 +107,8 @@ struct RecurrentParams {
     units: u32,
     directions: u32,
     return_sequences: u32,
-    _pad: [u32; 3],
+    step: u32,
+    _pad: [u32; 2],
 }
 
 /// Gate activations (`recurrent_activation`) the recurrent kernels are built for.
@@ -126,6 +127,8 @@ pub struct Recurrent {
     projection: Dense,
     recurrent: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
+    /// The one-dispatch-per-step baseline (`lstm_step`), LSTM last-state layers only.
+    per_step: Option<wgpu::ComputePipeline>,
 }
 
 impl Recurrent {
@@ -188,7 +191,13 @@ impl Recurrent {
         let mut recurrent: Vec<f32> = weights.iter().flat_map(|w| w.recurrent_kernel.iter().copied()).collect();
         recurrent.extend(weights.iter().flat_map(|w| w.recurrent_bias.iter().copied()));
         let constants = config.cell.constants(config.recurrent_activation, config.activation);
+        let per_step = if config.cell == Cell::Lstm && !config.return_sequences {
+            Some(gpu.pipeline(&shaders::RECURRENT, "lstm_step", &constants)?)
+        } else {
+            None
+        };
         Ok(Self {
+            per_step,
             projection,
             recurrent: weight_buffer(gpu, "recurrent kernel", &recurrent)?,
             pipeline: gpu.pipeline(&shaders::RECURRENT, config.cell.entry_point(), &constants)?,
@@ -239,7 +248,8 @@ impl Recurrent {
             units: self.config.units as u32,
             directions: self.config.directions as u32,
             return_sequences: self.config.return_sequences as u32,
-            _pad: [0; 3],
+            step: 0,
+            _pad: [0; 2],
         };
         let workgroups = [groups(gpu, "recurrent", rows, 1)?, self.config.directions as u32, 1];
         let recurrence = prepare_dispatch(
@@ -251,5 +261,53 @@ impl Recurrent {
             workgroups,
         );
         Ok([projection, recurrence])
+    }
+}
+
+impl Recurrent {
+    /// Whether this layer has the one-dispatch-per-step baseline (LSTM, last state only).
+    pub fn has_per_step(&self) -> bool {
+        self.per_step.is_some()
+    }
+
+    /// The benchmark baseline: the projection, then ONE dispatch PER TIME STEP with the
+    /// state in global memory. `output` must hold twice the normal output (h, then c).
+    pub fn prepare_per_step(
+        &self,
+        gpu: &Gpu,
+        input_shape: &[usize],
+        input: &wgpu::Buffer,
+        mask: &wgpu::Buffer,
+        projected: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Vec<Dispatch>> {
+        let pipeline = self.per_step.as_ref().ok_or_else(|| {
+            Error::input("recurrent mode", "the per-step variant exists for LSTM layers returning the last state only")
+        })?;
+        self.output_shape(input_shape)?;
+        let (rows, steps) = (input_shape[0], input_shape[1]);
+        let mut dispatches =
+            vec![self.projection.prepare(gpu, &[rows * steps, self.config.input_size], input, projected)?];
+        let workgroups = [groups(gpu, "recurrent", rows, 1)?, self.config.directions as u32, 1];
+        for step in 0..steps {
+            let params = RecurrentParams {
+                rows: rows as u32,
+                steps: steps as u32,
+                units: self.config.units as u32,
+                directions: self.config.directions as u32,
+                return_sequences: 0,
+                step: step as u32,
+                _pad: [0; 2],
+            };
+            dispatches.push(prepare_dispatch(
+                gpu,
+                "recurrent step",
+                pipeline,
+                &params,
+                &[projected, &self.recurrent, mask, output],
+                workgroups,
+            ));
+        }
+        Ok(dispatches)
     }
 }
