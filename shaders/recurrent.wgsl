@@ -15,13 +15,15 @@
 //                leaves the state unchanged (Keras masking; ragged batches padded at the end)
 //   4 output     storage rw   return_sequences: [rows, steps, directions * units], else
 //                [rows, directions * units]; directions concatenated (Bidirectional concat)
-// Dispatch: one workgroup of 256 invocations per (row, direction): x = row, y = direction.
+// Dispatch: one workgroup of 64 invocations per (row, direction): x = row, y = direction.
+// Invocation k owns units k, k+64, ...: it computes all gates of its units in one pass over
+// the state (one load of h[j] feeds 3-4 multiply-adds), so a step needs two barriers.
 // The backward direction walks time from the end and writes its outputs at the original
 // time index (as Keras' Bidirectional does). A masked step's sequence output repeats the
 // previous output.
 // Override constants: GATE_ACTIVATION (default sigmoid) for i/f/o and z/r,
 // CELL_ACTIVATION (default tanh) for the candidate and the cell output; RESET_AFTER (GRU).
-// Limit: units <= MAX_UNITS (the state and gates must fit workgroup memory: 12 KiB).
+// Limit: units <= MAX_UNITS (state and gates in workgroup memory: 12 KiB).
 //
 // lstm_step is the one-dispatch-per-time-step variant, kept as the honest baseline the
 // benchmark compares against (`siamese bench --recurrent-per-step`): the same math, but the
@@ -32,7 +34,7 @@ override GATE_ACTIVATION: u32 = 2u;
 override CELL_ACTIVATION: u32 = 3u;
 override RESET_AFTER: u32 = 1u;
 
-const WORKGROUP: u32 = 256u;
+const WORKGROUP: u32 = 64u;
 const MAX_UNITS: u32 = 512u;
 
 struct RecurrentParams {
@@ -56,28 +58,35 @@ struct RecurrentParams {
 var<workgroup> h: array<f32, MAX_UNITS>;
 // LSTM: the cell state. GRU (reset_after = 0): r ⊙ h.
 var<workgroup> c: array<f32, MAX_UNITS>;
-var<workgroup> gates: array<f32, 2048>; // 4 · MAX_UNITS
+// Pre-activation gates of each unit (LSTM i, f, c, o; GRU z, r, h recurrent parts).
+var<workgroup> gates: array<vec4<f32>, MAX_UNITS>;
+
+// Where one (row, direction) finds its weights and inputs.
+struct Layout {
+    row: u32,
+    direction: u32,
+    g: u32,         // gates · units
+    r_base: u32,    // the direction's recurrent kernel [units, g]
+    bias_base: u32, // the direction's recurrent bias [g]
+}
+
+fn locate(workgroup: vec3<u32>, gate_count: u32) -> Layout {
+    let g = gate_count * params.units;
+    return Layout(workgroup.x, workgroup.y, g, workgroup.y * params.units * g, params.directions * params.units * g + workgroup.y * g);
+}
 
 // Index of time step `step` in the order a direction visits them.
 fn time_index(step: u32, direction: u32) -> u32 {
     return select(step, params.steps - 1u - step, direction == 1u);
 }
 
-// Σ_k state[k] · R[k, column] over the direction's recurrent kernel, state in `h` or `c`.
-fn recurrent_dot_h(r_base: u32, stride: u32, column: u32) -> f32 {
-    var acc = 0.0;
-    for (var k = 0u; k < params.units; k++) {
-        acc += h[k] * recurrent[r_base + k * stride + column];
-    }
-    return acc;
+// Offset of the projected gates of (row, t) for the layout's direction.
+fn projected_base(l: Layout, t: u32) -> u32 {
+    return (l.row * params.steps + t) * params.directions * l.g + l.direction * l.g;
 }
 
-fn recurrent_dot_c(r_base: u32, stride: u32, column: u32) -> f32 {
-    var acc = 0.0;
-    for (var k = 0u; k < params.units; k++) {
-        acc += c[k] * recurrent[r_base + k * stride + column];
-    }
-    return acc;
+fn step_is_real(l: Layout, t: u32) -> bool {
+    return mask[l.row * params.steps + t] != 0u;
 }
 
 fn clear_state(local: u32) {
@@ -87,142 +96,146 @@ fn clear_state(local: u32) {
     }
 }
 
-fn write_output(row: u32, t: u32, direction: u32, i: u32, value: f32) {
-    let width = params.directions * params.units;
-    if params.return_sequences != 0u {
-        output[(row * params.steps + t) * width + direction * params.units + i] = value;
+// Recurrent pre-activations of unit i: Σ_k h[k] · R[k, gate·units + i] for up to four gates
+// (columns i, u+i, 2u+i, 3u+i), plus the recurrent bias.
+fn recurrent_gates(l: Layout, i: u32, gate_count: u32) -> vec4<f32> {
+    let u = params.units;
+    let last = (gate_count - 1u) * u;
+    // Columns past the layer's gates are clamped (in bounds) and their sums ignored.
+    let cols = vec4<u32>(i, u + i, min(2u * u, last) + i, min(3u * u, last) + i);
+    var acc = vec4<f32>(
+        recurrent[l.bias_base + cols.x],
+        recurrent[l.bias_base + cols.y],
+        recurrent[l.bias_base + cols.z],
+        recurrent[l.bias_base + cols.w],
+    );
+    for (var k = 0u; k < u; k++) {
+        let row = l.r_base + k * l.g;
+        acc += h[k] * vec4<f32>(recurrent[row + cols.x], recurrent[row + cols.y], recurrent[row + cols.z], recurrent[row + cols.w]);
+    }
+    return acc;
+}
+
+// One LSTM step for the invocation's units, reading the old h (already gated in `gates`).
+fn lstm_update(l: Layout, t: u32, local: u32) {
+    let u = params.units;
+    let base = projected_base(l, t);
+    let real = step_is_real(l, t);
+    for (var i = local; i < u; i += WORKGROUP) {
+        if real {
+            let z = gates[i] + vec4<f32>(projected[base + i], projected[base + u + i], projected[base + 2u * u + i], projected[base + 3u * u + i]);
+            let input_gate = apply_activation(GATE_ACTIVATION, z.x);
+            let forget_gate = apply_activation(GATE_ACTIVATION, z.y);
+            let candidate = apply_activation(CELL_ACTIVATION, z.z);
+            let output_gate = apply_activation(GATE_ACTIVATION, z.w);
+            c[i] = forget_gate * c[i] + input_gate * candidate;
+            h[i] = output_gate * apply_activation(CELL_ACTIVATION, c[i]);
+        }
     }
 }
 
-fn write_final(row: u32, direction: u32, local: u32) {
+fn write_sequence_output(l: Layout, t: u32, local: u32) {
+    if params.return_sequences != 0u {
+        let width = params.directions * params.units;
+        for (var i = local; i < params.units; i += WORKGROUP) {
+            output[(l.row * params.steps + t) * width + l.direction * params.units + i] = h[i];
+        }
+    }
+}
+
+fn write_final(l: Layout, local: u32) {
     if params.return_sequences == 0u {
         let width = params.directions * params.units;
         for (var i = local; i < params.units; i += WORKGROUP) {
-            output[row * width + direction * params.units + i] = h[i];
+            output[l.row * width + l.direction * params.units + i] = h[i];
         }
     }
 }
 
 @compute @workgroup_size(WORKGROUP)
 fn lstm_sequence(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-    let row = workgroup.x;
-    let direction = workgroup.y;
-    let units = params.units;
-    let g = 4u * units;
-    let r_base = direction * units * g;
-    let bias_base = params.directions * units * g + direction * g;
+    let l = locate(workgroup, 4u);
     clear_state(local);
     workgroupBarrier();
     for (var step = 0u; step < params.steps; step++) {
-        let t = time_index(step, direction);
-        let z_base = (row * params.steps + t) * params.directions * g + direction * g;
-        for (var j = local; j < g; j += WORKGROUP) {
-            gates[j] = projected[z_base + j] + recurrent[bias_base + j] + recurrent_dot_h(r_base, g, j);
+        let t = time_index(step, l.direction);
+        for (var i = local; i < params.units; i += WORKGROUP) {
+            gates[i] = recurrent_gates(l, i, 4u);
         }
         workgroupBarrier();
-        let valid = mask[row * params.steps + t] != 0u;
-        for (var i = local; i < units; i += WORKGROUP) {
-            if valid {
-                let input_gate = apply_activation(GATE_ACTIVATION, gates[i]);
-                let forget_gate = apply_activation(GATE_ACTIVATION, gates[units + i]);
-                let candidate = apply_activation(CELL_ACTIVATION, gates[2u * units + i]);
-                let output_gate = apply_activation(GATE_ACTIVATION, gates[3u * units + i]);
-                c[i] = forget_gate * c[i] + input_gate * candidate;
-                h[i] = output_gate * apply_activation(CELL_ACTIVATION, c[i]);
-            }
-            write_output(row, t, direction, i, h[i]);
-        }
+        lstm_update(l, t, local);
+        write_sequence_output(l, t, local);
         workgroupBarrier();
     }
-    write_final(row, direction, local);
+    write_final(l, local);
 }
 
 @compute @workgroup_size(WORKGROUP)
 fn gru_sequence(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-    let row = workgroup.x;
-    let direction = workgroup.y;
-    let units = params.units;
-    let g = 3u * units;
-    let r_base = direction * units * g;
-    let bias_base = params.directions * units * g + direction * g;
+    let l = locate(workgroup, 3u);
+    let u = params.units;
     clear_state(local);
     workgroupBarrier();
     for (var step = 0u; step < params.steps; step++) {
-        let t = time_index(step, direction);
-        let z_base = (row * params.steps + t) * params.directions * g + direction * g;
-        if RESET_AFTER != 0u {
-            // Keras reset_after=True: hh = act(x_h + r ⊙ (h·R_h + b_rec_h)).
-            for (var j = local; j < g; j += WORKGROUP) {
-                gates[j] = recurrent[bias_base + j] + recurrent_dot_h(r_base, g, j);
-            }
-        } else {
-            // Keras reset_after=False: hh = act(x_h + (r ⊙ h)·R_h); z and r first.
-            for (var j = local; j < 2u * units; j += WORKGROUP) {
-                gates[j] = recurrent_dot_h(r_base, g, j);
+        let t = time_index(step, l.direction);
+        let base = projected_base(l, t);
+        // Keras reset_after=True: hh = act(x_h + r ⊙ (h·R_h + b_rec_h)): all three recurrent
+        // parts from h. reset_after=False: hh = act(x_h + (r ⊙ h)·R_h): z and r from h
+        // first, then the candidate's part from r ⊙ h.
+        for (var i = local; i < u; i += WORKGROUP) {
+            gates[i] = recurrent_gates(l, i, 3u);
+        }
+        if RESET_AFTER == 0u {
+            workgroupBarrier();
+            for (var i = local; i < u; i += WORKGROUP) {
+                c[i] = apply_activation(GATE_ACTIVATION, projected[base + u + i] + gates[i].y) * h[i];
             }
             workgroupBarrier();
-            for (var i = local; i < units; i += WORKGROUP) {
-                let reset = apply_activation(GATE_ACTIVATION, projected[z_base + units + i] + gates[units + i]);
-                c[i] = reset * h[i];
-            }
-            workgroupBarrier();
-            for (var j = local; j < units; j += WORKGROUP) {
-                gates[2u * units + j] = recurrent_dot_c(r_base, g, 2u * units + j);
+            for (var i = local; i < u; i += WORKGROUP) {
+                var acc = 0.0;
+                for (var k = 0u; k < u; k++) {
+                    acc += c[k] * recurrent[l.r_base + k * l.g + 2u * u + i];
+                }
+                gates[i].z = acc;
             }
         }
         workgroupBarrier();
-        let valid = mask[row * params.steps + t] != 0u;
-        for (var i = local; i < units; i += WORKGROUP) {
-            if valid {
-                let update = apply_activation(GATE_ACTIVATION, projected[z_base + i] + gates[i]);
-                var candidate_input = gates[2u * units + i];
+        if step_is_real(l, t) {
+            for (var i = local; i < u; i += WORKGROUP) {
+                let update = apply_activation(GATE_ACTIVATION, projected[base + i] + gates[i].x);
+                var candidate_input = gates[i].z;
                 if RESET_AFTER != 0u {
-                    let reset = apply_activation(GATE_ACTIVATION, projected[z_base + units + i] + gates[units + i]);
-                    candidate_input = reset * gates[2u * units + i];
+                    candidate_input *= apply_activation(GATE_ACTIVATION, projected[base + u + i] + gates[i].y);
                 }
-                let candidate = apply_activation(CELL_ACTIVATION, projected[z_base + 2u * units + i] + candidate_input);
+                let candidate = apply_activation(CELL_ACTIVATION, projected[base + 2u * u + i] + candidate_input);
                 h[i] = update * h[i] + (1.0 - update) * candidate;
             }
-            write_output(row, t, direction, i, h[i]);
         }
+        write_sequence_output(l, t, local);
         workgroupBarrier();
     }
-    write_final(row, direction, local);
+    write_final(l, local);
 }
 
 @compute @workgroup_size(WORKGROUP)
 fn lstm_step(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-    let row = workgroup.x;
-    let direction = workgroup.y;
-    let units = params.units;
-    let g = 4u * units;
-    let r_base = direction * units * g;
-    let bias_base = params.directions * units * g + direction * g;
-    let width = params.directions * units;
-    let h_base = row * width + direction * units;
+    let l = locate(workgroup, 4u);
+    let width = params.directions * params.units;
+    let h_base = l.row * width + l.direction * params.units;
     let c_base = params.rows * width + h_base;
     let first = params.step == 0u;
-    for (var i = local; i < units; i += WORKGROUP) {
+    for (var i = local; i < params.units; i += WORKGROUP) {
         h[i] = select(output[h_base + i], 0.0, first);
         c[i] = select(output[c_base + i], 0.0, first);
     }
     workgroupBarrier();
-    let t = time_index(params.step, direction);
-    let z_base = (row * params.steps + t) * params.directions * g + direction * g;
-    for (var j = local; j < g; j += WORKGROUP) {
-        gates[j] = projected[z_base + j] + recurrent[bias_base + j] + recurrent_dot_h(r_base, g, j);
+    let t = time_index(params.step, l.direction);
+    for (var i = local; i < params.units; i += WORKGROUP) {
+        gates[i] = recurrent_gates(l, i, 4u);
     }
     workgroupBarrier();
-    let valid = mask[row * params.steps + t] != 0u;
-    for (var i = local; i < units; i += WORKGROUP) {
-        if valid {
-            let input_gate = apply_activation(GATE_ACTIVATION, gates[i]);
-            let forget_gate = apply_activation(GATE_ACTIVATION, gates[units + i]);
-            let candidate = apply_activation(CELL_ACTIVATION, gates[2u * units + i]);
-            let output_gate = apply_activation(GATE_ACTIVATION, gates[3u * units + i]);
-            c[i] = forget_gate * c[i] + input_gate * candidate;
-            h[i] = output_gate * apply_activation(CELL_ACTIVATION, c[i]);
-        }
+    lstm_update(l, t, local);
+    for (var i = local; i < params.units; i += WORKGROUP) {
         output[h_base + i] = h[i];
         output[c_base + i] = c[i];
     }

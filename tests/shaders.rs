@@ -28,3 +28,9 @@ fn validation_rejects_a_broken_shader() {
     // The validator must be able to fail, or the test above proves nothing.
     assert!(siamese_wgpu::shaders::validate("fn f() -> f32 { return 1u; }").is_err());
 }
+
+#[test]
+fn validation_rejects_reserved_words() {
+    // wgpu rejects WGSL reserved words such as `layout` at run time; so must the offline check.
+    assert!(siamese_wgpu::shaders::validate("fn layout() -> f32 { return 1.0; }").is_err());
+}
