@@ -3,7 +3,8 @@
 // activation is its own pipeline with the branch compiled away. Codes match
 // `ops::Activation` in src/ops/mod.rs:
 //   0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 gelu (exact, erf), 5 silu (swish),
-//   6 elu (alpha 1), 7 softplus, 8 selu, 9 hard_sigmoid (Keras 3: relu6(x + 3) / 6).
+//   6 elu (alpha 1), 7 softplus, 8 selu, 9 hard_sigmoid (Keras 3: relu6(x + 3) / 6),
+//   10 Keras 2's hard_sigmoid (clip(0.2·x + 0.5, 0, 1)).
 // `apply_activation(code, x)` serves kernels that need two activations (the recurrent
 // cells' gate and cell activations, each its own override constant).
 
@@ -44,6 +45,7 @@ fn apply_activation(code: u32, x: f32) -> f32 {
             return 1.0507009873554805 * select(1.6732632423543772 * (exp(min(x, 0.0)) - 1.0), x, x > 0.0);
         }
         case 9u: { return clamp(x + 3.0, 0.0, 6.0) / 6.0; }
+        case 10u: { return clamp(0.2 * x + 0.5, 0.0, 1.0); }
         default: { return x; }
     }
 }

@@ -168,3 +168,28 @@ fn pytorch_lstm_twin_matches_pytorch() {
         assert_close("torch_lstm: embeddings vs PyTorch", &embeddings, torch_embeddings.data(), 1e-5, 1e-4);
     }
 }
+
+#[test]
+fn keras2_json_means_keras2_hard_sigmoid() {
+    // tf.keras 2 defines hard_sigmoid as clip(0.2x + 0.5, 0, 1), Keras 3 as relu6(x + 3) / 6.
+    // The same GRU written by "Keras 2" must use the former: it then matches the CPU
+    // reference built from that JSON and no longer the Keras 3 golden.
+    let Some(gpu) = gpu() else { return };
+    let d = dir("gru_before");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("model.json")).unwrap()).unwrap();
+    json["keras_version"] = "2.15.0".into();
+    std::fs::write(tmp.path().join("model.json"), json.to_string()).unwrap();
+    std::fs::copy(d.join("model.safetensors"), tmp.path().join("model.safetensors")).unwrap();
+    let model = SiameseModel::load_on(gpu, tmp.path()).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let steps = left.shape()[1];
+    let got = model.embed(&left).unwrap();
+    let spec = siamese_wgpu::model::load(tmp.path()).unwrap();
+    let want = spec.reference_forward_masked(left.data(), left.batch(), steps, &[]).unwrap();
+    assert_close("Keras 2 GRU vs reference", got.data(), &want, 1e-5, 1e-4);
+    let keras3 = read_npy(d.join("keras_embeddings.npy")).unwrap();
+    let differs = got.data().iter().zip(keras3.data()).any(|(a, b)| (a - b).abs() > 1e-3);
+    assert!(differs, "the Keras 2 hard_sigmoid should change the embeddings");
+}

@@ -22,6 +22,8 @@ struct Entry<'a> {
     class: &'a str,
     name: String,
     config: &'a Value,
+    /// Written by Keras 2 (tf.keras): some names mean other functions (hard_sigmoid).
+    keras2: bool,
 }
 
 /// Builds a [`ModelSpec`] from Keras JSON text and its weights; every weight must be used.
@@ -44,6 +46,12 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
         }
     };
 
+    // tf.keras 2 writes its version at the top level; Keras 3 does not.
+    let keras2 = root.get("keras_version").and_then(Value::as_str).is_some_and(|v| v.starts_with("2."));
+    let mut entries = entries;
+    for entry in &mut entries {
+        entry.keras2 = keras2;
+    }
     let mut input_shape = sequential_input_shape(config);
     let mut rest = entries.as_slice();
     if let Some(first) = rest.first().filter(|e| e.class == "InputLayer") {
@@ -101,7 +109,7 @@ fn entry<'a>(layer: &'a Value, file: &str) -> Result<Entry<'a>> {
         .ok_or_else(|| Error::ModelFormat { file: file.to_string(), reason: "a layer has no \"class_name\"".into() })?;
     let config = layer.get("config").unwrap_or(&Value::Null);
     let name = config.get("name").or_else(|| layer.get("name")).and_then(Value::as_str).unwrap_or(class).to_string();
-    Ok(Entry { class, name, config })
+    Ok(Entry { class, name, config, keras2: false })
 }
 
 fn layer_list<'a>(config: &'a Value, file: &str) -> Result<&'a Vec<Value>> {
@@ -283,7 +291,11 @@ fn activation(entry: &Entry, key: &str) -> Result<Activation> {
         }
         _ => None,
     };
-    name.and_then(Activation::from_keras).ok_or_else(|| {
+    let parsed = match name {
+        Some("hard_sigmoid") if entry.keras2 => Some(Activation::HardSigmoidKeras2),
+        other => other.and_then(Activation::from_keras),
+    };
+    parsed.ok_or_else(|| {
         unsupported(entry, key, value, "supported: linear, relu, sigmoid, tanh, gelu, silu/swish, elu, softplus, selu")
     })
 }
@@ -388,13 +400,13 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
                     file: file.to_string(),
                     reason: format!("Bidirectional layer {:?} has no {key:?}", entry.name),
                 })?;
-                self::entry(value, file)
+                self::entry(value, file).map(|e| Entry { keras2: entry.keras2, ..e })
             };
             let forward = inner("layer")?;
             // Keras writes backward_layer (go_backwards=True); without it the backward layer
             // is a copy of the forward one named "backward_" + its name.
             let backward = match entry.config.get("backward_layer") {
-                Some(v) if !v.is_null() => self::entry(v, file)?,
+                Some(v) if !v.is_null() => Entry { keras2: entry.keras2, ..self::entry(v, file)? },
                 _ => Entry {
                     name: format!("backward_{}", forward.name.trim_start_matches("forward_")),
                     ..inner("layer")?

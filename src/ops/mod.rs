@@ -45,11 +45,14 @@ pub enum Activation {
     Selu,
     /// Keras 3 hard sigmoid, relu6(x + 3) / 6 (recurrent gates).
     HardSigmoid,
+    /// Keras 2 / tf.keras hard sigmoid, clip(0.2·x + 0.5, 0, 1): what `"hard_sigmoid"`
+    /// means in a model JSON written by Keras 2.
+    HardSigmoidKeras2,
 }
 
 impl Activation {
     /// Every activation, for tests.
-    pub const ALL: [Activation; 10] = [
+    pub const ALL: [Activation; 11] = [
         Activation::Linear,
         Activation::Relu,
         Activation::Sigmoid,
@@ -60,6 +63,7 @@ impl Activation {
         Activation::Softplus,
         Activation::Selu,
         Activation::HardSigmoid,
+        Activation::HardSigmoidKeras2,
     ];
 
     /// Parses a Keras activation name (`"relu"`, `"linear"`, `"swish"`, ...).
