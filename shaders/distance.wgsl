@@ -40,7 +40,7 @@ fn pair_distance(
     @builtin(local_invocation_index) local: u32,
 ) {
     // One workgroup per pair: the "element" index of linear_index is the pair here.
-    let pair = workgroup.y * num_workgroups.x + workgroup.x;
+    let pair = workgroup_index(workgroup, num_workgroups);
     // `pair` is uniform across the workgroup, so this early exit keeps barriers uniform.
     if pair >= params.pairs {
         return;

@@ -278,3 +278,114 @@ pub fn recurrent(
     }
     out
 }
+
+/// `LayerNorm(x + residual)` per row of `hidden` values (biased variance, like PyTorch).
+pub fn layer_norm(x: &[f32], residual: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+    let hidden = gamma.len();
+    let mut out = Vec::with_capacity(x.len());
+    for (r, row) in x.chunks(hidden).enumerate() {
+        let values: Vec<f64> = row
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v as f64 + residual.map_or(0.0, |res| res[r * hidden + i] as f64))
+            .collect();
+        let mean = values.iter().sum::<f64>() / hidden as f64;
+        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / hidden as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        out.extend(
+            values.iter().enumerate().map(|(i, v)| ((v - mean) * inv * gamma[i] as f64 + beta[i] as f64) as f32),
+        );
+    }
+    out
+}
+
+/// BERT embeddings: `LayerNorm(word[id] + position[t] + token_type[type])` for
+/// `ids.len()` tokens in sequences of `steps`.
+pub fn token_embedding(
+    ids: &[u32],
+    types: &[u32],
+    steps: usize,
+    tables: &crate::ops::EmbeddingTables,
+    eps: f32,
+) -> Vec<f32> {
+    let hidden = tables.gamma.len();
+    let mut sum = Vec::with_capacity(ids.len() * hidden);
+    for (token, (&id, &kind)) in ids.iter().zip(types).enumerate() {
+        let t = token % steps;
+        for i in 0..hidden {
+            sum.push(
+                tables.word[id as usize * hidden + i]
+                    + tables.position[t * hidden + i]
+                    + tables.token_type[kind as usize * hidden + i],
+            );
+        }
+    }
+    layer_norm(&sum, None, tables.gamma, tables.beta, eps)
+}
+
+/// Multi-head self-attention core over fused `[batch·steps, 3·hidden]` Q|K|V rows with a
+/// `[batch·steps]` key mask: softmax(scale · q·kᵀ) · v per head, masked keys excluded.
+pub fn self_attention(
+    qkv: &[f32],
+    batch: usize,
+    steps: usize,
+    heads: usize,
+    head_dim: usize,
+    scale: f32,
+    mask: &[bool],
+) -> Vec<f32> {
+    let hidden = heads * head_dim;
+    let mut out = vec![0.0; batch * steps * hidden];
+    for b in 0..batch {
+        for head in 0..heads {
+            for t in 0..steps {
+                let q = &qkv[(b * steps + t) * 3 * hidden + head * head_dim..][..head_dim];
+                let keys: Vec<usize> = (0..steps).filter(|&k| mask[b * steps + k]).collect();
+                let scores: Vec<f64> = keys
+                    .iter()
+                    .map(|&k| {
+                        let key = &qkv[(b * steps + k) * 3 * hidden + hidden + head * head_dim..][..head_dim];
+                        scale as f64 * q.iter().zip(key).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for i in 0..head_dim {
+                    let value: f64 = keys
+                        .iter()
+                        .zip(&weights)
+                        .map(|(&k, w)| w * qkv[(b * steps + k) * 3 * hidden + 2 * hidden + head * head_dim + i] as f64)
+                        .sum();
+                    out[(b * steps + t) * hidden + head * head_dim + i] =
+                        if total > 0.0 { (value / total) as f32 } else { 0.0 };
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Mean over the real tokens of each `[steps, hidden]` sequence, optionally L2-normalised.
+pub fn masked_mean_pool(
+    x: &[f32],
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+    mask: &[bool],
+    normalize: bool,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(batch * hidden);
+    for b in 0..batch {
+        let count = (0..steps).filter(|&t| mask[b * steps + t]).count().max(1) as f64;
+        let mean: Vec<f64> = (0..hidden)
+            .map(|i| {
+                (0..steps).filter(|&t| mask[b * steps + t]).map(|t| x[(b * steps + t) * hidden + i] as f64).sum::<f64>()
+                    / count
+            })
+            .collect();
+        let norm = if normalize { mean.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12) } else { 1.0 };
+        out.extend(mean.iter().map(|v| (v / norm) as f32));
+    }
+    out
+}

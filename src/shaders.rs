@@ -6,6 +6,9 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// `shaders/activation.wgsl`: the fused activation functions.
 pub const ACTIVATION: &str = include_str!("../shaders/activation.wgsl");
 
+/// `shaders/reduce.wgsl`: a workgroup-wide sum for one-workgroup-per-row kernels.
+pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
+
 /// A kernel family's WGSL: its own file plus the snippets it needs, in order.
 #[derive(Clone, Copy, Debug)]
 pub struct ShaderSource {
@@ -41,8 +44,22 @@ pub const DISTANCE: ShaderSource =
 pub const RECURRENT: ShaderSource =
     ShaderSource { name: "recurrent", parts: &[ACTIVATION, include_str!("../shaders/recurrent.wgsl")] };
 
+/// BERT input embeddings (word + position + token type) with their LayerNorm.
+pub const EMBEDDING: ShaderSource =
+    ShaderSource { name: "embedding", parts: &[COMMON, REDUCE, include_str!("../shaders/embedding.wgsl")] };
+/// Residual add + LayerNorm.
+pub const LAYER_NORM: ShaderSource =
+    ShaderSource { name: "layer_norm", parts: &[COMMON, REDUCE, include_str!("../shaders/layer_norm.wgsl")] };
+/// Fused multi-head self-attention (scores, masked softmax, values).
+pub const ATTENTION: ShaderSource =
+    ShaderSource { name: "attention", parts: &[COMMON, include_str!("../shaders/attention.wgsl")] };
+/// Masked mean pooling over tokens, with L2 normalisation.
+pub const SEQUENCE_POOL: ShaderSource =
+    ShaderSource { name: "sequence_pool", parts: &[COMMON, REDUCE, include_str!("../shaders/sequence_pool.wgsl")] };
+
 /// Every kernel family, for validation tests.
-pub const ALL: &[ShaderSource] = &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE, RECURRENT];
+pub const ALL: &[ShaderSource] =
+    &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE, RECURRENT, EMBEDDING, LAYER_NORM, ATTENTION, SEQUENCE_POOL];
 
 /// One pipeline the crate can build: a kernel family, an entry point and the override
 /// constants it is specialised with.
@@ -89,6 +106,10 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             }
         }
     }
+    variants.push(variant(EMBEDDING, "embed_tokens", &[]));
+    variants.push(variant(LAYER_NORM, "add_layer_norm", &[]));
+    variants.push(variant(ATTENTION, "self_attention", &[]));
+    variants.push(variant(SEQUENCE_POOL, "masked_mean_pool", &[]));
     variants
 }
 

@@ -5,19 +5,27 @@
 //! `prepare` a [`Dispatch`] (params uniform + bind group + workgroup counts checked against
 //! the device limits) that the graph runner records as often as it likes.
 
+pub mod attention;
 pub mod conv2d;
 pub mod dense;
 pub mod distance;
 pub mod elementwise;
+pub mod embedding;
+pub mod layer_norm;
 pub mod pool2d;
 pub mod recurrent;
+pub mod sequence_pool;
 
+pub use attention::SelfAttention;
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
 pub use distance::{Distance, PairDistance};
 pub use elementwise::ActivationOp;
+pub use embedding::{EmbeddingTables, TokenEmbedding};
+pub use layer_norm::LayerNorm;
 pub use pool2d::{GlobalAveragePool2d, Pool2d, Pool2dConfig, PoolKind};
 pub use recurrent::{Cell, DirectionWeights, Recurrent, RecurrentConfig};
+pub use sequence_pool::SequencePool;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
