@@ -51,7 +51,7 @@ impl TokenEmbedding {
     /// Uploads the tables (`hidden` values per row) and compiles the kernel.
     pub fn new(gpu: &Gpu, hidden: usize, tables: &EmbeddingTables, eps: f32) -> Result<Self> {
         let rows = |what: &str, values: &[f32]| -> Result<usize> {
-            if hidden == 0 || values.is_empty() || values.len() % hidden != 0 {
+            if hidden == 0 || values.is_empty() || !values.len().is_multiple_of(hidden) {
                 return Err(Error::shape(
                     format!("embedding {what}"),
                     format!("[rows >= 1, {hidden}]"),
