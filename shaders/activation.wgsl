@@ -4,7 +4,8 @@
 // `ops::Activation` in src/ops/mod.rs:
 //   0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 gelu (exact, erf), 5 silu (swish),
 //   6 elu (alpha 1), 7 softplus, 8 selu, 9 hard_sigmoid (Keras 3: relu6(x + 3) / 6),
-//   10 Keras 2's hard_sigmoid (clip(0.2·x + 0.5, 0, 1)).
+//   10 Keras 2's hard_sigmoid (clip(0.2·x + 0.5, 0, 1)),
+//   11 gelu, tanh approximation (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), `gelu_new`).
 // `apply_activation(code, x)` serves kernels that need two activations (the recurrent
 // cells' gate and cell activations, each its own override constant).
 
@@ -46,6 +47,10 @@ fn apply_activation(code: u32, x: f32) -> f32 {
         }
         case 9u: { return clamp(x + 3.0, 0.0, 6.0) / 6.0; }
         case 10u: { return clamp(0.2 * x + 0.5, 0.0, 1.0); }
+        case 11u: {
+            let inner = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+            return 0.5 * x * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
+        }
         default: { return x; }
     }
 }

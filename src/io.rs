@@ -176,3 +176,31 @@ pub fn read_batch(paths: &[impl AsRef<Path>], channels: Option<usize>) -> Result
         }
     }
 }
+
+/// Reads sentence pairs: one pair per line, the two sentences separated by a TAB. Blank
+/// lines are skipped; a line without exactly one TAB is an error naming the line.
+pub fn read_pairs_tsv(path: impl AsRef<Path>) -> Result<Vec<(String, String)>> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut pairs = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = line.split('\t');
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some(a), Some(b), None) => pairs.push((a.to_string(), b.to_string())),
+            _ => {
+                return Err(decode_error(
+                    path,
+                    format!("line {}: expected two sentences separated by one TAB", number + 1),
+                ))
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return Err(decode_error(path, "no sentence pairs in the file"));
+    }
+    Ok(pairs)
+}

@@ -20,6 +20,8 @@ pub struct Weights {
     tensors: BTreeMap<String, Weight>,
     /// Prefix (e.g. a model name + '/') that every stored name carries, stripped on lookup.
     prefix: String,
+    /// Non-float tensors (name, dtype), which no layer can use.
+    non_float: Vec<(String, String)>,
 }
 
 impl Weights {
@@ -30,6 +32,7 @@ impl Weights {
             reason: format!("not a valid safetensors file: {e}"),
         })?;
         let mut out = BTreeMap::new();
+        let mut skipped = Vec::new();
         for (name, view) in tensors.tensors() {
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
@@ -47,22 +50,22 @@ impl Weights {
                     raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
                 }
                 other => {
-                    return Err(Error::BadWeight {
-                        file: file.to_string(),
-                        name,
-                        expected: "a float tensor (F32, F64, F16 or BF16)".into(),
-                        got: format!("{other:?}"),
-                    })
+                    // Integer buffers (e.g. BERT's position_ids) are no weights: kept aside
+                    // so `finish` still reports them unless the loader ignores them.
+                    skipped.push((name, format!("{other:?}")));
+                    continue;
                 }
             };
             out.insert(name, Weight { shape: view.shape().to_vec(), data });
         }
-        Ok(Self::from_map(file, out))
+        let mut weights = Self::from_map(file, out);
+        weights.non_float = skipped;
+        Ok(weights)
     }
 
     /// Wraps already-decoded tensors.
     pub fn from_map(file: &str, tensors: BTreeMap<String, Weight>) -> Self {
-        Self { file: file.to_string(), tensors, prefix: String::new() }
+        Self { file: file.to_string(), tensors, prefix: String::new(), non_float: Vec::new() }
     }
 
     /// The file the weights came from.
@@ -87,9 +90,26 @@ impl Weights {
         }
     }
 
+    /// The shape of the tensor called exactly `name`, if stored.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.get(name).map(|w| w.shape.clone())
+    }
+
+    /// Whether a tensor of that exact name is stored.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
     /// Takes the tensor `layer/var` of exactly `shape`, removing it from the set.
     pub fn take(&mut self, layer: &str, var: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let name = format!("{}{layer}/{var}", self.prefix);
+        self.take_named(&name, layer, shape)
+    }
+
+    /// Takes the tensor called exactly `name` (for error messages: of `layer`), of
+    /// exactly `shape`, removing it from the set.
+    pub fn take_named(&mut self, name: &str, layer: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let name = name.to_string();
         let weight = self.tensors.remove(&name).ok_or_else(|| Error::MissingWeight {
             file: self.file.clone(),
             layer: layer.to_string(),
@@ -116,10 +136,22 @@ impl Weights {
 
     /// Errors when tensors are left that no layer took.
     pub fn finish(self) -> Result<()> {
-        if self.tensors.is_empty() {
+        self.finish_ignoring(&[])
+    }
+
+    /// [`finish`](Self::finish), except for tensors whose names start with one of
+    /// `ignored` (parts of a checkpoint the model does not use, e.g. BERT's pooler).
+    pub fn finish_ignoring(self, ignored: &[&str]) -> Result<()> {
+        let left: Vec<String> = self
+            .tensors
+            .keys()
+            .cloned()
+            .chain(self.non_float.iter().map(|(name, dtype)| format!("{name} ({dtype})")))
+            .filter(|name| !ignored.iter().any(|prefix| name.starts_with(prefix)))
+            .collect();
+        if left.is_empty() {
             return Ok(());
         }
-        let names = self.tensors.keys().cloned().collect::<Vec<_>>().join(", ");
-        Err(Error::UnexpectedWeights { file: self.file, names })
+        Err(Error::UnexpectedWeights { file: self.file, names: left.join(", ") })
     }
 }

@@ -56,11 +56,13 @@ pub enum Activation {
     /// Keras 2 / tf.keras hard sigmoid, clip(0.2·x + 0.5, 0, 1): what `"hard_sigmoid"`
     /// means in a model JSON written by Keras 2.
     HardSigmoidKeras2,
+    /// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, Keras `approximate=True`).
+    GeluTanh,
 }
 
 impl Activation {
     /// Every activation, for tests.
-    pub const ALL: [Activation; 11] = [
+    pub const ALL: [Activation; 12] = [
         Activation::Linear,
         Activation::Relu,
         Activation::Sigmoid,
@@ -72,6 +74,7 @@ impl Activation {
         Activation::Selu,
         Activation::HardSigmoid,
         Activation::HardSigmoidKeras2,
+        Activation::GeluTanh,
     ];
 
     /// Parses a Keras activation name (`"relu"`, `"linear"`, `"swish"`, ...).

