@@ -224,7 +224,7 @@ impl SentenceModel {
         let bad_config = |reason: String| Error::ModelFormat { file: config_file.clone(), reason };
         if config.hidden_size == 0
             || config.num_attention_heads == 0
-            || config.hidden_size % config.num_attention_heads != 0
+            || !config.hidden_size.is_multiple_of(config.num_attention_heads)
         {
             return Err(bad_config(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
