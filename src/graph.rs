@@ -2,7 +2,6 @@
 //! the whole Siamese forward pass (both twins as one batch of 2N, then the distance
 //! reduction) into ONE command encoder, submitted once and read back with one map.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -12,6 +11,7 @@ use crate::ops::{
     self, Activation, ActivationOp, Conv2d, Dense, Dispatch, Distance, GlobalAveragePool2d, PairDistance, Pool2d,
     Recurrent,
 };
+use crate::plans::{poisoned, PlanCache};
 
 /// A GPU op of the encoder, built once per model load (weights uploaded, pipeline compiled).
 #[derive(Debug)]
@@ -47,7 +47,6 @@ enum Head {
 struct Plan {
     rows: usize,
     steps: usize,
-    head: Head,
     input: wgpu::Buffer,
     /// `[rows, steps]` u32 step mask, for models with recurrent layers.
     mask: Option<wgpu::Buffer>,
@@ -62,9 +61,6 @@ struct Plan {
     /// size take turns instead of overwriting each other's input and readback.
     busy: Mutex<()>,
 }
-
-/// Plans kept per graph (distinct batch sizes × heads); the oldest is dropped beyond this.
-const MAX_PLANS: usize = 8;
 
 /// Output of one batched pair run.
 #[derive(Clone, Debug, Default)]
@@ -96,7 +92,7 @@ pub struct Graph {
     spec: ModelSpec,
     steps: Vec<Step>,
     distance_ops: Mutex<Vec<Arc<PairDistance>>>,
-    plans: Mutex<VecDeque<Arc<Plan>>>,
+    plans: PlanCache<(usize, usize, Head), Plan>,
     /// Benchmark baseline: run LSTM layers with one dispatch per time step.
     recurrent_per_step: bool,
 }
@@ -158,7 +154,7 @@ impl Graph {
             spec: spec.clone(),
             steps,
             distance_ops: Mutex::default(),
-            plans: Mutex::default(),
+            plans: PlanCache::default(),
             recurrent_per_step: false,
         })
     }
@@ -216,7 +212,7 @@ impl Graph {
             }
         }
         self.recurrent_per_step = per_step;
-        self.plans.lock().map_err(|_| poisoned())?.clear();
+        self.plans.clear()?;
         Ok(())
     }
 
@@ -296,16 +292,9 @@ impl Graph {
     }
 
     fn plan(&self, rows: usize, steps: usize, head: Head) -> Result<Arc<Plan>> {
-        let mut plans = self.plans.lock().map_err(|_| poisoned())?;
-        if let Some(plan) = plans.iter().find(|p| p.rows == rows && p.steps == steps && p.head == head) {
-            return Ok(plan.clone());
-        }
-        let plan = Arc::new(self.gpu.checked("planning buffers", || self.build_plan(rows, steps, head))?);
-        if plans.len() >= MAX_PLANS {
-            plans.pop_front();
-        }
-        plans.push_back(plan.clone());
-        Ok(plan)
+        self.plans.get_or_build((rows, steps, head), || {
+            self.gpu.checked("planning buffers", || self.build_plan(rows, steps, head))
+        })
     }
 
     fn build_plan(&self, rows: usize, steps: usize, head: Head) -> Result<Plan> {
@@ -389,7 +378,6 @@ impl Graph {
         Ok(Plan {
             rows,
             steps,
-            head,
             input,
             mask,
             dispatches,
@@ -469,8 +457,4 @@ impl Graph {
         let plan = self.plan(batch.rows, batch.steps, Head::Embed)?;
         self.gpu.checked("running the encoder", || self.execute(&plan, batch, true))
     }
-}
-
-fn poisoned() -> Error {
-    Error::Gpu { context: "locking the plan cache".into(), message: "a previous call panicked".into() }
 }

@@ -22,6 +22,7 @@ pub mod graph;
 pub mod io;
 pub mod model;
 pub mod ops;
+mod plans;
 pub mod reference;
 pub mod sentence;
 pub mod shaders;

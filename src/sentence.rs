@@ -8,7 +8,6 @@
 //! `tokenizer.json`, and optionally `sentence_bert_config.json` (`max_seq_length`),
 //! `modules.json` (a `Normalize` module) and `1_Pooling/config.json` (mean pooling).
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +20,7 @@ use crate::ops::{
     Activation, Dense, Dispatch, Distance, EmbeddingTables, LayerNorm, PairDistance, SelfAttention, SequencePool,
     TokenEmbedding,
 };
+use crate::plans::{poisoned, PlanCache};
 use crate::tensor::Array;
 
 /// The parts of a Hugging Face BERT `config.json` we use.
@@ -75,9 +75,6 @@ enum Head {
 
 #[derive(Debug)]
 struct Plan {
-    batch: usize,
-    steps: usize,
-    head: Head,
     ids: wgpu::Buffer,
     mask: wgpu::Buffer,
     dispatches: Vec<Dispatch>,
@@ -99,7 +96,7 @@ pub struct SentenceModel {
     layers: Vec<BertLayer>,
     pool: SequencePool,
     cosine: PairDistance,
-    plans: Mutex<VecDeque<Arc<Plan>>>,
+    plans: PlanCache<(usize, usize, Head), Plan>,
 }
 
 /// Tokenised batch: ids then token types, the mask, and the common (longest) length.
@@ -205,8 +202,6 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-const MAX_PLANS: usize = 8;
-
 impl SentenceModel {
     /// Loads a sentence-transformers / Hugging Face BERT folder on the default GPU.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
@@ -307,7 +302,7 @@ impl SentenceModel {
             max_seq_length,
             embedding,
             layers,
-            plans: Mutex::default(),
+            plans: PlanCache::default(),
         })
     }
 
@@ -370,16 +365,9 @@ impl SentenceModel {
     }
 
     fn plan(&self, batch: usize, steps: usize, head: Head) -> Result<Arc<Plan>> {
-        let mut plans = self.plans.lock().map_err(|_| poisoned())?;
-        if let Some(plan) = plans.iter().find(|p| p.batch == batch && p.steps == steps && p.head == head) {
-            return Ok(plan.clone());
-        }
-        let plan = Arc::new(self.gpu.checked("planning the sentence batch", || self.build_plan(batch, steps, head))?);
-        if plans.len() >= MAX_PLANS {
-            plans.pop_front();
-        }
-        plans.push_back(plan.clone());
-        Ok(plan)
+        self.plans.get_or_build((batch, steps, head), || {
+            self.gpu.checked("planning the sentence batch", || self.build_plan(batch, steps, head))
+        })
     }
 
     fn build_plan(&self, batch: usize, steps: usize, head: Head) -> Result<Plan> {
@@ -436,9 +424,6 @@ impl SentenceModel {
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
         Ok(Plan {
-            batch,
-            steps,
-            head,
             ids,
             mask,
             dispatches,
@@ -507,8 +492,4 @@ fn weights_rows(weights: &Weights, name: &str, hidden: usize) -> Result<usize> {
         expected: format!("a [rows, {hidden}] table"),
         got: weights.shape(name).map_or("nothing".into(), |s| format!("shape {s:?}")),
     })
-}
-
-fn poisoned() -> Error {
-    Error::Gpu { context: "locking the sentence plans".into(), message: "a previous call panicked".into() }
 }

@@ -300,6 +300,16 @@ fn activation(entry: &Entry, key: &str) -> Result<Activation> {
     })
 }
 
+/// A required positive integer setting (`units`, `filters`).
+fn positive(entry: &Entry, key: &str) -> Result<usize> {
+    let value = entry.config.get(key).unwrap_or(&Value::Null);
+    value
+        .as_u64()
+        .filter(|&v| v > 0)
+        .map(|v| v as usize)
+        .ok_or_else(|| unsupported(entry, key, value, "a positive integer"))
+}
+
 fn flag(entry: &Entry, key: &str, default: bool) -> bool {
     entry.config.get(key).and_then(Value::as_bool).unwrap_or(default)
 }
@@ -312,10 +322,7 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
             if let Some(groups) = entry.config.get("groups").filter(|g| g.as_u64() != Some(1)) {
                 return Err(unsupported(entry, "groups", groups, "only groups=1"));
             }
-            let filters =
-                entry.config.get("filters").and_then(Value::as_u64).filter(|&f| f > 0).ok_or_else(|| {
-                    unsupported(entry, "filters", entry.config.get("filters").unwrap_or(&Value::Null), "")
-                })? as usize;
+            let filters = positive(entry, "filters")?;
             let config = Conv2dConfig {
                 in_channels: channels,
                 filters,
@@ -338,13 +345,7 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
             LayerKind::Conv2d { config, kernel, bias }
         }
         "Dense" => {
-            let units = entry
-                .config
-                .get("units")
-                .and_then(Value::as_u64)
-                .filter(|&u| u > 0)
-                .ok_or_else(|| unsupported(entry, "units", entry.config.get("units").unwrap_or(&Value::Null), ""))?
-                as usize;
+            let units = positive(entry, "units")?;
             let activation = activation(entry, "activation")?;
             let kernel = weights.take(&entry.name, "kernel", &[channels, units])?;
             let bias =
@@ -486,13 +487,7 @@ fn recurrent_layer_inner(
             return Err(unsupported(entry, key, v, "not supported for inference here"));
         }
     }
-    let units = entry
-        .config
-        .get("units")
-        .and_then(Value::as_u64)
-        .filter(|&u| u > 0)
-        .ok_or_else(|| unsupported(entry, "units", entry.config.get("units").unwrap_or(&Value::Null), ""))?
-        as usize;
+    let units = positive(entry, "units")?;
     let (cell, cell_name) = match entry.class {
         "LSTM" => (Cell::Lstm, "lstm_cell"),
         _ => (Cell::Gru { reset_after: flag(entry, "reset_after", true) }, "gru_cell"),

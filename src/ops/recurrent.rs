@@ -206,6 +206,18 @@ impl Recurrent {
         })
     }
 
+    fn params(&self, rows: usize, steps: usize, return_sequences: bool, step: usize) -> RecurrentParams {
+        RecurrentParams {
+            rows: rows as u32,
+            steps: steps as u32,
+            units: self.config.units as u32,
+            directions: self.config.directions as u32,
+            return_sequences: return_sequences as u32,
+            step: step as u32,
+            _pad: [0; 2],
+        }
+    }
+
     /// The layer's settings.
     pub fn config(&self) -> &RecurrentConfig {
         &self.config
@@ -243,15 +255,7 @@ impl Recurrent {
         self.output_shape(input_shape)?;
         let (rows, steps) = (input_shape[0], input_shape[1]);
         let projection = self.projection.prepare(gpu, &[rows * steps, self.config.input_size], input, projected)?;
-        let params = RecurrentParams {
-            rows: rows as u32,
-            steps: steps as u32,
-            units: self.config.units as u32,
-            directions: self.config.directions as u32,
-            return_sequences: self.config.return_sequences as u32,
-            step: 0,
-            _pad: [0; 2],
-        };
+        let params = self.params(rows, steps, self.config.return_sequences, 0);
         let workgroups = [groups(gpu, "recurrent", rows, 1)?, self.config.directions as u32, 1];
         let recurrence = prepare_dispatch(
             gpu,
@@ -291,15 +295,7 @@ impl Recurrent {
             vec![self.projection.prepare(gpu, &[rows * steps, self.config.input_size], input, projected)?];
         let workgroups = [groups(gpu, "recurrent", rows, 1)?, self.config.directions as u32, 1];
         for step in 0..steps {
-            let params = RecurrentParams {
-                rows: rows as u32,
-                steps: steps as u32,
-                units: self.config.units as u32,
-                directions: self.config.directions as u32,
-                return_sequences: 0,
-                step: step as u32,
-                _pad: [0; 2],
-            };
+            let params = self.params(rows, steps, false, step);
             dispatches.push(prepare_dispatch(
                 gpu,
                 "recurrent step",
