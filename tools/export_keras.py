@@ -6,7 +6,8 @@ A model directory holds two files:
   model.json         exactly the string Keras 3 returns from ``encoder.to_json()``.
                      The encoder must be a Sequential, or a Functional model whose
                      layers form a single chain (one input, one output, each layer
-                     fed by the previous one), starting with an InputLayer.
+                     fed by the previous one), starting with an InputLayer; transformer
+                     encoders (below) may form a DAG.
   model.safetensors  float32 tensors in Keras layouts: Conv2D kernel (kh, kw, in, out)
                      [HWIO], Dense kernel (in, out), bias (out,). Each tensor is named by
                      its Keras 3 variable path relative to the encoder (``v.path`` with a
@@ -34,6 +35,25 @@ Rejected: stateful, return_state, go_backwards=True outside Bidirectional, time_
 Accepted and irrelevant at inference: dropout/recurrent_dropout, unroll; use_bias=False
 and GRU reset_after=True/False are supported. Functional models with Masking serialize
 the mask computation as extra op nodes (NotEqual, Any), so build those as Sequential.
+Transformer encoders (Functional models whose layers may form a DAG, e.g. residual
+connections): InputLayer ([batch, T, F] float, or [batch, T] int feeding an Embedding;
+T fixed), MultiHeadAttention (self-attention only: mha(x, x) or mha(x, x, x); no
+attention_mask / use_causal_mask / use_gate / sliding_window / output_shape /
+value_dim != key_dim; default attention_axes), LayerNormalization (axis -1,
+rms_scaling=False), Add (2 inputs), Dense,
+Dropout, Activation, GlobalAveragePooling1D (keepdims=False), Embedding (mask_zero=False,
+directly after the InputLayer). A model is checked as a transformer encoder when it contains
+any of MultiHeadAttention, LayerNormalization, Add, GlobalAveragePooling1D, Embedding; each
+layer must be called once, and its inputs must be earlier entries of the layer list.
+Their tensors:
+  multi_head_attention/query/kernel            (dim, heads, key_dim)   likewise key
+  multi_head_attention/query/bias              (heads, key_dim)        likewise key
+  multi_head_attention/value/kernel            (dim, heads, key_dim)   value_dim == key_dim
+  multi_head_attention/value/bias              (heads, key_dim)
+  multi_head_attention/attention_output/kernel (heads, key_dim, dim)
+  multi_head_attention/attention_output/bias   (dim,)
+  layer_normalization/gamma, /beta             (dim,)  (absent if scale/center=False)
+  embedding/embeddings                         (input_dim, output_dim)
 Supported activations: linear, relu, sigmoid, tanh, gelu, silu/swish, elu,
 softplus, selu; recurrent layers (activation and recurrent_activation): tanh,
 sigmoid, hard_sigmoid, relu, linear.
@@ -90,6 +110,13 @@ SUPPORTED_LAYERS = frozenset(
 SUPPORTED_ACTIVATIONS = frozenset(
     {"linear", "relu", "sigmoid", "tanh", "gelu", "silu", "swish", "elu", "softplus", "selu"}
 )
+# Layers of transformer encoders (Functional DAGs); their presence selects those checks.
+TRANSFORMER_ONLY_LAYERS = frozenset(
+    {"MultiHeadAttention", "LayerNormalization", "Add", "GlobalAveragePooling1D", "Embedding"}
+)
+TRANSFORMER_LAYERS = TRANSFORMER_ONLY_LAYERS | {"InputLayer", "Dense", "Dropout", "Activation"}
+# MultiHeadAttention sub-layers that own weights (attribute -> Keras 3 sub-layer name).
+_MHA_SUBLAYERS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
 RECURRENT_LAYERS = frozenset({"LSTM", "GRU"})
 RECURRENT_ACTIVATIONS = frozenset({"tanh", "sigmoid", "hard_sigmoid", "relu", "linear"})
 # Layers allowed after the last recurrent layer (operating on [batch, units]).
@@ -128,6 +155,10 @@ def check_encoder_config(config: dict) -> list[str]:
         return ["encoder has no layers"]
 
     recurrent = any(l.get("class_name") in RECURRENT_LAYERS | {"Bidirectional", "Masking"} for l in layers)
+    if not recurrent and any(l.get("class_name") in TRANSFORMER_ONLY_LAYERS for l in layers):
+        transformer_problems = _check_transformer(config)
+        if transformer_problems is not None:
+            return transformer_problems
     if layers[0].get("class_name") != "InputLayer":
         problems.append(
             "first layer is not an InputLayer; build the encoder with keras.Input(shape) "
@@ -181,6 +212,151 @@ def check_encoder_config(config: dict) -> list[str]:
         problems += _check_sequence_chain(layers)
     if cls == "Functional":
         problems += _check_functional_chain(config["config"])
+    return problems
+
+
+def _tensor_refs(obj) -> list[list]:
+    """keras_history entries ([layer, node_index, tensor_index]) of every
+    ``__keras_tensor__`` inside a serialized call argument (lists are searched)."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            return [obj["config"]["keras_history"]]
+        return []
+    if isinstance(obj, (list, tuple)):
+        return [r for o in obj for r in _tensor_refs(o)]
+    return []
+
+
+def _check_transformer(config: dict) -> list[str] | None:
+    """Problems with a transformer encoder (Functional DAG of TRANSFORMER_LAYERS).
+
+    Returns None when the model is not one (a non-Functional model, or a [batch, features]
+    input without Embedding): the chain checks then apply and report the transformer
+    layers as unsupported there."""
+    cls = config.get("class_name")
+    cfg = config.get("config", {})
+    layers = cfg.get("layers", [])
+    if cls != "Functional" or not layers or layers[0].get("class_name") != "InputLayer":
+        return None
+    icfg = layers[0]["config"]
+    bs = icfg.get("batch_shape") or []
+    has_embedding = any(l.get("class_name") == "Embedding" for l in layers)
+    if len(bs) != 3 and not has_embedding:
+        return None
+    problems: list[str] = []
+    if has_embedding:
+        if len(bs) != 2 or bs[1] is None:
+            problems.append(f"InputLayer batch_shape {bs}: an Embedding encoder needs input [batch, T] with fixed T")
+        if not str(icfg.get("dtype", "")).startswith(("int", "uint")):
+            problems.append(f"InputLayer dtype {icfg.get('dtype')!r}: Embedding input must be an integer dtype")
+    elif any(d is None for d in bs[1:]):
+        problems.append(f"InputLayer batch_shape {bs}: a transformer encoder needs fixed [batch, T, F]")
+
+    ins, outs = cfg.get("input_layers"), cfg.get("output_layers")
+    if not (isinstance(ins, list) and len(ins) == 3 and isinstance(ins[0], str)):
+        problems.append(f"Functional model must have exactly one input, got input_layers={ins}")
+    elif ins[0] != layers[0]["name"]:
+        problems.append(f"input {ins[0]!r} is not the first layer {layers[0]['name']!r}")
+    if not (isinstance(outs, list) and len(outs) == 3 and isinstance(outs[0], str)):
+        problems.append(f"Functional model must have exactly one output, got output_layers={outs}")
+    elif outs[0] != layers[-1]["name"]:
+        problems.append(f"output {outs[0]!r} is not the last layer {layers[-1]['name']!r}")
+
+    seen = {layers[0]["name"]}
+    for i, layer in enumerate(layers[1:], start=1):
+        lcls, lcfg = layer.get("class_name"), layer.get("config", {})
+        name = layer.get("name", lcfg.get("name", f"#{i}"))
+        if lcls not in TRANSFORMER_LAYERS:
+            problems.append(
+                f"layer {name!r}: class {lcls!r} is not supported in a transformer encoder "
+                f"(allowed: {', '.join(sorted(TRANSFORMER_LAYERS))})"
+            )
+            seen.add(name)
+            continue
+        if lcls == "InputLayer":
+            problems.append(f"layer {name!r}: a second InputLayer (only single-input encoders)")
+            continue
+        nodes = layer.get("inbound_nodes", [])
+        if len(nodes) != 1:
+            problems.append(f"layer {name!r} is called {len(nodes)} times (shared layers are not supported)")
+            seen.add(name)
+            continue
+        args, kwargs = nodes[0].get("args", []), dict(nodes[0].get("kwargs", {}))
+        refs = _tensor_refs(args)
+        if lcls == "MultiHeadAttention":
+            for k in ("query", "value", "key"):
+                if k in kwargs:
+                    refs += _tensor_refs(kwargs.pop(k))
+            for k, v in kwargs.items():
+                if k == "attention_mask" and v is not None:
+                    problems.append(f"layer {name!r}: attention_mask is not supported")
+                elif k == "use_causal_mask" and v:
+                    problems.append(f"layer {name!r}: use_causal_mask=True is not supported")
+                elif k == "return_attention_scores" and v:
+                    problems.append(f"layer {name!r}: return_attention_scores=True is not supported")
+                elif v is not None and k not in ("attention_mask", "use_causal_mask", "return_attention_scores", "training"):
+                    problems.append(f"layer {name!r}: call argument {k!r} is not supported")
+            if len(refs) not in (2, 3) or len({tuple(r) for r in refs}) != 1:
+                problems.append(
+                    f"layer {name!r}: only self-attention mha(x, x) / mha(x, x, x) is supported "
+                    f"(query/value/key from {[r[0] for r in refs]})"
+                )
+            problems += _check_mha_config(name, lcfg)
+        else:
+            kwargs.pop("training", None)
+            kwargs = {k: v for k, v in kwargs.items() if v is not None}  # e.g. GAP1D mask=None
+            if kwargs:
+                problems.append(f"layer {name!r}: call keyword arguments {sorted(kwargs)} are not supported")
+            want = 2 if lcls == "Add" else 1
+            if len(refs) != want:
+                problems.append(f"layer {name!r}: {lcls} must take exactly {want} tensor input(s), got {len(refs)}")
+        for r in refs:
+            if r[0] not in seen:
+                problems.append(f"layer {name!r} is fed by {r[0]!r}, which is not an earlier layer")
+            elif tuple(r[1:]) != (0, 0):
+                problems.append(f"layer {name!r}: input {r!r} is not the first output of {r[0]!r}")
+        if lcls == "Embedding":
+            if [r[0] for r in refs] != [layers[0]["name"]]:
+                problems.append(f"layer {name!r}: Embedding must be fed directly by the InputLayer")
+            if lcfg.get("mask_zero", False):
+                problems.append(f"layer {name!r}: Embedding mask_zero=True is not supported")
+        elif refs and refs[0][0] == layers[0]["name"] and has_embedding:
+            problems.append(f"layer {name!r} consumes the integer input; only Embedding may")
+        if lcls == "LayerNormalization":
+            axis = lcfg.get("axis", -1)
+            if axis not in (-1, [-1]):
+                problems.append(f"layer {name!r}: LayerNormalization axis {axis!r}; only -1")
+            if lcfg.get("rms_scaling", False):
+                problems.append(f"layer {name!r}: LayerNormalization rms_scaling=True is not supported")
+        if lcls == "GlobalAveragePooling1D":
+            if lcfg.get("keepdims", False):
+                problems.append(f"layer {name!r}: keepdims=True is not supported")
+        if lcfg.get("data_format", "channels_last") != "channels_last":
+            problems.append(f"layer {name!r}: data_format {lcfg['data_format']!r}; only channels_last")
+        if "activation" in lcfg:
+            act = _activation_name(lcfg["activation"])
+            if act not in SUPPORTED_ACTIVATIONS:
+                problems.append(f"layer {name!r}: activation {act!r} is not supported")
+        seen.add(name)
+    return problems
+
+
+def _check_mha_config(name: str, cfg: dict) -> list[str]:
+    problems = []
+    if cfg.get("use_gate", False):
+        problems.append(f"layer {name!r}: MultiHeadAttention use_gate=True is not supported")
+    if cfg.get("value_dim") not in (None, cfg.get("key_dim")):
+        # Keras 3.15's fused dot_product_attention path (JAX) fails for value_dim != key_dim.
+        problems.append(f"layer {name!r}: MultiHeadAttention value_dim != key_dim is not supported")
+    if cfg.get("sliding_window") is not None:
+        problems.append(f"layer {name!r}: MultiHeadAttention sliding_window is not supported")
+    if cfg.get("output_shape") is not None:
+        problems.append(f"layer {name!r}: MultiHeadAttention output_shape is not supported")
+    if cfg.get("attention_axes") not in (None, [1], 1, [-2]):
+        problems.append(
+            f"layer {name!r}: MultiHeadAttention attention_axes {cfg.get('attention_axes')!r}; "
+            "only attention over the time axis of [batch, T, F]"
+        )
     return problems
 
 
@@ -334,7 +510,16 @@ def weight_name(layer, v) -> str:
     encoders carry the model name, top-level Functional models do not), but after
     ``model_from_json`` / ``load_model`` it is ``lstm/lstm_cell/kernel`` and, for
     Bidirectional, ``forward_lstm/lstm_cell/kernel`` (no wrapper name).
+
+    Layers with weight-owning sub-layers: ``multi_head_attention/query/kernel`` (sub-layers
+    query, key, value, attention_output).
     """
+    if type(layer).__name__ == "MultiHeadAttention":
+        for attr in _MHA_SUBLAYERS:
+            sub = getattr(layer, attr, None)
+            if sub is not None and any(v is w for w in sub.weights):
+                return f"{layer.name}/{sub.name}/{v.name}"
+        raise ExportError(f"variable {v.path!r} of MultiHeadAttention {layer.name!r} belongs to no known sub-layer")
     cell = getattr(layer, "cell", None)
     if type(layer).__name__ == "Bidirectional":
         for sub in (layer.forward_layer, layer.backward_layer):
