@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{LayerKind, ModelSpec};
 use crate::ops::{
-    self, Activation, ActivationOp, Conv2d, Dense, Dispatch, Distance, GlobalAveragePool2d, PairDistance, Pool2d,
-    Recurrent,
+    self, Activation, ActivationOp, AddOp, Conv2d, Dense, Dispatch, Distance, GlobalAveragePool2d, LayerNorm,
+    MultiHeadAttention, PairDistance, Pool2d, Recurrent, SequencePool,
 };
 use crate::plans::{poisoned, PlanCache};
 
@@ -22,6 +22,11 @@ enum Op {
     GlobalAveragePool2d(GlobalAveragePool2d),
     Activation(ActivationOp),
     Recurrent(Recurrent),
+    Add(AddOp),
+    LayerNorm(LayerNorm),
+    Attention(MultiHeadAttention),
+    /// GlobalAveragePooling1D (a mean over all steps: masked pooling is not supported).
+    MeanOverSteps(SequencePool),
 }
 
 /// One op and the index of the model layer it came from (its input shape is the shape
@@ -113,10 +118,39 @@ impl Graph {
                 });
             }
         }
-        // Fuse first, on the host description, so each op compiles once with its final activation.
+        let has = |f: fn(&LayerKind) -> bool| spec.layers.iter().any(|l| f(&l.kind));
+        if has(|k| matches!(k, LayerKind::Masking { .. }))
+            && has(|k| matches!(k, LayerKind::MultiHeadAttention { .. } | LayerKind::GlobalAveragePool1d))
+        {
+            return Err(Error::UnsupportedConfig {
+                layer: spec.name.clone(),
+                key: "Masking".into(),
+                value: "with MultiHeadAttention or GlobalAveragePooling1D".into(),
+                hint: " (masked attention and pooling in Keras models are not supported yet)".into(),
+            });
+        }
+        // A standalone activation works in place: in a graph with branches its input must
+        // have no other reader.
+        for (index, layer) in spec.layers.iter().enumerate() {
+            if matches!(layer.kind, LayerKind::Activation(a) if a != Activation::Linear) {
+                let readers = spec.layers.iter().filter(|l| l.inputs.contains(&layer.inputs[0])).count();
+                if readers > 1 {
+                    return Err(Error::UnsupportedConfig {
+                        layer: spec.layers[index].name.clone(),
+                        key: "input".into(),
+                        value: "shared with other layers".into(),
+                        hint: " (a standalone activation on a branching tensor is not supported)".into(),
+                    });
+                }
+            }
+        }
+        // Fuse first, on the host description, so each op compiles once with its final
+        // activation (chains only: in a graph the op's output may have other readers).
+        let chain = spec.is_chain();
         let mut kinds: Vec<(usize, LayerKind)> = Vec::new();
         for (index, layer) in spec.layers.iter().enumerate() {
-            match (&layer.kind, kinds.last_mut()) {
+            let previous = if chain { kinds.last_mut() } else { None };
+            match (&layer.kind, previous) {
                 (LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. }, _) => {}
                 (LayerKind::Activation(a), Some((_, LayerKind::Conv2d { config, .. })))
                     if config.activation == Activation::Linear =>
@@ -145,6 +179,13 @@ impl Graph {
                 LayerKind::GlobalAveragePool2d { .. } => Op::GlobalAveragePool2d(GlobalAveragePool2d::new(&gpu)?),
                 LayerKind::Activation(a) => Op::Activation(ActivationOp::new(&gpu, a)?),
                 LayerKind::Recurrent { config, weights } => Op::Recurrent(Recurrent::new(&gpu, config, &weights)?),
+                LayerKind::Add => Op::Add(AddOp::new(&gpu)?),
+                LayerKind::LayerNorm { gamma, beta, eps } => Op::LayerNorm(LayerNorm::new(&gpu, &gamma, &beta, eps)?),
+                LayerKind::MultiHeadAttention { heads, key_dim, weights } => {
+                    let dim = weights.output_bias.len();
+                    Op::Attention(MultiHeadAttention::new(&gpu, dim, heads, key_dim, &weights)?)
+                }
+                LayerKind::GlobalAveragePool1d => Op::MeanOverSteps(SequencePool::new(&gpu, false)?),
                 LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. } => continue,
             };
             steps.push(Step { layer, op });
@@ -157,6 +198,11 @@ impl Graph {
             plans: PlanCache::default(),
             recurrent_per_step: false,
         })
+    }
+
+    /// Index (into `spec.shapes_for`) of the value a step reads first.
+    fn input_value(&self, step: &Step) -> usize {
+        self.spec.layers[step.layer].inputs[0]
     }
 
     /// The model description.
@@ -186,11 +232,21 @@ impl Graph {
         self.steps
             .iter()
             .map(|s| {
-                let input = &shapes[s.layer];
+                let input = &shapes[self.input_value(s)];
                 match &s.op {
                     Op::Conv2d(op) => op.flops(input),
                     Op::Dense(op) => op.flops(input),
                     Op::Recurrent(op) => op.flops(input),
+                    Op::Attention(_) => {
+                        // Projections (4 × steps × dim²-ish) and scores + weighted values.
+                        let (t, d) = (input[1] as u64, input[2] as u64);
+                        let LayerKind::MultiHeadAttention { heads, key_dim, .. } = &self.spec.layers[s.layer].kind
+                        else {
+                            return 0;
+                        };
+                        let width = (heads * key_dim) as u64;
+                        2 * t * d * 4 * width + 4 * t * t * width
+                    }
                     _ => 0,
                 }
             })
@@ -220,8 +276,9 @@ impl Graph {
     /// recurrent projections, the distance reduction).
     pub fn dispatches_per_call(&self, steps: usize) -> usize {
         let recurrent = self.steps.iter().filter(|s| matches!(s.op, Op::Recurrent(_))).count();
+        let attention = self.steps.iter().filter(|s| matches!(s.op, Op::Attention(_))).count();
         let per_step_extra = if self.recurrent_per_step { recurrent * (steps.max(1) - 1) } else { 0 };
-        self.steps.len() + recurrent + per_step_extra + 1
+        self.steps.len() + recurrent + 2 * attention + per_step_extra + 1
     }
 
     /// The kernels run per call, in order, with the layer each came from.
@@ -237,6 +294,10 @@ impl Graph {
                     Op::GlobalAveragePool2d(_) => "global_average_pool2d".into(),
                     Op::Activation(op) => format!("activation {:?}", op.activation()),
                     Op::Recurrent(op) => format!("{:?} ×{} directions", op.config().cell, op.config().directions),
+                    Op::Add(_) => "add".into(),
+                    Op::LayerNorm(_) => "layer_norm".into(),
+                    Op::Attention(_) => "dense q|k|v, attention, dense".into(),
+                    Op::MeanOverSteps(_) => "mean over steps".into(),
                 };
                 let out = shapes.get(s.layer + 1).map(|o| format!("{:?}", &o[1..])).unwrap_or_default();
                 format!("{:<24} {kernel} -> {out}", self.spec.layers[s.layer].name)
@@ -262,10 +323,15 @@ impl Graph {
                 Op::Conv2d(_) => output[1] * output[2],
                 Op::Dense(_) => output[1..output.len() - 1].iter().product(),
                 Op::Recurrent(op) => {
-                    let input = &shapes[step.layer];
+                    let input = &shapes[self.input_value(step)];
                     max = max.min(binding / op.projection_len(input).max(1));
                     max = max.min(groups);
                     input[1]
+                }
+                Op::Attention(op) => {
+                    let steps = output[1];
+                    max = max.min(binding / op.scratch_len(steps).0.max(1));
+                    steps
                 }
                 _ => 0,
             };
@@ -305,59 +371,106 @@ impl Graph {
         ops::check_binding(gpu, "input", len(&shapes[0]))?;
         let input = gpu.create_buffer("input (left twin rows, then right)", len(&shapes[0]) as u64 * 4, storage);
         let mask = self.has_recurrent().then(|| gpu.create_buffer("step mask", (rows * steps) as u64 * 4, storage));
-        // Two scratch buffers, ping-ponged: an op never reads and writes the same buffer
-        // (WebGPU forbids one buffer bound read-only and read-write in one dispatch).
-        // The per-step baseline keeps the LSTM cell state after h in its output buffer.
-        let state_factor = |s: &Step| if self.recurrent_per_step && matches!(s.op, Op::Recurrent(_)) { 2 } else { 1 };
-        let scratch_len = self.steps.iter().map(|s| state_factor(s) * len(&shapes[s.layer + 1])).max().unwrap_or(0);
-        ops::check_binding(gpu, "intermediate", scratch_len)?;
-        let scratch_count = self.steps.iter().filter(|s| !matches!(s.op, Op::Activation(_))).count().min(2);
-        let mut scratch: Vec<wgpu::Buffer> =
-            (0..scratch_count).map(|_| gpu.create_buffer("intermediate", scratch_len as u64 * 4, storage)).collect();
-        // Recurrent layers project every step first into a third scratch buffer.
-        let projection_len = self
-            .steps
-            .iter()
-            .filter_map(|s| match &s.op {
-                Op::Recurrent(op) => Some(op.projection_len(&shapes[s.layer])),
-                _ => None,
-            })
-            .max();
-        if let Some(projection_len) = projection_len {
-            ops::check_binding(gpu, "recurrent projection", projection_len)?;
-            scratch.push(gpu.create_buffer("recurrent projection", projection_len as u64 * 4, storage));
-        }
+        // Every op writes its own buffer (never one it reads: WebGPU forbids binding a buffer
+        // read-only and read-write in one dispatch); views, fused and in-place layers alias
+        // their input's buffer. Shared scratch: recurrent projections, attention q|k|v and
+        // context, and an all-ones token mask for attention and step means.
+        let mut owned: Vec<wgpu::Buffer> = Vec::new();
+        let mut scratch = |label: &str, len: usize| -> Result<wgpu::Buffer> {
+            ops::check_binding(gpu, label, len)?;
+            let buffer = gpu.create_buffer(label, len as u64 * 4, storage);
+            owned.push(buffer.clone());
+            Ok(buffer)
+        };
+        let max_of = |f: &dyn Fn(&Step) -> Option<usize>| self.steps.iter().filter_map(f).max();
+        let projection = match max_of(&|s| match &s.op {
+            Op::Recurrent(op) => Some(op.projection_len(&shapes[self.input_value(s)])),
+            _ => None,
+        }) {
+            Some(len) => Some(scratch("recurrent projection", len)?),
+            None => None,
+        };
+        // Tokens (rows × steps of its [rows, steps, features] input) of a step.
+        let tokens = |s: &Step| -> usize { shapes[self.input_value(s)].iter().take(2).product() };
+        let attention_scratch = match max_of(&|s| match &s.op {
+            Op::Attention(op) => Some(op.scratch_len(tokens(s)).0),
+            _ => None,
+        }) {
+            Some(len) => Some((scratch("attention q|k|v", len)?, scratch("attention context", len / 3)?)),
+            None => None,
+        };
+        let ones = match max_of(&|s| matches!(s.op, Op::Attention(_) | Op::MeanOverSteps(_)).then(|| tokens(s))) {
+            Some(len) => {
+                let buffer = scratch("all-ones token mask", len)?;
+                gpu.queue().write_buffer(&buffer, 0, bytemuck::cast_slice(&vec![1u32; len]));
+                Some(buffer)
+            }
+            None => None,
+        };
 
-        let mut current = &input;
-        let mut next_scratch = 0;
+        let mut values: Vec<wgpu::Buffer> = vec![input.clone()];
         let mut dispatches = Vec::with_capacity(self.steps.len() + 2);
-        for step in &self.steps {
-            let in_shape = &shapes[step.layer];
+        for (index, layer) in self.spec.layers.iter().enumerate() {
+            let in_value = layer.inputs[0];
+            let in_shape = &shapes[in_value];
+            let current = values[in_value].clone();
+            let Some(step) = self.steps.iter().find(|s| s.layer == index) else {
+                values.push(current);
+                continue;
+            };
             if let Op::Activation(op) = &step.op {
-                dispatches.push(op.prepare(gpu, len(in_shape), current)?);
+                dispatches.push(op.prepare(gpu, len(in_shape), &current)?);
+                values.push(current);
                 continue;
             }
-            let output = &scratch[next_scratch];
-            next_scratch = 1 - next_scratch;
+            let state_factor = if self.recurrent_per_step && matches!(step.op, Op::Recurrent(_)) { 2 } else { 1 };
+            let output = scratch(&format!("output of {}", layer.name), state_factor * len(&shapes[index + 1]))?;
             match &step.op {
-                Op::Conv2d(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
-                Op::Dense(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
-                Op::Pool2d(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
-                Op::GlobalAveragePool2d(op) => dispatches.push(op.prepare(gpu, in_shape, current, output)?),
+                Op::Conv2d(op) => dispatches.push(op.prepare(gpu, in_shape, &current, &output)?),
+                Op::Dense(op) => dispatches.push(op.prepare(gpu, in_shape, &current, &output)?),
+                Op::Pool2d(op) => dispatches.push(op.prepare(gpu, in_shape, &current, &output)?),
+                Op::GlobalAveragePool2d(op) => dispatches.push(op.prepare(gpu, in_shape, &current, &output)?),
                 Op::Recurrent(op) => {
-                    let (Some(mask), Some(projected)) = (&mask, scratch.last()) else {
+                    let (Some(mask), Some(projected)) = (&mask, &projection) else {
                         unreachable!("recurrent models always get a mask and a projection buffer")
                     };
                     if self.recurrent_per_step {
-                        dispatches.extend(op.prepare_per_step(gpu, in_shape, current, mask, projected, output)?);
+                        dispatches.extend(op.prepare_per_step(gpu, in_shape, &current, mask, projected, &output)?);
                     } else {
-                        dispatches.extend(op.prepare(gpu, in_shape, current, mask, projected, output)?);
+                        dispatches.extend(op.prepare(gpu, in_shape, &current, mask, projected, &output)?);
                     }
+                }
+                Op::Add(op) => {
+                    dispatches.push(op.prepare(gpu, len(in_shape), &current, &values[layer.inputs[1]], &output)?)
+                }
+                Op::LayerNorm(op) => {
+                    let rows = len(in_shape) / in_shape.last().copied().unwrap_or(1).max(1);
+                    dispatches.push(op.prepare(gpu, rows, &current, None, &output)?)
+                }
+                Op::Attention(op) => {
+                    let (Some((qkv, context)), Some(ones)) = (&attention_scratch, &ones) else {
+                        unreachable!("attention models always get their scratch buffers")
+                    };
+                    dispatches.extend(op.prepare(
+                        gpu,
+                        in_shape[0],
+                        in_shape[1],
+                        &current,
+                        qkv,
+                        context,
+                        ones,
+                        &output,
+                    )?);
+                }
+                Op::MeanOverSteps(op) => {
+                    let Some(ones) = &ones else { unreachable!("step means always get the ones mask") };
+                    dispatches.push(op.prepare(gpu, in_shape[0], in_shape[1], in_shape[2], &current, ones, &output)?);
                 }
                 Op::Activation(_) => unreachable!("handled above"),
             }
-            current = output;
+            values.push(output);
         }
+        let current = values.last().unwrap_or(&input);
         let embedding = current.clone();
         let embedding_len = shapes.last().map_or(0, |s| len(s));
         let (distance, staging_len) = match head {
@@ -385,7 +498,7 @@ impl Graph {
             embedding_len,
             distance,
             staging,
-            _scratch: scratch,
+            _scratch: owned,
             busy: Mutex::new(()),
         })
     }

@@ -57,9 +57,12 @@ pub const ATTENTION: ShaderSource =
 pub const SEQUENCE_POOL: ShaderSource =
     ShaderSource { name: "sequence_pool", parts: &[COMMON, REDUCE, include_str!("../shaders/sequence_pool.wgsl")] };
 
+/// Elementwise add of two tensors.
+pub const ADD: ShaderSource = ShaderSource { name: "add", parts: &[COMMON, include_str!("../shaders/add.wgsl")] };
+
 /// Every kernel family, for validation tests.
 pub const ALL: &[ShaderSource] =
-    &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE, RECURRENT, EMBEDDING, LAYER_NORM, ATTENTION, SEQUENCE_POOL];
+    &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE, RECURRENT, EMBEDDING, LAYER_NORM, ATTENTION, SEQUENCE_POOL, ADD];
 
 /// One pipeline the crate can build: a kernel family, an entry point and the override
 /// constants it is specialised with.
@@ -110,6 +113,7 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     variants.push(variant(LAYER_NORM, "add_layer_norm", &[]));
     variants.push(variant(ATTENTION, "self_attention", &[]));
     variants.push(variant(SEQUENCE_POOL, "masked_mean_pool", &[]));
+    variants.push(variant(ADD, "add", &[]));
     variants
 }
 

@@ -175,7 +175,7 @@ fn branching_functional_models_are_rejected() {
         |_| {},
     );
     let err = load_err(dir.path());
-    assert!(matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("single-chain")), "{err}");
+    assert!(matches!(&err, Error::ModelFormat { reason, .. } if reason.contains("takes 2 inputs")), "{err}");
 }
 
 #[test]

@@ -15,7 +15,8 @@ use crate::ops::{Activation, Cell, Conv2dConfig, DirectionWeights, Padding, Pool
 
 /// Layer classes this loader runs, for error messages.
 pub const SUPPORTED_LAYERS: &str = "InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, \
-                                    Flatten, Dense, Activation, ReLU, Dropout, Masking, LSTM, GRU, Bidirectional";
+                                    Flatten, Dense, Activation, ReLU, Dropout, Masking, LSTM, GRU, Bidirectional, \
+                                    MultiHeadAttention, LayerNormalization, Add, GlobalAveragePooling1D";
 
 /// One layer entry: class, name and config object.
 struct Entry<'a> {
@@ -36,9 +37,18 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
     })?;
     let config = root.get("config").ok_or_else(|| format_error("no \"config\" at the top level".into()))?;
     let name = config.get("name").and_then(Value::as_str).unwrap_or("model").to_string();
-    let entries = match class {
-        "Sequential" => sequential_entries(config, file)?,
-        "Functional" | "Model" => functional_chain(config, file)?,
+    let entries: Vec<(Entry, Vec<String>)> = match class {
+        "Sequential" => {
+            // A chain: each layer reads the one before it (the first reads the input).
+            let entries = sequential_entries(config, file)?;
+            let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+            entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (e, i.checked_sub(1).map(|p| names[p].clone()).into_iter().collect()))
+                .collect()
+        }
+        "Functional" | "Model" => functional_graph(config, file)?,
         other => {
             return Err(format_error(format!(
                 "top-level class {other} is not a model: expected Sequential or Functional"
@@ -49,13 +59,15 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
     // tf.keras 2 writes its version at the top level; Keras 3 does not.
     let keras2 = root.get("keras_version").and_then(Value::as_str).is_some_and(|v| v.starts_with("2."));
     let mut entries = entries;
-    for entry in &mut entries {
+    for (entry, _) in &mut entries {
         entry.keras2 = keras2;
     }
     let mut input_shape = sequential_input_shape(config);
     let mut rest = entries.as_slice();
-    if let Some(first) = rest.first().filter(|e| e.class == "InputLayer") {
+    let mut input_name = None;
+    if let Some((first, _)) = rest.first().filter(|(e, _)| e.class == "InputLayer") {
         input_shape = batch_shape(first.config);
+        input_name = Some(first.name.clone());
         rest = &rest[1..];
     }
     let input_shape = input_shape.ok_or_else(|| {
@@ -83,23 +95,48 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
             ))
         })?;
 
-    let names: Vec<&str> = rest.iter().map(|e| e.name.as_str()).collect();
+    let names: Vec<&str> = rest.iter().map(|(e, _)| e.name.as_str()).collect();
     weights.detect_prefix(&names);
     let mut layers = Vec::new();
+    // Value 0 is the input, value i + 1 the output of layer i. A Sequential's first layer
+    // has no parent name: it reads the input.
+    let value_of = |parent: &str| -> Option<usize> {
+        if Some(parent) == input_name.as_deref() {
+            Some(0)
+        } else {
+            names.iter().position(|n| *n == parent).map(|i| i + 1)
+        }
+    };
     // Shapes are checked for sequences of 1 step (weights don't depend on the length).
-    let mut shape: Vec<usize> = std::iter::once(1).chain(input_shape.iter().map(|&d| d.max(1))).collect();
-    for entry in rest {
-        let kind = layer_kind(entry, &shape, &mut weights, file)?;
-        shape = kind.output_shape(&shape).map_err(|e| match e {
+    let mut shapes: Vec<Vec<usize>> = vec![std::iter::once(1).chain(input_shape.iter().map(|&d| d.max(1))).collect()];
+    for (index, (entry, parents)) in rest.iter().enumerate() {
+        let inputs: Vec<usize> = if parents.is_empty() {
+            vec![index]
+        } else {
+            parents
+                .iter()
+                .map(|p| {
+                    value_of(p).ok_or_else(|| Error::ModelFormat {
+                        file: file.to_string(),
+                        reason: format!("layer {:?} reads unknown layer {p:?}", entry.name),
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let kind = layer_kind(entry, &shapes[inputs[0]], &mut weights, file)?;
+        let shape = kind.output_shape(&shapes[inputs[0]]).map_err(|e| match e {
             Error::ShapeMismatch { op, expected, got } => {
                 Error::ShapeMismatch { op: format!("layer {:?} ({op})", entry.name), expected, got }
             }
             other => other,
         })?;
-        layers.push(Layer { name: entry.name.clone(), kind });
+        shapes.push(shape);
+        layers.push(Layer { name: entry.name.clone(), kind, inputs });
     }
     weights.finish()?;
-    Ok(ModelSpec { name, input_shape, layers })
+    let spec = ModelSpec { name, input_shape, layers };
+    spec.shapes(1)?;
+    Ok(spec)
 }
 
 fn entry<'a>(layer: &'a Value, file: &str) -> Result<Entry<'a>> {
@@ -123,72 +160,68 @@ fn sequential_entries<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>
     layer_list(config, file)?.iter().map(|l| entry(l, file)).collect()
 }
 
-/// Orders a Functional model's layers from input to output, checking they form a chain.
-fn functional_chain<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>>> {
+/// A Functional model's layers in the order Keras writes them (topological), each with
+/// the names of the layers it reads. Checks: one input and one output (the last layer),
+/// every input written earlier, every layer used, several inputs only for Add (two) and
+/// self-attention MultiHeadAttention (query = value = key).
+fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>, Vec<String>)>> {
     let format_error = |reason: String| Error::ModelFormat { file: file.to_string(), reason };
-    let layers = layer_list(config, file)?;
-    let mut by_name = std::collections::HashMap::new();
-    let mut next_of = std::collections::HashMap::<String, Vec<String>>::new();
-    for layer in layers {
-        let e = entry(layer, file)?;
-        let layer_name = layer.get("name").and_then(Value::as_str).unwrap_or(&e.name).to_string();
-        let parents = inbound_layers(layer.get("inbound_nodes").unwrap_or(&Value::Null));
-        if parents.len() > 1 {
-            return Err(format_error(format!(
-                "layer {layer_name:?} ({}) takes {} inputs ({}): only single-chain encoders are supported",
-                e.class,
-                parents.len(),
-                parents.join(", ")
-            )));
-        }
-        if let Some(parent) = parents.into_iter().next() {
-            next_of.entry(parent).or_default().push(layer_name.clone());
-        }
-        by_name.insert(layer_name, e);
-    }
-    let endpoint = |key: &str| -> Result<Vec<String>> {
+    let endpoint = |key: &str| -> Vec<String> {
         let list = config.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        // Keras 3: [["name", 0, 0]] (or ["name", 0, 0] for one); Keras 2: [["name", 0, 0]].
-        let names: Vec<String> = if list.first().is_some_and(Value::is_string) {
+        // Keras 3: ["name", 0, 0] for one, [["name", 0, 0], ...] for several; Keras 2: nested.
+        if list.first().is_some_and(Value::is_string) {
             list.first().and_then(Value::as_str).map(str::to_string).into_iter().collect()
         } else {
             list.iter().filter_map(|item| item.get(0).and_then(Value::as_str).map(str::to_string)).collect()
-        };
-        Ok(names)
+        }
     };
-    let inputs = endpoint("input_layers")?;
-    let outputs = endpoint("output_layers")?;
+    let (inputs, outputs) = (endpoint("input_layers"), endpoint("output_layers"));
     let (Some(input), Some(output), 1, 1) = (inputs.first(), outputs.first(), inputs.len(), outputs.len()) else {
         return Err(format_error(format!(
             "the encoder must have exactly one input and one output, found inputs {inputs:?} and outputs {outputs:?} \
              (for a whole Siamese model, export only its shared encoder)"
         )));
     };
-    let mut order = vec![input.clone()];
-    let mut current = input.clone();
-    while &current != output {
-        let next = next_of.get(&current).cloned().unwrap_or_default();
-        match next.as_slice() {
-            [one] => {
-                order.push(one.clone());
-                current = one.clone();
-            }
-            [] => return Err(format_error(format!("no path from input {input:?} to output {output:?}"))),
-            many => {
-                return Err(format_error(format!(
-                    "layer {current:?} feeds several layers ({}): only single-chain encoders are supported",
-                    many.join(", ")
-                )))
-            }
+    let mut graph: Vec<(Entry, Vec<String>)> = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    for layer in layer_list(config, file)? {
+        let e = entry(layer, file)?;
+        let layer_name = layer.get("name").and_then(Value::as_str).unwrap_or(&e.name).to_string();
+        let mut parents = inbound_layers(layer.get("inbound_nodes").unwrap_or(&Value::Null));
+        if e.class == "MultiHeadAttention" && parents.iter().all(|p| Some(p) == parents.first()) {
+            parents.truncate(1);
         }
+        let allowed = match e.class {
+            "InputLayer" => 0,
+            "Add" => 2,
+            _ => 1,
+        };
+        if parents.len() != allowed {
+            return Err(format_error(format!(
+                "layer {layer_name:?} ({}) takes {} inputs ({}): only Add takes two, and MultiHeadAttention \
+                 only self-attention (query = value = key); other branching is not supported",
+                e.class,
+                parents.len(),
+                parents.join(", ")
+            )));
+        }
+        if let Some(missing) = parents.iter().find(|p| !graph.iter().any(|(g, _)| &g.name == *p)) {
+            return Err(format_error(format!(
+                "layer {layer_name:?} reads {missing:?}, which comes later or does not exist"
+            )));
+        }
+        used.extend(parents.iter().cloned());
+        graph.push((Entry { name: layer_name, ..e }, parents));
     }
-    if order.len() != by_name.len() {
+    if graph.first().map(|(e, _)| &e.name) != Some(input) || graph.last().map(|(e, _)| &e.name) != Some(output) {
         return Err(format_error(format!(
-            "{} layers are not on the path from input to output: only single-chain encoders are supported",
-            by_name.len() - order.len()
+            "expected the input {input:?} first and the output {output:?} last in the layer list"
         )));
     }
-    Ok(order.into_iter().filter_map(|name| by_name.remove(&name)).collect())
+    if let Some((unused, _)) = graph.iter().rev().skip(1).find(|(e, _)| !used.contains(&e.name)) {
+        return Err(format_error(format!("layer {:?} is not on the path from input to output", unused.name)));
+    }
+    Ok(graph)
 }
 
 /// Names of the layers feeding a Functional layer, in Keras 3 or Keras 2 node format.
@@ -384,6 +417,99 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
             LayerKind::Activation(Activation::Relu)
         }
         "Dropout" | "SpatialDropout2D" | "GaussianDropout" | "GaussianNoise" | "AlphaDropout" => LayerKind::Identity,
+        "Add" => LayerKind::Add,
+        "GlobalAveragePooling1D" | "GlobalAvgPool1D" => {
+            channels_last(entry)?;
+            if flag(entry, "keepdims", false) {
+                return Err(unsupported(entry, "keepdims", &Value::Bool(true), "only keepdims=False"));
+            }
+            LayerKind::GlobalAveragePool1d
+        }
+        "LayerNormalization" => {
+            let axis = entry.config.get("axis").unwrap_or(&Value::Null);
+            let last = match axis {
+                Value::Number(n) => n.as_i64() == Some(-1) || n.as_u64() == Some(input.len() as u64 - 1),
+                Value::Array(items) if items.len() == 1 => {
+                    items[0].as_i64() == Some(-1) || items[0].as_u64() == Some(input.len() as u64 - 1)
+                }
+                _ => false,
+            };
+            if !last {
+                return Err(unsupported(entry, "axis", axis, "only the last axis"));
+            }
+            if flag(entry, "rms_scaling", false) {
+                return Err(unsupported(entry, "rms_scaling", &Value::Bool(true), "plain LayerNormalization only"));
+            }
+            let eps = entry.config.get("epsilon").and_then(Value::as_f64).unwrap_or(1e-3) as f32;
+            let gamma = if flag(entry, "scale", true) {
+                weights.take(&entry.name, "gamma", &[channels])?
+            } else {
+                vec![1.0; channels]
+            };
+            let beta = if flag(entry, "center", true) {
+                weights.take(&entry.name, "beta", &[channels])?
+            } else {
+                vec![0.0; channels]
+            };
+            LayerKind::LayerNorm { gamma, beta, eps }
+        }
+        "MultiHeadAttention" => {
+            for key in ["use_causal_mask", "use_gate"] {
+                if let Some(v) = entry.config.get(key).filter(|v| v.as_bool() == Some(true)) {
+                    return Err(unsupported(entry, key, v, "plain self-attention only"));
+                }
+            }
+            for key in ["output_shape", "sliding_window"] {
+                if let Some(v) = entry.config.get(key).filter(|v| !v.is_null()) {
+                    return Err(unsupported(entry, key, v, "plain self-attention only"));
+                }
+            }
+            if let Some(v) = entry
+                .config
+                .get("attention_axes")
+                .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| a.len() != 1 || a[0].as_i64() != Some(1)))
+            {
+                return Err(unsupported(entry, "attention_axes", v, "attention over the time axis only"));
+            }
+            if input.len() != 3 {
+                return Err(Error::shape(
+                    format!("layer {:?} (MultiHeadAttention input)", entry.name),
+                    "[batch, steps, features]",
+                    format!("{input:?}"),
+                ));
+            }
+            let heads = positive(entry, "num_heads")?;
+            let key_dim = positive(entry, "key_dim")?;
+            if let Some(v) =
+                entry.config.get("value_dim").filter(|v| !v.is_null() && v.as_u64() != Some(key_dim as u64))
+            {
+                return Err(unsupported(entry, "value_dim", v, "value_dim equal to key_dim"));
+            }
+            let width = heads * key_dim;
+            let use_bias = flag(entry, "use_bias", true);
+            let mut projection = |part: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+                let path = format!("{}/{part}", entry.name);
+                let kernel = weights.take(&path, "kernel", &[channels, heads, key_dim])?;
+                let bias = if use_bias { weights.take(&path, "bias", &[heads, key_dim])? } else { vec![0.0; width] };
+                Ok((kernel, bias))
+            };
+            let (q, qb) = projection("query")?;
+            let (k, kb) = projection("key")?;
+            let (v, vb) = projection("value")?;
+            let path = format!("{}/attention_output", entry.name);
+            let output_kernel = weights.take(&path, "kernel", &[heads, key_dim, channels])?;
+            let output_bias = if use_bias { weights.take(&path, "bias", &[channels])? } else { vec![0.0; channels] };
+            LayerKind::MultiHeadAttention {
+                heads,
+                key_dim,
+                weights: crate::ops::MultiHeadAttentionWeights {
+                    kernels: [q, k, v],
+                    biases: [qb, kb, vb],
+                    output_kernel,
+                    output_bias,
+                },
+            }
+        }
         "Masking" => LayerKind::Masking {
             mask_value: entry.config.get("mask_value").and_then(Value::as_f64).unwrap_or(0.0) as f32,
         },

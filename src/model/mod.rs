@@ -13,7 +13,10 @@ pub mod weights;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::ops::{Activation, Conv2dConfig, DirectionWeights, GlobalAveragePool2d, Pool2dConfig, RecurrentConfig};
+use crate::ops::{
+    Activation, Conv2dConfig, DirectionWeights, GlobalAveragePool2d, MultiHeadAttentionWeights, Pool2dConfig,
+    RecurrentConfig,
+};
 use crate::reference;
 
 /// One layer of an encoder, with its weights on the host.
@@ -60,6 +63,28 @@ pub enum LayerKind {
         /// The padding value.
         mask_value: f32,
     },
+    /// Elementwise sum of the layer's two inputs (Keras Add).
+    Add,
+    /// LayerNormalization over the last axis.
+    LayerNorm {
+        /// Scale `[features]` (ones when Keras' `scale=False`).
+        gamma: Vec<f32>,
+        /// Shift `[features]` (zeros when `center=False`).
+        beta: Vec<f32>,
+        /// Epsilon.
+        eps: f32,
+    },
+    /// MultiHeadAttention as self-attention (query = key = value).
+    MultiHeadAttention {
+        /// Heads.
+        heads: usize,
+        /// Size of each head (Keras `key_dim`).
+        key_dim: usize,
+        /// Weights in Keras layouts, flattened.
+        weights: MultiHeadAttentionWeights,
+    },
+    /// GlobalAveragePooling1D: `[batch, steps, features]` → `[batch, features]`.
+    GlobalAveragePool1d,
     /// LSTM / GRU, optionally bidirectional.
     Recurrent {
         /// Shape and settings.
@@ -89,7 +114,33 @@ impl LayerKind {
                 Some((&batch, rest)) => Ok(vec![batch, rest.iter().product()]),
                 None => Err(Error::shape("flatten input", "[batch, ...]", "[]")),
             },
-            LayerKind::Activation(_) | LayerKind::Identity | LayerKind::Masking { .. } => Ok(input.to_vec()),
+            LayerKind::Activation(_) | LayerKind::Identity | LayerKind::Masking { .. } | LayerKind::Add => {
+                Ok(input.to_vec())
+            }
+            LayerKind::LayerNorm { gamma, .. } => match input.last() {
+                Some(&f) if f == gamma.len() && input.len() >= 2 => Ok(input.to_vec()),
+                _ => Err(Error::shape(
+                    "layer normalization input",
+                    format!("[batch, ..., {}]", gamma.len()),
+                    format!("{input:?}"),
+                )),
+            },
+            LayerKind::MultiHeadAttention { weights, .. } => match *input {
+                [_, _, dim] if dim == weights.output_bias.len() => Ok(input.to_vec()),
+                _ => Err(Error::shape(
+                    "multi-head attention input",
+                    format!("[batch, steps, {}]", weights.output_bias.len()),
+                    format!("{input:?}"),
+                )),
+            },
+            LayerKind::GlobalAveragePool1d => match *input {
+                [batch, steps, features] if steps > 0 => Ok(vec![batch, features]),
+                _ => Err(Error::shape(
+                    "global_average_pooling1d input",
+                    "[batch, steps, features]",
+                    format!("{input:?}"),
+                )),
+            },
             LayerKind::Recurrent { config, .. } => config.output_shape(input),
         }
     }
@@ -102,6 +153,9 @@ pub struct Layer {
     pub name: String,
     /// What it computes.
     pub kind: LayerKind,
+    /// The values it reads: 0 is the model input, `i + 1` the output of layer `i`. A chain
+    /// has `[i]` for layer `i`; Add reads two values.
+    pub inputs: Vec<usize>,
 }
 
 /// An encoder: its input shape and a chain of layers.
@@ -144,18 +198,43 @@ impl ModelSpec {
     /// Shape after each layer for `batch` samples of `steps` time steps (ignored when the
     /// input has no time axis).
     pub fn shapes_for(&self, batch: usize, steps: usize) -> Result<Vec<Vec<usize>>> {
-        let mut shape: Vec<usize> = std::iter::once(batch).chain(self.sample_shape(steps)).collect();
-        let mut shapes = vec![shape.clone()];
-        for layer in &self.layers {
-            shape = layer.kind.output_shape(&shape).map_err(|e| match e {
+        let mut shapes: Vec<Vec<usize>> = vec![std::iter::once(batch).chain(self.sample_shape(steps)).collect()];
+        for (index, layer) in self.layers.iter().enumerate() {
+            let named = |e: Error| match e {
                 Error::ShapeMismatch { op, expected, got } => {
                     Error::ShapeMismatch { op: format!("layer {:?} ({op})", layer.name), expected, got }
                 }
                 other => other,
-            })?;
-            shapes.push(shape.clone());
+            };
+            let wanted = if matches!(layer.kind, LayerKind::Add) { 2 } else { 1 };
+            if layer.inputs.len() != wanted || layer.inputs.iter().any(|&v| v > index) {
+                return Err(Error::ModelFormat {
+                    file: self.name.clone(),
+                    reason: format!(
+                        "layer {:?} reads values {:?}: expected {wanted} earlier value(s)",
+                        layer.name, layer.inputs
+                    ),
+                });
+            }
+            let input = &shapes[layer.inputs[0]];
+            if let Some(&other) = layer.inputs.get(1) {
+                if shapes[other] != *input {
+                    return Err(named(Error::shape(
+                        "add inputs",
+                        format!("{input:?}"),
+                        format!("{:?}", shapes[other]),
+                    )));
+                }
+            }
+            let output = layer.kind.output_shape(input).map_err(named)?;
+            shapes.push(output);
         }
         Ok(shapes)
+    }
+
+    /// Whether every layer reads the output of the one before it.
+    pub fn is_chain(&self) -> bool {
+        self.layers.iter().enumerate().all(|(i, l)| l.inputs == [i])
     }
 
     /// Shape of one sample's embedding (no batch axis) for inputs of `steps` time steps.
@@ -172,6 +251,12 @@ impl ModelSpec {
             .map(|l| match &l.kind {
                 LayerKind::Conv2d { kernel, bias, .. } | LayerKind::Dense { kernel, bias, .. } => {
                     kernel.len() + bias.as_ref().map_or(0, Vec::len)
+                }
+                LayerKind::LayerNorm { gamma, beta, .. } => gamma.len() + beta.len(),
+                LayerKind::MultiHeadAttention { weights, .. } => {
+                    weights.kernels.iter().chain(&weights.biases).map(Vec::len).sum::<usize>()
+                        + weights.output_kernel.len()
+                        + weights.output_bias.len()
                 }
                 LayerKind::Recurrent { weights, config } => weights
                     .iter()
@@ -215,10 +300,12 @@ impl ModelSpec {
                 })
                 .collect()
         };
-        let mut x = input.to_vec();
-        for (layer, shape) in self.layers.iter().zip(&shapes) {
+        let mut values: Vec<Vec<f32>> = vec![input.to_vec()];
+        for layer in &self.layers {
+            let shape = &shapes[layer.inputs[0]];
+            let x = values[layer.inputs[0]].clone();
             let nhwc = || -> [usize; 4] { [shape[0], shape[1], shape[2], shape[3]] };
-            x = match &layer.kind {
+            let y = match &layer.kind {
                 LayerKind::Conv2d { config, kernel, bias } => {
                     let zeros = vec![0.0; config.filters];
                     reference::conv2d(&x, nhwc(), config, kernel, bias.as_deref().unwrap_or(&zeros)).0
@@ -234,10 +321,48 @@ impl ModelSpec {
                 LayerKind::Recurrent { config, weights } => {
                     reference::recurrent(&x, [shape[0], shape[1], shape[2]], &mask, config, weights)
                 }
+                LayerKind::Add => x.iter().zip(&values[layer.inputs[1]]).map(|(a, b)| a + b).collect(),
+                LayerKind::LayerNorm { gamma, beta, eps } => reference::layer_norm(&x, None, gamma, beta, *eps),
+                LayerKind::MultiHeadAttention { heads, key_dim, weights } => {
+                    let (tokens, dim, width) = (shape[0] * shape[1], shape[2], heads * key_dim);
+                    let projections: Vec<Vec<f32>> = (0..3)
+                        .map(|i| {
+                            reference::dense(
+                                &x,
+                                tokens,
+                                &weights.kernels[i],
+                                &weights.biases[i],
+                                dim,
+                                Activation::Linear,
+                            )
+                        })
+                        .collect();
+                    let qkv: Vec<f32> = (0..tokens)
+                        .flat_map(|t| {
+                            projections.iter().flat_map(move |p| p[t * width..(t + 1) * width].iter().copied())
+                        })
+                        .collect();
+                    let all = vec![true; tokens];
+                    let scale = 1.0 / (*key_dim as f32).sqrt();
+                    let context = reference::self_attention(&qkv, shape[0], shape[1], *heads, *key_dim, scale, &all);
+                    reference::dense(
+                        &context,
+                        tokens,
+                        &weights.output_kernel,
+                        &weights.output_bias,
+                        width,
+                        Activation::Linear,
+                    )
+                }
+                LayerKind::GlobalAveragePool1d => {
+                    let all = vec![true; shape[0] * shape[1]];
+                    reference::masked_mean_pool(&x, shape[0], shape[1], shape[2], &all, false)
+                }
                 LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. } => x,
             };
+            values.push(y);
         }
-        Ok(x)
+        Ok(values.pop().unwrap_or_default())
     }
 }
 

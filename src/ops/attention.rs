@@ -66,3 +66,104 @@ impl SelfAttention {
         Ok(prepare_dispatch(gpu, "attention", &self.pipeline, &params, &[qkv, mask, output], workgroups))
     }
 }
+
+/// Keras MultiHeadAttention used as self-attention: one fused Q|K|V GEMM, the fused
+/// attention core, the output GEMM. Keras layouts: query/key/value kernels
+/// `(dim, heads, key_dim)` (= `[dim, heads·key_dim]` row-major) with biases
+/// `(heads, key_dim)`, output kernel `(heads, key_dim, dim)` (= `[heads·key_dim, dim]`);
+/// scores scaled by `1/sqrt(key_dim)` after the query bias.
+#[derive(Debug)]
+pub struct MultiHeadAttention {
+    dim: usize,
+    width: usize,
+    qkv: super::Dense,
+    attention: SelfAttention,
+    output: super::Dense,
+}
+
+/// The weights of a Keras MultiHeadAttention layer, flattened row-major.
+#[derive(Clone, Debug)]
+pub struct MultiHeadAttentionWeights {
+    /// Query, key and value kernels `[dim, heads·key_dim]` each.
+    pub kernels: [Vec<f32>; 3],
+    /// Query, key and value biases `[heads·key_dim]` each.
+    pub biases: [Vec<f32>; 3],
+    /// Output kernel `[heads·key_dim, dim]`.
+    pub output_kernel: Vec<f32>,
+    /// Output bias `[dim]`.
+    pub output_bias: Vec<f32>,
+}
+
+impl MultiHeadAttention {
+    /// Uploads the weights and compiles the kernels.
+    pub fn new(
+        gpu: &Gpu,
+        dim: usize,
+        heads: usize,
+        key_dim: usize,
+        weights: &MultiHeadAttentionWeights,
+    ) -> Result<Self> {
+        let width = heads * key_dim;
+        let [q, k, v] = &weights.kernels;
+        if [q.len(), k.len(), v.len()] != [dim * width; 3] {
+            return Err(Error::shape(
+                "multi-head attention kernels",
+                format!("{} values each", dim * width),
+                format!("{} {} {}", q.len(), k.len(), v.len()),
+            ));
+        }
+        let fused: Vec<f32> = (0..dim)
+            .flat_map(|r| {
+                [&q[r * width..(r + 1) * width], &k[r * width..(r + 1) * width], &v[r * width..(r + 1) * width]]
+                    .concat()
+            })
+            .collect();
+        Ok(Self {
+            dim,
+            width,
+            qkv: super::Dense::new(
+                gpu,
+                dim,
+                3 * width,
+                &fused,
+                Some(&weights.biases.concat()),
+                super::Activation::Linear,
+            )?,
+            attention: SelfAttention::new(gpu, heads, key_dim, 1.0 / (key_dim as f32).sqrt())?,
+            output: super::Dense::new(
+                gpu,
+                width,
+                dim,
+                &weights.output_kernel,
+                Some(&weights.output_bias),
+                super::Activation::Linear,
+            )?,
+        })
+    }
+
+    /// Scratch values needed for `tokens` rows: (q|k|v, attention context).
+    pub fn scratch_len(&self, tokens: usize) -> (usize, usize) {
+        (tokens * 3 * self.width, tokens * self.width)
+    }
+
+    /// The three dispatches for `[batch, steps, dim]` input; `mask` `[batch·steps]` u32.
+    #[allow(clippy::too_many_arguments, reason = "one buffer per kernel binding, named at the call")]
+    pub fn prepare(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        steps: usize,
+        input: &wgpu::Buffer,
+        qkv: &wgpu::Buffer,
+        context: &wgpu::Buffer,
+        mask: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<[Dispatch; 3]> {
+        let tokens = batch * steps;
+        Ok([
+            self.qkv.prepare(gpu, &[tokens, self.dim], input, qkv)?,
+            self.attention.prepare(gpu, batch, steps, qkv, mask, context)?,
+            self.output.prepare(gpu, &[tokens, self.width], context, output)?,
+        ])
+    }
+}

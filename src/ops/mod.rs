@@ -5,6 +5,7 @@
 //! `prepare` a [`Dispatch`] (params uniform + bind group + workgroup counts checked against
 //! the device limits) that the graph runner records as often as it likes.
 
+pub mod add;
 pub mod attention;
 pub mod conv2d;
 pub mod dense;
@@ -16,7 +17,8 @@ pub mod pool2d;
 pub mod recurrent;
 pub mod sequence_pool;
 
-pub use attention::SelfAttention;
+pub use add::AddOp;
+pub use attention::{MultiHeadAttention, MultiHeadAttentionWeights, SelfAttention};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
 pub use distance::{Distance, PairDistance};

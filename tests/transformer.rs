@@ -1,0 +1,67 @@
+//! Keras transformer encoders against Keras 3 goldens (tools/make_transformer_goldens.py):
+//! the seed's MultiHeadAttention twin (4 heads, key_dim 64, on (10, 64) inputs, distances
+//! over the whole (10, 64) output) and a full block (MHA → Add → LayerNormalization →
+//! Dense gelu → Dense → Add → LayerNormalization → GlobalAveragePooling1D → Dense), a
+//! Functional graph with residual branches. Tolerance atol 1e-5, rtol 1e-4 (f32 both sides).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::{assert_close, gpu};
+use siamese_wgpu::io::read_npy;
+use siamese_wgpu::{Distance, Gpu, SiameseModel};
+
+fn dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn check(gpu: Arc<Gpu>, name: &str) {
+    let d = dir(name);
+    let model = SiameseModel::load_on(gpu, &d).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let right = read_npy(d.join("right.npy")).unwrap();
+    let keras_embeddings = read_npy(d.join("keras_embeddings.npy")).unwrap();
+    for metric in Distance::ALL {
+        let want = read_npy(d.join(format!("keras_{metric}.npy"))).unwrap();
+        let out = model.pairs(&left, &right, metric, true).unwrap();
+        assert_close(&format!("{name}: {metric} vs Keras"), &out.distances, want.data(), 1e-5, 1e-4);
+        assert_eq!(out.distances[0], 0.0, "{name}: identical pair");
+        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
+        assert_close(&format!("{name}: embeddings vs Keras"), &embeddings, keras_embeddings.data(), 1e-5, 1e-4);
+    }
+    // The CPU reference walks the same graph.
+    let spec = siamese_wgpu::model::load(&d).unwrap();
+    let reference = spec.reference_forward(&[left.data(), right.data()].concat(), 2 * left.batch()).unwrap();
+    assert_close(&format!("{name}: reference vs Keras"), &reference, keras_embeddings.data(), 1e-5, 1e-4);
+}
+
+#[test]
+fn seed_multi_head_attention_twin_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "mha_seed");
+}
+
+#[test]
+fn transformer_block_with_residuals_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "transformer_block");
+}
+
+#[test]
+fn transformer_twin_is_one_submit() {
+    let Some(_) = gpu() else { return };
+    let gpu = Arc::new(Gpu::new().unwrap());
+    let d = dir("transformer_block");
+    let model = SiameseModel::load_on(gpu.clone(), &d).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    let right = read_npy(d.join("right.npy")).unwrap();
+    model.distances(&left, &right, Distance::Euclidean).unwrap();
+    let (submits, buffers) = (gpu.submit_count(), gpu.buffer_count());
+    model.distances(&left, &right, Distance::Euclidean).unwrap();
+    assert_eq!(gpu.submit_count() - submits, 1);
+    assert_eq!(gpu.buffer_count(), buffers);
+    // MHA (3) + Add + LN + Dense + Dense + Add + LN + mean + Dense + distance.
+    assert_eq!(model.graph().dispatches_per_call(1), 12);
+}
