@@ -10,6 +10,8 @@ pair is outside 1e-4 + 1e-3·|ref|.
   --kind lstm  Masking → LSTM(64) over 100-d features, ragged batches (--left-lengths /
                --right-lengths), left and right with different numbers of steps
   --kind gru   Masking → GRU(32) → Dense(8, tanh) over 12-d features, ragged likewise
+  --kind mha   the seed transformer twin: MultiHeadAttention(4 heads, key_dim 64) on (10, 64)
+               inputs, Euclidean distance over the whole (10, 64) output
 
   KERAS_BACKEND=jax python tools/check_unseen.py [--kind cnn|lstm|gru] [--seed 1234] [--pairs 32]
       [--siamese target/release/siamese]
@@ -40,6 +42,9 @@ from make_goldens import build_cnn, randomize_biases  # noqa: E402
 def build_encoder(kind: str):
     if kind == "cnn":
         return build_cnn(), (28, 28, 1)
+    if kind == "mha":
+        x = keras.Input((10, 64))
+        return keras.Model(x, layers.MultiHeadAttention(num_heads=4, key_dim=64)(x, x)), (10, 64)
     if kind == "lstm":
         features = 100
         encoder = keras.Sequential([keras.Input((None, features)), layers.Masking(0.0), layers.LSTM(64)])
@@ -63,7 +68,7 @@ def ragged(rng, n: int, steps: int, features: int):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["cnn", "lstm", "gru"], default="cnn")
+    parser.add_argument("--kind", choices=["cnn", "lstm", "gru", "mha"], default="cnn")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--siamese", default=str(REPO / "target/release/siamese"))
@@ -77,12 +82,19 @@ def main() -> int:
     left_in = keras.Input(shape, name="left")
     right_in = keras.Input(shape, name="right")
     head = layers.Lambda(
-        lambda t: ops.sqrt(ops.sum(ops.square(t[0] - t[1]), axis=1, keepdims=True)), output_shape=(1,), name="euclidean"
+        lambda t: ops.sqrt(ops.sum(ops.square(t[0] - t[1]), axis=tuple(range(1, len(t[0].shape)))))[:, None],
+        output_shape=(1,),
+        name="euclidean",
     )
     siamese = keras.Model([left_in, right_in], head([encoder(left_in), encoder(right_in)]))
 
     extra = []
-    if args.kind == "cnn":
+    if args.kind == "mha":
+        left = rng.normal(size=(args.pairs, 10, 64)).astype(np.float32)
+        right = (left + rng.normal(0, 0.3, left.shape)).astype(np.float32)
+        right[args.pairs // 2 :] = rng.normal(size=(args.pairs - args.pairs // 2, 10, 64)).astype(np.float32)
+        keras_d = np.asarray(siamese.predict([left, right], verbose=0), dtype=np.float32).reshape(-1)
+    elif args.kind == "cnn":
         left = rng.random((args.pairs, 28, 28, 1), dtype=np.float32)
         right = np.clip(left + rng.normal(0, 0.2, left.shape), 0, 1).astype(np.float32)
         right[args.pairs // 2 :] = rng.random((args.pairs - args.pairs // 2, 28, 28, 1), dtype=np.float32)
@@ -105,7 +117,7 @@ def main() -> int:
         )
         np.save(tmp / "left.npy", left)
         np.save(tmp / "right.npy", right)
-        if args.kind != "cnn":
+        if args.kind in ("lstm", "gru"):
             np.save(tmp / "left_lengths.npy", left_lengths)
             np.save(tmp / "right_lengths.npy", right_lengths)
             extra = ["--left-lengths", str(tmp / "left_lengths.npy"), "--right-lengths", str(tmp / "right_lengths.npy")]

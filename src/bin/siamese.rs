@@ -81,6 +81,9 @@ enum Command {
         /// Also print load, first-call and steady-state times to stderr.
         #[arg(long)]
         timing: bool,
+        /// Also write the sentence embeddings (left sentences, then right) as a float32 .npy.
+        #[arg(long)]
+        embeddings_out: Option<PathBuf>,
     },
 }
 
@@ -161,11 +164,19 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench(&args),
-        Command::Similarity { model, pairs, sentences, timing } => similarity(model, pairs, sentences, timing),
+        Command::Similarity { model, pairs, sentences, timing, embeddings_out } => {
+            similarity(model, pairs, sentences, timing, embeddings_out)
+        }
     }
 }
 
-fn similarity(model: Option<PathBuf>, pairs: Option<PathBuf>, sentences: Vec<String>, timing: bool) -> Result<()> {
+fn similarity(
+    model: Option<PathBuf>,
+    pairs: Option<PathBuf>,
+    sentences: Vec<String>,
+    timing: bool,
+    embeddings_out: Option<PathBuf>,
+) -> Result<()> {
     let pairs = match (pairs, sentences.as_slice()) {
         (Some(path), _) => read_pairs_tsv(&path)?,
         (None, [a, b]) => vec![(a.clone(), b.clone())],
@@ -187,6 +198,10 @@ fn similarity(model: Option<PathBuf>, pairs: Option<PathBuf>, sentences: Vec<Str
         text.push_str(&format!("{score}\n"));
     }
     print!("{text}");
+    if let Some(path) = embeddings_out {
+        let all: Vec<&str> = refs.iter().map(|p| p.0).chain(refs.iter().map(|p| p.1)).collect();
+        write_npy(&path, &model.embed(&all)?)?;
+    }
     if timing {
         let mut times: Vec<f64> = (0..5)
             .map(|_| {
