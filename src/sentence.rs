@@ -460,19 +460,41 @@ impl SentenceModel {
 
     /// Sentence embeddings `[N, dimension]` (normalised when the model has a Normalize module).
     pub fn embed(&self, sentences: &[&str]) -> Result<Array> {
-        let (values, _) = self.run(sentences, Head::Embed)?;
+        let chunk = self.sentences_per_submit(sentences)?;
+        let mut values = Vec::with_capacity(sentences.len() * self.dimension());
+        for part in sentences.chunks(chunk) {
+            values.extend(self.run(part, Head::Embed)?.0);
+        }
         Array::new(vec![sentences.len(), self.dimension()], values)
     }
 
+    /// How many sentences fit one submit: the widest per-token buffer (Q|K|V or the
+    /// feed-forward activations) of the batch's longest sentence must fit one storage
+    /// binding. Every row is computed independently, so chunking changes no number.
+    fn sentences_per_submit(&self, sentences: &[&str]) -> Result<usize> {
+        let steps = self.tokenize(sentences)?.steps;
+        let limits = self.gpu.limits();
+        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) as usize / 4;
+        let widest = (3 * self.config.hidden_size).max(self.config.intermediate_size).max(1);
+        Ok((binding / (steps * widest)).max(1))
+    }
+
     /// Cosine similarity of each pair: both sentences of every pair in one batch, one
-    /// submit. Identical sentences give exactly 1.
+    /// submit (batches too large for one storage binding are split into several).
+    /// Identical sentences give exactly 1.
     pub fn similarity(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         if pairs.is_empty() {
             return Err(Error::input("pairs", "no sentence pair given"));
         }
-        let sentences: Vec<&str> = pairs.iter().map(|p| p.0).chain(pairs.iter().map(|p| p.1)).collect();
-        let (distances, _) = self.run(&sentences, Head::Similarity)?;
-        Ok(distances.into_iter().map(|d| 1.0 - d).collect())
+        let all: Vec<&str> = pairs.iter().flat_map(|p| [p.0, p.1]).collect();
+        let chunk = (self.sentences_per_submit(&all)? / 2).max(1);
+        let mut scores = Vec::with_capacity(pairs.len());
+        for part in pairs.chunks(chunk) {
+            let sentences: Vec<&str> = part.iter().map(|p| p.0).chain(part.iter().map(|p| p.1)).collect();
+            let (distances, _) = self.run(&sentences, Head::Similarity)?;
+            scores.extend(distances.into_iter().map(|d| 1.0 - d));
+        }
+        Ok(scores)
     }
 
     /// Token states `[N, steps, hidden]` after the embeddings (`layers = 0`) or after that

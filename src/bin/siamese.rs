@@ -81,6 +81,9 @@ enum Command {
         /// Also print load, first-call and steady-state times to stderr.
         #[arg(long)]
         timing: bool,
+        /// Timed steady-state calls for --timing (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        timing_runs: usize,
         /// Also write the sentence embeddings (left sentences, then right) as a float32 .npy.
         #[arg(long)]
         embeddings_out: Option<PathBuf>,
@@ -164,8 +167,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench(&args),
-        Command::Similarity { model, pairs, sentences, timing, embeddings_out } => {
-            similarity(model, pairs, sentences, timing, embeddings_out)
+        Command::Similarity { model, pairs, sentences, timing, timing_runs, embeddings_out } => {
+            similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out)
         }
     }
 }
@@ -174,7 +177,7 @@ fn similarity(
     model: Option<PathBuf>,
     pairs: Option<PathBuf>,
     sentences: Vec<String>,
-    timing: bool,
+    timing_runs: Option<usize>,
     embeddings_out: Option<PathBuf>,
 ) -> Result<()> {
     let pairs = match (pairs, sentences.as_slice()) {
@@ -202,15 +205,15 @@ fn similarity(
         let all: Vec<&str> = refs.iter().map(|p| p.0).chain(refs.iter().map(|p| p.1)).collect();
         write_npy(&path, &model.embed(&all)?)?;
     }
-    if timing {
-        let mut times: Vec<f64> = (0..5)
+    if let Some(runs) = timing_runs {
+        let mut times: Vec<f64> = (0..runs)
             .map(|_| {
                 let started = Instant::now();
                 model.similarity(&refs).map(|_| started.elapsed().as_secs_f64() * 1e3)
             })
             .collect::<siamese_wgpu::Result<_>>()?;
         eprintln!(
-            "{} pairs on {}: load {load_ms:.0} ms, first call {first_ms:.1} ms, steady {:.1} ms (median of 5)",
+            "{} pairs on {}: load {load_ms:.0} ms, first call {first_ms:.1} ms, steady {:.1} ms (median of {runs})",
             pairs.len(),
             model.gpu().adapter_info().name,
             median(&mut times)
