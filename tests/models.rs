@@ -29,24 +29,8 @@ fn fixtures() -> Vec<(PathBuf, PathBuf)> {
 }
 
 fn check_against_keras(gpu: Arc<Gpu>, model_dir: &Path, pairs_dir: &Path) {
-    let name = model_dir.file_name().unwrap().to_string_lossy().to_string();
     let model = SiameseModel::load_on(gpu, model_dir).unwrap();
-    let left = read_npy(pairs_dir.join("left.npy")).unwrap();
-    let right = read_npy(pairs_dir.join("right.npy")).unwrap();
-    let keras_embeddings = read_npy(pairs_dir.join("keras_embeddings.npy")).unwrap();
-    for metric in Distance::ALL {
-        let want = read_npy(pairs_dir.join(format!("keras_{metric}.npy"))).unwrap();
-        let out = model.pairs(&left, &right, metric, true).unwrap();
-        assert_close(&format!("{name}: {metric} distances vs Keras"), &out.distances, want.data(), ATOL, RTOL);
-        // Pair 0 is an identical pair in every fixture.
-        assert_eq!(out.distances[0], 0.0, "{name}: identical pair gave {metric} {}", out.distances[0]);
-        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
-        assert_close(&format!("{name}: embeddings vs Keras"), &embeddings, keras_embeddings.data(), ATOL, RTOL);
-    }
-    // embed() runs the encoder alone on a batch of N (not 2N): same numbers.
-    let embedded = model.embed(&left).unwrap();
-    let n = left.batch() * embedded.row_len();
-    assert_close(&format!("{name}: embed() vs Keras"), embedded.data(), &keras_embeddings.data()[..n], ATOL, RTOL);
+    common::check_goldens(&model, pairs_dir, "keras", false);
 }
 
 #[test]

@@ -22,25 +22,12 @@ fn check(gpu: Arc<Gpu>, name: &str) {
     let d = dir(name);
     let model = SiameseModel::load_on(gpu, &d).unwrap();
     assert!(model.is_sequence(), "{name}: expected a variable time axis");
-    let left = read_npy(d.join("left.npy")).unwrap();
-    let right = read_npy(d.join("right.npy")).unwrap();
-    let left_lengths = read_lengths(d.join("left_lengths.npy")).unwrap();
-    let right_lengths = read_lengths(d.join("right_lengths.npy")).unwrap();
-    let keras_embeddings = read_npy(d.join("keras_embeddings.npy")).unwrap();
-    for metric in Distance::ALL {
-        let want = read_npy(d.join(format!("keras_{metric}.npy"))).unwrap();
-        let out = model.pairs_ragged(&left, Some(&left_lengths), &right, Some(&right_lengths), metric, true).unwrap();
-        assert_close(&format!("{name}: {metric} vs Keras"), &out.distances, want.data(), 1e-5, 1e-4);
-        assert_eq!(out.distances[0], 0.0, "{name}: identical pair");
-        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
-        assert_close(&format!("{name}: embeddings vs Keras"), &embeddings, keras_embeddings.data(), 1e-5, 1e-4);
-        // Without lengths the Masking layer finds the zero padding itself: same numbers.
-        let masked = model.distances(&left, &right, metric).unwrap();
-        assert_close(&format!("{name}: {metric} from the mask alone"), &masked, want.data(), 1e-5, 1e-4);
-    }
-    let embedded = model.embed_ragged(&left, Some(&left_lengths)).unwrap();
-    let n = left.batch() * embedded.row_len();
-    assert_close(&format!("{name}: embed"), embedded.data(), &keras_embeddings.data()[..n], 1e-5, 1e-4);
+    common::check_goldens(&model, &d, "keras", true);
+    // Without lengths the Masking layer finds the zero padding itself: same numbers.
+    let (left, right) = (read_npy(d.join("left.npy")).unwrap(), read_npy(d.join("right.npy")).unwrap());
+    let want = read_npy(d.join("keras_euclidean.npy")).unwrap();
+    let masked = model.distances(&left, &right, Distance::Euclidean).unwrap();
+    assert_close(&format!("{name}: euclidean from the mask alone"), &masked, want.data(), 1e-5, 1e-4);
 }
 
 #[test]
@@ -155,18 +142,7 @@ fn pytorch_lstm_twin_matches_pytorch() {
     let Some(gpu) = gpu() else { return };
     let d = dir("torch_lstm");
     let model = SiameseModel::load_on(gpu, &d).unwrap();
-    let left = read_npy(d.join("left.npy")).unwrap();
-    let right = read_npy(d.join("right.npy")).unwrap();
-    let left_lengths = read_lengths(d.join("left_lengths.npy")).unwrap();
-    let right_lengths = read_lengths(d.join("right_lengths.npy")).unwrap();
-    let torch_embeddings = read_npy(d.join("torch_embeddings.npy")).unwrap();
-    for metric in Distance::ALL {
-        let want = read_npy(d.join(format!("torch_{metric}.npy"))).unwrap();
-        let out = model.pairs_ragged(&left, Some(&left_lengths), &right, Some(&right_lengths), metric, true).unwrap();
-        assert_close(&format!("torch_lstm: {metric} vs PyTorch"), &out.distances, want.data(), 1e-5, 1e-4);
-        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
-        assert_close("torch_lstm: embeddings vs PyTorch", &embeddings, torch_embeddings.data(), 1e-5, 1e-4);
-    }
+    common::check_goldens(&model, &d, "torch", true);
 }
 
 #[test]

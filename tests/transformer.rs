@@ -20,18 +20,10 @@ fn dir(name: &str) -> PathBuf {
 fn check(gpu: Arc<Gpu>, name: &str) {
     let d = dir(name);
     let model = SiameseModel::load_on(gpu, &d).unwrap();
-    let left = read_npy(d.join("left.npy")).unwrap();
-    let right = read_npy(d.join("right.npy")).unwrap();
-    let keras_embeddings = read_npy(d.join("keras_embeddings.npy")).unwrap();
-    for metric in Distance::ALL {
-        let want = read_npy(d.join(format!("keras_{metric}.npy"))).unwrap();
-        let out = model.pairs(&left, &right, metric, true).unwrap();
-        assert_close(&format!("{name}: {metric} vs Keras"), &out.distances, want.data(), 1e-5, 1e-4);
-        assert_eq!(out.distances[0], 0.0, "{name}: identical pair");
-        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
-        assert_close(&format!("{name}: embeddings vs Keras"), &embeddings, keras_embeddings.data(), 1e-5, 1e-4);
-    }
+    common::check_goldens(&model, &d, "keras", false);
     // The CPU reference walks the same graph.
+    let (left, right) = (read_npy(d.join("left.npy")).unwrap(), read_npy(d.join("right.npy")).unwrap());
+    let keras_embeddings = read_npy(d.join("keras_embeddings.npy")).unwrap();
     let spec = siamese_wgpu::model::load(&d).unwrap();
     let reference = spec.reference_forward(&[left.data(), right.data()].concat(), 2 * left.batch()).unwrap();
     assert_close(&format!("{name}: reference vs Keras"), &reference, keras_embeddings.data(), 1e-5, 1e-4);

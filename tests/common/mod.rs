@@ -56,3 +56,31 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         );
     }
 }
+
+/// Runs a golden fixture through `model` and compares with the framework's outputs:
+/// `{prefix}_{metric}.npy` distances and `{prefix}_embeddings.npy` (`[2N, ...]`, left rows
+/// then right) for `left.npy` / `right.npy` in `dir`, with `left_lengths.npy` /
+/// `right_lengths.npy` when `ragged`. Pair 0 of every fixture is identical: distance 0.
+/// Tolerance atol 1e-5, rtol 1e-4 (f32 on both sides, only the summation order differs).
+pub fn check_goldens(model: &siamese_wgpu::SiameseModel, dir: &std::path::Path, prefix: &str, ragged: bool) {
+    use siamese_wgpu::io::{read_lengths, read_npy};
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let left = read_npy(dir.join("left.npy")).unwrap();
+    let right = read_npy(dir.join("right.npy")).unwrap();
+    let lengths = |file: &str| ragged.then(|| read_lengths(dir.join(file)).unwrap());
+    let (left_lengths, right_lengths) = (lengths("left_lengths.npy"), lengths("right_lengths.npy"));
+    let golden_embeddings = read_npy(dir.join(format!("{prefix}_embeddings.npy"))).unwrap();
+    for metric in siamese_wgpu::Distance::ALL {
+        let want = read_npy(dir.join(format!("{prefix}_{metric}.npy"))).unwrap();
+        let out =
+            model.pairs_ragged(&left, left_lengths.as_deref(), &right, right_lengths.as_deref(), metric, true).unwrap();
+        assert_close(&format!("{name}: {metric} vs {prefix}"), &out.distances, want.data(), 1e-5, 1e-4);
+        assert_eq!(out.distances[0], 0.0, "{name}: identical pair gave {metric} {}", out.distances[0]);
+        let embeddings = [out.left_embeddings.unwrap().into_data(), out.right_embeddings.unwrap().into_data()].concat();
+        assert_close(&format!("{name}: embeddings vs {prefix}"), &embeddings, golden_embeddings.data(), 1e-5, 1e-4);
+    }
+    // The encoder alone on the left batch (N rows, not 2N): same numbers.
+    let embedded = model.embed_ragged(&left, left_lengths.as_deref()).unwrap();
+    let n = left.batch() * embedded.row_len();
+    assert_close(&format!("{name}: embed()"), embedded.data(), &golden_embeddings.data()[..n], 1e-5, 1e-4);
+}
