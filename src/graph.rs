@@ -523,37 +523,15 @@ impl Graph {
             }
             gpu.queue().write_buffer(mask, 0, bytemuck::cast_slice(batch.mask));
         }
-        let mut encoder =
-            gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("siamese") });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("encoder + distance"),
-                timestamp_writes: None,
-            });
-            for dispatch in &plan.dispatches {
-                dispatch.record(&mut pass);
-            }
-            if let Some((dispatch, _)) = &plan.distance {
-                dispatch.record(&mut pass);
-            }
-        }
-        let mut len = 0;
+        let mut copies = Vec::with_capacity(2);
         if let Some((_, distances)) = &plan.distance {
-            encoder.copy_buffer_to_buffer(distances, 0, &plan.staging, 0, (plan.rows / 2) as u64 * 4);
-            len = plan.rows / 2;
+            copies.push((distances, plan.rows / 2));
         }
         if copy_embeddings || plan.distance.is_none() {
-            encoder.copy_buffer_to_buffer(
-                &plan.embedding,
-                0,
-                &plan.staging,
-                len as u64 * 4,
-                plan.embedding_len as u64 * 4,
-            );
-            len += plan.embedding_len;
+            copies.push((&plan.embedding, plan.embedding_len));
         }
-        let submission = gpu.submit(encoder.finish());
-        gpu.read_f32(&plan.staging, len, submission)
+        let dispatches = plan.dispatches.iter().chain(plan.distance.as_ref().map(|(dispatch, _)| dispatch));
+        ops::submit_and_read(gpu, "encoder + distance", dispatches, &copies, &plan.staging)
     }
 
     /// Runs both twins as one batch (`batch.parts` = [left, right], `batch.rows` = 2N).

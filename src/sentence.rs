@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::weights::Weights;
 use crate::ops::{
-    Activation, Dense, Dispatch, Distance, EmbeddingTables, LayerNorm, PairDistance, SelfAttention, SequencePool,
-    TokenEmbedding,
+    Activation, Dense, Dispatch, Distance, EmbeddingTables, LayerNorm, MultiHeadAttention, MultiHeadAttentionWeights,
+    PairDistance, SequencePool, TokenEmbedding,
 };
 use crate::plans::{poisoned, PlanCache};
 use crate::tensor::Array;
@@ -53,9 +53,8 @@ fn default_eps() -> f32 {
 /// One encoder layer on the GPU.
 #[derive(Debug)]
 struct BertLayer {
-    qkv: Dense,
-    attention: SelfAttention,
-    attention_output: Dense,
+    /// Fused Q|K|V projection, attention core and output projection.
+    attention: MultiHeadAttention,
     attention_norm: LayerNorm,
     intermediate: Dense,
     output: Dense,
@@ -174,16 +173,13 @@ fn load_layer(
     };
     let attention_norm = norm("attention.output.LayerNorm")?;
     let output_norm = norm("output.LayerNorm")?;
-    // [in, q | k | v]: row r of the fused kernel is row r of each projection side by side.
-    let qkv: Vec<f32> = (0..h)
-        .flat_map(|r| [&q[r * h..(r + 1) * h], &k[r * h..(r + 1) * h], &v[r * h..(r + 1) * h]].concat())
-        .collect();
+    // BERT self-attention is Keras' MultiHeadAttention with key_dim = hidden / heads: the
+    // [in, out] kernels are its (dim, heads, key_dim) kernels flattened.
     let heads = config.num_attention_heads;
-    let head_dim = h / heads;
+    let attention_weights =
+        MultiHeadAttentionWeights { kernels: [q, k, v], biases: [qb, kb, vb], output_kernel: o, output_bias: ob };
     Ok(BertLayer {
-        qkv: Dense::new(gpu, h, 3 * h, &qkv, Some(&[qb, kb, vb].concat()), Activation::Linear)?,
-        attention: SelfAttention::new(gpu, heads, head_dim, 1.0 / (head_dim as f32).sqrt())?,
-        attention_output: Dense::new(gpu, h, h, &o, Some(&ob), Activation::Linear)?,
+        attention: MultiHeadAttention::new(gpu, h, heads, h / heads, &attention_weights)?,
         attention_norm,
         intermediate: Dense::new(gpu, h, inter, &fi, Some(&fib), act)?,
         output: Dense::new(gpu, inter, h, &fo, Some(&fob), Activation::Linear)?,
@@ -398,9 +394,7 @@ impl SentenceModel {
             _ => self.layers.len(),
         };
         for layer in &self.layers[..layers] {
-            dispatches.push(layer.qkv.prepare(gpu, &rows, &x, &qkv)?);
-            dispatches.push(layer.attention.prepare(gpu, batch, steps, &qkv, &mask, &context)?);
-            dispatches.push(layer.attention_output.prepare(gpu, &rows, &context, &projected)?);
+            dispatches.extend(layer.attention.prepare(gpu, batch, steps, &x, &qkv, &context, &mask, &projected)?);
             dispatches.push(layer.attention_norm.prepare(gpu, tokens, &projected, Some(&x), &x2)?);
             dispatches.push(layer.intermediate.prepare(gpu, &rows, &x2, &intermediate)?);
             dispatches.push(layer.output.prepare(gpu, &wide, &intermediate, &projected)?);
@@ -443,17 +437,13 @@ impl SentenceModel {
             let gpu = &*self.gpu;
             gpu.queue().write_buffer(&plan.ids, 0, bytemuck::cast_slice(&tokens.ids));
             gpu.queue().write_buffer(&plan.mask, 0, bytemuck::cast_slice(&tokens.mask));
-            let mut encoder =
-                gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sentences") });
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                for dispatch in &plan.dispatches {
-                    dispatch.record(&mut pass);
-                }
-            }
-            encoder.copy_buffer_to_buffer(&plan.result, 0, &plan.staging, 0, plan.result_len as u64 * 4);
-            let submission = gpu.submit(encoder.finish());
-            gpu.read_f32(&plan.staging, plan.result_len, submission)
+            crate::ops::submit_and_read(
+                gpu,
+                "sentences",
+                &plan.dispatches,
+                &[(&plan.result, plan.result_len)],
+                &plan.staging,
+            )
         })?;
         Ok((values, tokens.steps))
     }

@@ -118,10 +118,7 @@ impl Tensor {
                 len as u64 * 4,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             );
-            let mut encoder = gpu.device().create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, (len as u64 * 4).next_multiple_of(4).max(4));
-            let submission = gpu.submit(encoder.finish());
-            let data = gpu.read_f32(&staging, len, submission)?;
+            let data = crate::ops::submit_and_read(gpu, "download", [], &[(&self.buffer, len)], &staging)?;
             Array::new(self.shape.clone(), data)
         })
     }

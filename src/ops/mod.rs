@@ -159,6 +159,33 @@ impl Dispatch {
     }
 }
 
+/// Records `dispatches` into one compute pass, then copies each `(source, values)` into
+/// `staging` back to back, submits once, maps once and returns the values copied: the one
+/// submit + one readback every runner call ends with.
+pub(crate) fn submit_and_read<'a>(
+    gpu: &Gpu,
+    label: &str,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+    copies: &[(&wgpu::Buffer, usize)],
+    staging: &wgpu::Buffer,
+) -> Result<Vec<f32>> {
+    let mut encoder = gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    {
+        let mut pass =
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+        for dispatch in dispatches {
+            dispatch.record(&mut pass);
+        }
+    }
+    let mut len = 0;
+    for (source, values) in copies {
+        encoder.copy_buffer_to_buffer(source, 0, staging, len as u64 * 4, *values as u64 * 4);
+        len += values;
+    }
+    let submission = gpu.submit(encoder.finish());
+    gpu.read_f32(staging, len, submission)
+}
+
 /// Builds a dispatch: params uniform (bytes of a `#[repr(C)]` Pod struct), then binding 0
 /// = params and bindings 1.. = `buffers` in order.
 pub(crate) fn prepare_dispatch<P: bytemuck::Pod>(
