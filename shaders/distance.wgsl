@@ -7,16 +7,21 @@
 //   0 params     uniform DistanceParams { pairs, dim, _pad × 2 }
 //   1 embedding  storage read [2 * pairs, dim]
 //   2 distance   storage rw   [pairs]
+//   3 head       storage read [dim + 1] learned head w then b (pair_match_probability only)
 // Dispatch: one workgroup of 256 invocations per pair (spread over x and y); each
 // invocation accumulates a strided slice, then a tree reduction in workgroup memory.
 // METRIC (override): 0 euclidean sqrt(Σ(a-b)²), 1 squared euclidean Σ(a-b)²,
 // 2 cosine 1 - a·b / (|a| |b|), 3 manhattan Σ|a-b|.
+// pair_match_probability: the learned metric head (Koch et al. 2015),
+// σ(Σ_j w_j·|a_j − b_j| + b), reduced the same way; SQUARED (override) = 1 uses
+// (a_j − b_j)² instead (a Keras head of Subtract → Multiply(d, d) → Dense(1, sigmoid)).
 // Numeric guards: identical rows give exactly 0 for every metric (Σ|a-b| = 0 short-cuts
 // cosine, whose rounding would otherwise leave ~1e-7); cosine uses |x| =
 // sqrt(max(Σx², 1e-12)) like Keras' l2_normalize, so zero vectors give no NaN; cosine is
 // clamped at 0 from below.
 
 override METRIC: u32 = 0u;
+override SQUARED: u32 = 0u;
 
 struct DistanceParams {
     pairs: u32,
@@ -28,6 +33,7 @@ struct DistanceParams {
 @group(0) @binding(0) var<uniform> params: DistanceParams;
 @group(0) @binding(1) var<storage, read> embedding: array<f32>;
 @group(0) @binding(2) var<storage, read_write> distance: array<f32>;
+@group(0) @binding(3) var<storage, read> head: array<f32>;
 
 // x: Σ(a-b)², y: Σ|a-b|, z: Σab; norms: x Σa², y Σb².
 var<workgroup> partial_diff: array<vec3<f32>, LINEAR_WORKGROUP>;
@@ -84,4 +90,35 @@ fn pair_distance(
         default: { result = total.y; }
     }
     distance[pair] = result;
+}
+
+@compute @workgroup_size(LINEAR_WORKGROUP)
+fn pair_match_probability(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) num_workgroups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    let pair = workgroup_index(workgroup, num_workgroups);
+    if pair >= params.pairs {
+        return;
+    }
+    let left = pair * params.dim;
+    let right = (pair + params.pairs) * params.dim;
+    var sum = 0.0;
+    for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
+        let d = embedding[left + i] - embedding[right + i];
+        sum += head[i] * select(abs(d), d * d, SQUARED == 1u);
+    }
+    partial_diff[local] = vec3<f32>(sum, 0.0, 0.0);
+    workgroupBarrier();
+    for (var stride = LINEAR_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if local < stride {
+            partial_diff[local] += partial_diff[local + stride];
+        }
+        workgroupBarrier();
+    }
+    if local == 0u {
+        let z = partial_diff[0].x + head[params.dim];
+        distance[pair] = 1.0 / (1.0 + exp(-z));
+    }
 }

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{LayerKind, ModelSpec};
 use crate::ops::{
-    self, Activation, ActivationOp, AddOp, Conv2d, Dense, Dispatch, Distance, GlobalAveragePool2d, LayerNorm,
-    MultiHeadAttention, PairDistance, Pool2d, Recurrent, SequencePool,
+    self, Activation, ActivationOp, AddOp, Conv2d, Dense, Dispatch, Distance, EmbeddingLookup, GlobalAveragePool2d,
+    LayerNorm, MultiHeadAttention, PairDistance, Pool2d, Recurrent, SequencePool,
 };
 use crate::plans::{poisoned, PlanCache};
 
@@ -27,6 +27,7 @@ enum Op {
     Attention(MultiHeadAttention),
     /// GlobalAveragePooling1D (a mean over all steps: masked pooling is not supported).
     MeanOverSteps(SequencePool),
+    Embedding(EmbeddingLookup),
 }
 
 /// One op and the index of the model layer it came from (its input shape is the shape
@@ -186,6 +187,9 @@ impl Graph {
                     Op::Attention(MultiHeadAttention::new(&gpu, dim, heads, key_dim, &weights)?)
                 }
                 LayerKind::GlobalAveragePool1d => Op::MeanOverSteps(SequencePool::new(&gpu, false)?),
+                LayerKind::Embedding { vocab, dim, table } => {
+                    Op::Embedding(EmbeddingLookup::new(&gpu, vocab, dim, &table)?)
+                }
                 LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. } => continue,
             };
             steps.push(Step { layer, op });
@@ -298,6 +302,7 @@ impl Graph {
                     Op::LayerNorm(_) => "layer_norm".into(),
                     Op::Attention(_) => "dense q|k|v, attention, dense".into(),
                     Op::MeanOverSteps(_) => "mean over steps".into(),
+                    Op::Embedding(_) => "embedding lookup".into(),
                 };
                 let out = shapes.get(s.layer + 1).map(|o| format!("{:?}", &o[1..])).unwrap_or_default();
                 format!("{:<24} {kernel} -> {out}", self.spec.layers[s.layer].name)
@@ -350,6 +355,24 @@ impl Graph {
         let op = Arc::new(PairDistance::new(&self.gpu, metric)?);
         ops.push(op.clone());
         Ok(op)
+    }
+
+    /// Installs (or replaces) the learned metric head used by [`Distance::Learned`].
+    pub fn set_learned_head(&self, head: &ops::LearnedHead) -> Result<()> {
+        let op = Arc::new(PairDistance::learned(&self.gpu, head)?);
+        let dim: usize = self.spec.embedding_shape(1)?.iter().product();
+        if head.weights.len() != dim && !self.spec.is_sequence() {
+            return Err(Error::shape(
+                "learned head",
+                format!("{dim} weights (one per embedding value)"),
+                head.weights.len().to_string(),
+            ));
+        }
+        let mut ops = self.distance_ops.lock().map_err(|_| poisoned())?;
+        ops.retain(|op| op.metric() != Distance::Learned);
+        ops.push(op);
+        drop(ops);
+        self.plans.clear()
     }
 
     /// Compiles the distance pipeline for `metric` now (model load), not on first use.
@@ -466,6 +489,7 @@ impl Graph {
                     let Some(ones) = &ones else { unreachable!("step means always get the ones mask") };
                     dispatches.push(op.prepare(gpu, in_shape[0], in_shape[1], in_shape[2], &current, ones, &output)?);
                 }
+                Op::Embedding(op) => dispatches.push(op.prepare(gpu, len(in_shape), &current, &output)?),
                 Op::Activation(_) => unreachable!("handled above"),
             }
             values.push(output);

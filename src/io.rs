@@ -12,7 +12,8 @@ fn decode_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Decode { path: path.to_path_buf(), reason: reason.into() }
 }
 
-/// Reads a float `.npy` file as f32 (float64 is cast; C order only).
+/// Reads a `.npy` file as f32: float32, float64 (cast) or integers (token ids; exact up to
+/// 2^24); C order only.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Array> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -30,10 +31,28 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Array> {
             .into_iter()
             .map(|v| v as f32)
             .collect(),
+        // Integer arrays (token ids for Embedding models) are cast when f32 holds them exactly.
+        "i4" | "i8" | "u1" | "u2" | "u4" | "i2" | "i1" => {
+            let values: Vec<i64> = match dtype.trim_start_matches(['<', '>', '|', '=']) {
+                "i8" => npy.into_vec::<i64>(),
+                "i4" => npy.into_vec::<i32>().map(|v| v.into_iter().map(i64::from).collect()),
+                "i2" => npy.into_vec::<i16>().map(|v| v.into_iter().map(i64::from).collect()),
+                "i1" => npy.into_vec::<i8>().map(|v| v.into_iter().map(i64::from).collect()),
+                "u4" => npy.into_vec::<u32>().map(|v| v.into_iter().map(i64::from).collect()),
+                "u2" => npy.into_vec::<u16>().map(|v| v.into_iter().map(i64::from).collect()),
+                _ => npy.into_vec::<u8>().map(|v| v.into_iter().map(i64::from).collect()),
+            }
+            .map_err(|e| decode_error(path, e.to_string()))?;
+            const EXACT: i64 = 1 << 24;
+            if let Some(v) = values.iter().find(|v| v.abs() > EXACT) {
+                return Err(decode_error(path, format!("integer {v} is too large to be exact as float32 (> 2^24)")));
+            }
+            values.into_iter().map(|v| v as f32).collect()
+        }
         _ => {
             return Err(decode_error(
                 path,
-                format!("dtype {dtype} is not supported: expected float32 (float64 is cast)"),
+                format!("dtype {dtype} is not supported: expected float32 (float64 and integers are cast)"),
             ))
         }
     };
@@ -175,6 +194,36 @@ pub fn read_batch(paths: &[impl AsRef<Path>], channels: Option<usize>) -> Result
             Array::new(shape, data)
         }
     }
+}
+
+/// Reads one sample per file and stacks them: PNG images, or `.npy` files holding one
+/// sample (its shape, or `[1, ...]`). All samples must have one shape.
+pub fn read_samples(paths: &[impl AsRef<Path>], channels: Option<usize>) -> Result<Array> {
+    let mut shape: Option<Vec<usize>> = None;
+    let mut data = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let is_png = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        let sample = if is_png { read_png(path, channels)? } else { read_npy(path)? };
+        let sample_shape = match sample.shape() {
+            [1, rest @ ..] if is_png || !rest.is_empty() => rest.to_vec(),
+            other => other.to_vec(),
+        };
+        match &shape {
+            Some(s) if *s != sample_shape => {
+                return Err(Error::shape(
+                    format!("{}", path.display()),
+                    format!("one sample shaped like the first file's {s:?}"),
+                    format!("{sample_shape:?}"),
+                ))
+            }
+            Some(_) => {}
+            None => shape = Some(sample_shape),
+        }
+        data.extend_from_slice(sample.data());
+    }
+    let shape = shape.ok_or_else(|| Error::input("samples", "no input file given"))?;
+    Array::new(std::iter::once(paths.len()).chain(shape).collect(), data)
 }
 
 /// Reads sentence pairs: one pair per line, the two sentences separated by a TAB. Blank

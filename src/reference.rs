@@ -180,7 +180,8 @@ pub fn pair_distances(embedding: &[f32], pairs: usize, dim: usize, metric: Dista
         .collect()
 }
 
-/// The distance between two embeddings.
+/// The distance between two embeddings. `Learned` needs its weights
+/// ([`crate::ops::LearnedHead::probability`]): NaN here.
 pub fn distance(a: &[f32], b: &[f32], metric: Distance) -> f32 {
     let diff = a.iter().zip(b).map(|(&x, &y)| x as f64 - y as f64);
     match metric {
@@ -196,6 +197,7 @@ pub fn distance(a: &[f32], b: &[f32], metric: Distance) -> f32 {
             let nb: f64 = b.iter().map(|&y| y as f64 * y as f64).sum();
             (1.0 - dot / (na.max(1e-12).sqrt() * nb.max(1e-12).sqrt())).max(0.0) as f32
         }
+        Distance::Learned => f32::NAN,
     }
 }
 
@@ -324,6 +326,17 @@ pub fn token_embedding(
         }
     }
     layer_norm(&sum, None, tables.gamma, tables.beta, eps)
+}
+
+/// Table lookup (Keras Embedding): row `ids[t]` of a `[vocab, dim]` table for every id.
+/// Ids out of range (the runner rejects them) read the last row, as the kernel clamps.
+pub fn gather_rows(ids: &[f32], table: &[f32], vocab: usize, dim: usize) -> Vec<f32> {
+    ids.iter()
+        .flat_map(|&id| {
+            let row = (id.max(0.0) as usize).min(vocab - 1);
+            table[row * dim..(row + 1) * dim].iter().copied()
+        })
+        .collect()
 }
 
 /// Multi-head self-attention core over fused `[batch·steps, 3·hidden]` Q|K|V rows with a

@@ -57,12 +57,33 @@ pub const ATTENTION: ShaderSource =
 pub const SEQUENCE_POOL: ShaderSource =
     ShaderSource { name: "sequence_pool", parts: &[COMMON, REDUCE, include_str!("../shaders/sequence_pool.wgsl")] };
 
+/// Table lookup (Keras Embedding).
+pub const GATHER: ShaderSource =
+    ShaderSource { name: "gather", parts: &[COMMON, include_str!("../shaders/gather.wgsl")] };
+
 /// Elementwise add of two tensors.
 pub const ADD: ShaderSource = ShaderSource { name: "add", parts: &[COMMON, include_str!("../shaders/add.wgsl")] };
 
+/// Nearest-neighbour search: query × gallery distance matrix and per-query top-k.
+pub const SEARCH: ShaderSource =
+    ShaderSource { name: "search", parts: &[COMMON, include_str!("../shaders/search.wgsl")] };
+
 /// Every kernel family, for validation tests.
-pub const ALL: &[ShaderSource] =
-    &[DENSE, CONV2D, POOL2D, ELEMENTWISE, DISTANCE, RECURRENT, EMBEDDING, LAYER_NORM, ATTENTION, SEQUENCE_POOL, ADD];
+pub const ALL: &[ShaderSource] = &[
+    DENSE,
+    CONV2D,
+    POOL2D,
+    ELEMENTWISE,
+    DISTANCE,
+    RECURRENT,
+    EMBEDDING,
+    LAYER_NORM,
+    ATTENTION,
+    SEQUENCE_POOL,
+    ADD,
+    GATHER,
+    SEARCH,
+];
 
 /// One pipeline the crate can build: a kernel family, an entry point and the override
 /// constants it is specialised with.
@@ -99,6 +120,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     for metric in Distance::ALL {
         variants.push(variant(DISTANCE, "pair_distance", &metric.constants()));
     }
+    for squared in [0.0, 1.0] {
+        variants.push(variant(DISTANCE, "pair_match_probability", &[("SQUARED", squared)]));
+    }
     for cell in [Cell::Lstm, Cell::Gru { reset_after: true }, Cell::Gru { reset_after: false }] {
         for gate in RECURRENT_GATE_ACTIVATIONS {
             for activation in RECURRENT_CELL_ACTIVATIONS {
@@ -114,6 +138,11 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     variants.push(variant(ATTENTION, "self_attention", &[]));
     variants.push(variant(SEQUENCE_POOL, "masked_mean_pool", &[]));
     variants.push(variant(ADD, "add", &[]));
+    variants.push(variant(GATHER, "gather_rows", &[]));
+    for metric in Distance::ALL {
+        variants.push(variant(SEARCH, "distance_matrix", &metric.constants()));
+    }
+    variants.push(variant(SEARCH, "top_k", &[]));
     variants
 }
 

@@ -7,7 +7,10 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Batch, Graph};
 use crate::model::{self, ModelSpec};
-use crate::ops::Distance;
+use crate::ops::{Distance, LearnedHead};
+
+/// The learned metric head's file name in a model directory.
+pub const LEARNED_HEAD_FILE: &str = "head.safetensors";
 use crate::tensor::Array;
 
 /// Distances (and optionally embeddings) for a batch of pairs.
@@ -43,9 +46,22 @@ impl SiameseModel {
         Self::load_on(Arc::new(Gpu::new()?), path)
     }
 
-    /// Loads a model directory on a given GPU context.
+    /// Loads a model directory on a given GPU context. A `head.safetensors` beside the
+    /// model (a learned metric head) is loaded too, for [`Distance::Learned`].
     pub fn load_on(gpu: Arc<Gpu>, path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_spec(gpu, model::load(path)?)
+        let path = path.as_ref();
+        let model = Self::from_spec(gpu, model::load(path)?)?;
+        let head = path.join(LEARNED_HEAD_FILE);
+        if path.is_dir() && head.is_file() {
+            model.set_learned_head(&LearnedHead::load(&head)?)?;
+        }
+        Ok(model)
+    }
+
+    /// Installs (or replaces) the learned metric head: `Distance::Learned` then gives
+    /// `σ(Σ w·|f(a) − f(b)| + b)`, a match probability, fused into the reduction shader.
+    pub fn set_learned_head(&self, head: &LearnedHead) -> Result<()> {
+        self.graph.set_learned_head(head)
     }
 
     /// Uploads an in-memory model description: weights go to the GPU and every pipeline
@@ -126,10 +142,31 @@ impl SiameseModel {
             return Err(Error::input(what, "the batch is empty (N = 0)"));
         }
         array.check_finite(what)?;
+        if let Some(vocab) = self.spec().token_vocab() {
+            let steps = shape[1].max(1);
+            if let Some((i, &id)) =
+                array.data().iter().enumerate().find(|&(_, &v)| v < 0.0 || v.fract() != 0.0 || v >= vocab as f32)
+            {
+                return Err(Error::input(
+                    what,
+                    format!(
+                        "token id {id} at [{}, {}] is not an integer in 0..{vocab} (the Embedding's input_dim)",
+                        i / steps,
+                        i % steps
+                    ),
+                ));
+            }
+        }
         let steps = if sequence { shape[1] } else { 1 };
         if let Some(lengths) = lengths {
             if !sequence {
                 return Err(Error::input(format!("{what} lengths"), "this model's input has no time axis"));
+            }
+            if !self.graph.has_recurrent() {
+                return Err(Error::input(
+                    format!("{what} lengths"),
+                    "only recurrent layers skip padding: attention and pooling in this model would read it",
+                ));
             }
             if lengths.len() != shape[0] {
                 return Err(Error::shape(
@@ -202,6 +239,13 @@ impl SiameseModel {
         let (m, right_steps) = self.check_batch("right", right, right_lengths)?;
         if n != m {
             return Err(Error::shape("pairs", format!("as many right rows as left rows ({n})"), format!("{m}")));
+        }
+        if left_steps != right_steps && !self.graph.has_recurrent() {
+            return Err(Error::shape(
+                "right",
+                format!("{left_steps} steps, as left (only recurrent layers can skip padding)"),
+                right_steps.to_string(),
+            ));
         }
         let steps = left_steps.max(right_steps);
         let left = self.prepare(left, left_lengths, steps);

@@ -290,3 +290,71 @@ fn similarity_prints_sentence_transformers_scores() {
         assert!(stderr.contains("error") && !stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn verify_reports_the_shipped_models_accuracy_and_plots() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("roc.png");
+    let text = stdout_of(&siamese(&[
+        "verify",
+        "--model",
+        "models/digits",
+        "--pairs",
+        "models/digits/heldout/pairs.csv",
+        "--threshold",
+        "0.0",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]));
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("models/digits/siamese.json")).unwrap()).unwrap();
+    let accuracy = 100.0 * recorded["heldout"]["accuracy"].as_f64().unwrap();
+    assert!(text.contains("200 pairs (100 same, 100 different)"), "{text}");
+    assert!(text.contains(&format!("accuracy {accuracy:.2}%  (siamese.json)")), "{text}");
+    // Threshold 0 calls every pair different: half right.
+    assert!(text.contains("fixed threshold   0.000000  accuracy 50.00%"), "{text}");
+    assert!(text.contains("ROC AUC") && text.contains("equal error rate") && text.contains("contrastive loss"));
+    let image = read_png(&plot, Some(3)).unwrap();
+    assert_eq!(&image.shape()[1..], &[480, 1100, 3]);
+
+    // npy inputs with a label array give the same report; learned-head probabilities too.
+    let pairs = siamese_wgpu::verify::read_pairs_csv(root().join("models/digits/heldout/pairs.csv")).unwrap();
+    let left = siamese_wgpu::io::read_samples(&pairs.left, Some(1)).unwrap();
+    let right = siamese_wgpu::io::read_samples(&pairs.right, Some(1)).unwrap();
+    let labels: Vec<f32> = pairs.labels.iter().map(|&l| f32::from(u8::from(l))).collect();
+    let (l, r, y) = (dir.path().join("l.npy"), dir.path().join("r.npy"), dir.path().join("y.npy"));
+    write_npy(&l, &left).unwrap();
+    write_npy(&r, &right).unwrap();
+    write_npy(&y, &Array::new(vec![labels.len()], labels).unwrap()).unwrap();
+    let args = ["verify", "--model", "models/digits", "--left", l.to_str().unwrap(), "--right", r.to_str().unwrap()];
+    let from_npy = stdout_of(&siamese(&[&args[..], &["--labels", y.to_str().unwrap()]].concat()));
+    assert!(from_npy.contains(&format!("accuracy {accuracy:.2}%  (siamese.json)")), "{from_npy}");
+    let learned =
+        stdout_of(&siamese(&[&args[..], &["--labels", y.to_str().unwrap(), "--distance", "learned"]].concat()));
+    assert!(learned.contains("match probability; same when score >= threshold"), "{learned}");
+
+    // Labels that are not 0/1 are an error naming the file.
+    write_npy(&y, &Array::new(vec![200], vec![2.0; 200]).unwrap()).unwrap();
+    let output = siamese(&[&args[..], &["--labels", y.to_str().unwrap()]].concat());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not 0 or 1"));
+}
+
+#[test]
+fn pairs_from_writes_balanced_pairs_that_verify_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pairs.csv");
+    let labels = "models/digits/heldout/labels.csv";
+    let output = siamese(&["pairs-from", "--labels", labels, "--seed", "5", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let pairs = siamese_wgpu::verify::read_pairs_csv(&out).unwrap();
+    let same = pairs.labels.iter().filter(|&&l| l).count();
+    assert_eq!(2 * same, pairs.labels.len());
+    // Written elsewhere than the labels: absolute paths that exist.
+    assert!(pairs.left.iter().chain(&pairs.right).all(|p| p.is_absolute() && p.is_file()));
+    // The same seed prints the same pairs (relative to the labels' folder) to stdout.
+    let printed = stdout_of(&siamese(&["pairs-from", "--labels", labels, "--seed", "5"]));
+    assert_eq!(printed.lines().count(), pairs.labels.len() + 1);
+    assert!(printed.lines().nth(1).unwrap().starts_with("images/"));
+}

@@ -117,6 +117,28 @@ fn unsupported_settings_are_named() {
 }
 
 #[test]
+fn unsupported_embedding_settings_are_named() {
+    let tokens = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/token_encoder");
+    let dir = edited_model(&tokens, |j| layers(j)[1]["config"]["mask_zero"] = true.into(), |_| {});
+    let err = load_err(dir.path());
+    assert!(
+        matches!(&err, Error::UnsupportedConfig { layer, key, .. } if layer == "embedding" && key == "mask_zero"),
+        "{err}"
+    );
+    // A table of the wrong shape names the tensor.
+    let dir = edited_model(
+        &tokens,
+        |_| {},
+        |w| {
+            let table = w.get_mut("embedding/embeddings").unwrap();
+            table.0 = vec![20, 32];
+        },
+    );
+    let err = load_err(dir.path()).to_string();
+    assert!(err.contains("embedding/embeddings"), "{err}");
+}
+
+#[test]
 fn missing_extra_misshapen_or_nan_weights() {
     let dir = edited_model(
         &cnn_dir(),
@@ -221,16 +243,33 @@ fn bad_arrays_and_files() {
     assert!(matches!(Array::new(vec![2, 3], vec![0.0; 5]), Err(Error::ShapeMismatch { .. })));
     let dir = tempfile::tempdir().unwrap();
 
-    let ints = dir.path().join("ints.npy");
-    let mut bytes = Vec::new();
-    {
-        use npyz::WriterBuilder;
-        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[3]).writer(&mut bytes).begin_nd().unwrap();
+    // Integer arrays (token ids) are read exactly; beyond 2^24 or of another dtype, a typed error.
+    let write = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+        let path = dir.path().join(name);
+        let mut bytes = Vec::new();
+        f(&mut bytes);
+        std::fs::write(&path, &bytes).unwrap();
+        path
+    };
+    use npyz::WriterBuilder;
+    let ints = write("ints.npy", &|bytes| {
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[3]).writer(bytes).begin_nd().unwrap();
         w.extend([1i32, 2, 3]).unwrap();
         w.finish().unwrap();
-    }
-    std::fs::write(&ints, &bytes).unwrap();
-    assert!(matches!(read_npy(&ints), Err(Error::Decode { reason, .. }) if reason.contains("i4")));
+    });
+    assert_eq!(read_npy(&ints).unwrap().data(), &[1.0, 2.0, 3.0]);
+    let huge = write("huge.npy", &|bytes| {
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[2]).writer(bytes).begin_nd().unwrap();
+        w.extend([1i64, 1 << 30]).unwrap();
+        w.finish().unwrap();
+    });
+    assert!(matches!(read_npy(&huge), Err(Error::Decode { reason, .. }) if reason.contains("1073741824")));
+    let unsigned64 = write("u8.npy", &|bytes| {
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[1]).writer(bytes).begin_nd().unwrap();
+        w.extend([7u64]).unwrap();
+        w.finish().unwrap();
+    });
+    assert!(matches!(read_npy(&unsigned64), Err(Error::Decode { reason, .. }) if reason.contains("u8")));
 
     let truncated = dir.path().join("truncated.npy");
     let good = std::fs::read(cnn_dir().join("pairs/left.npy")).unwrap();

@@ -2,7 +2,8 @@
 //! the seed's MultiHeadAttention twin (4 heads, key_dim 64, on (10, 64) inputs, distances
 //! over the whole (10, 64) output) and a full block (MHA → Add → LayerNormalization →
 //! Dense gelu → Dense → Add → LayerNormalization → GlobalAveragePooling1D → Dense), a
-//! Functional graph with residual branches. Tolerance atol 1e-5, rtol 1e-4 (f32 both sides).
+//! Functional graph with residual branches, and a token encoder (Embedding → MHA → Add →
+//! LayerNormalization → GlobalAveragePooling1D → Dense) on int32 ids. Tolerance atol 1e-5, rtol 1e-4 (f32 both sides).
 
 mod common;
 
@@ -39,6 +40,27 @@ fn seed_multi_head_attention_twin_matches_keras() {
 fn transformer_block_with_residuals_matches_keras() {
     let Some(gpu) = gpu() else { return };
     check(gpu, "transformer_block");
+}
+
+#[test]
+fn embedding_token_encoder_matches_keras() {
+    let Some(gpu) = gpu() else { return };
+    check(gpu, "token_encoder");
+}
+
+#[test]
+fn bad_token_ids_are_typed_errors() {
+    let Some(gpu) = gpu() else { return };
+    let d = dir("token_encoder");
+    let model = SiameseModel::load_on(gpu, &d).unwrap();
+    let left = read_npy(d.join("left.npy")).unwrap();
+    for (bad, needle) in [(40.0, "token id 40"), (-1.0, "token id -1"), (2.5, "token id 2.5")] {
+        let mut data = left.data().to_vec();
+        data[13] = bad;
+        let right = siamese_wgpu::tensor::Array::new(left.shape().to_vec(), data).unwrap();
+        let err = model.distances(&left, &right, Distance::Euclidean).unwrap_err().to_string();
+        assert!(err.contains(needle) && err.contains("[1, 1]") && err.contains("0..40"), "{err}");
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_close, gpu, random_vec, rng};
 use rand::Rng;
-use siamese_wgpu::ops::{EmbeddingTables, LayerNorm, SelfAttention, SequencePool, TokenEmbedding};
+use siamese_wgpu::ops::{EmbeddingLookup, EmbeddingTables, LayerNorm, SelfAttention, SequencePool, TokenEmbedding};
 use siamese_wgpu::reference;
 use siamese_wgpu::tensor::{run_dispatches, Array, Tensor};
 use siamese_wgpu::Gpu;
@@ -78,6 +78,25 @@ fn token_embedding_matches_reference() {
     assert_close("token embedding", out.download(&gpu).unwrap().data(), &want, 1e-5, 1e-4);
     // Sequences longer than the position table are a typed error.
     assert!(op.prepare(&gpu, 1, positions + 1, &ids_buffer, out.buffer()).is_err());
+}
+
+#[test]
+fn embedding_lookup_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = rng(23);
+    for (vocab, dim, tokens) in [(1, 1, 1), (50, 7, 33), (300, 65, 129)] {
+        let table = random_vec(&mut rng, vocab * dim);
+        let ids: Vec<f32> = (0..tokens).map(|_| rng.random_range(0..vocab) as f32).collect();
+        let op = EmbeddingLookup::new(&gpu, vocab, dim, &table).unwrap();
+        let input = upload(&gpu, ids.clone());
+        let out = Tensor::zeros(&gpu, &[tokens * dim]).unwrap();
+        let d = op.prepare(&gpu, tokens, input.buffer(), out.buffer()).unwrap();
+        run_dispatches(&gpu, &[&d]).unwrap();
+        let want = reference::gather_rows(&ids, &table, vocab, dim);
+        // A lookup copies: exact.
+        assert_eq!(out.download(&gpu).unwrap().data(), &want[..], "embedding lookup {vocab}x{dim}, {tokens} ids");
+    }
+    assert!(EmbeddingLookup::new(&gpu, 4, 3, &[0.0; 11]).is_err());
 }
 
 #[test]

@@ -12,8 +12,11 @@ pair is outside 1e-4 + 1e-3·|ref|.
   --kind gru   Masking → GRU(32) → Dense(8, tanh) over 12-d features, ragged likewise
   --kind mha   the seed transformer twin: MultiHeadAttention(4 heads, key_dim 64) on (10, 64)
                inputs, Euclidean distance over the whole (10, 64) output
+  --kind tokens  int32 token ids (16 per sample, vocabulary 100) → Embedding(100, 32) →
+               MultiHeadAttention(4, 8) + Add → LayerNormalization → GlobalAveragePooling1D
+               → Dense(16, gelu)
 
-  KERAS_BACKEND=jax python tools/check_unseen.py [--kind cnn|lstm|gru] [--seed 1234] [--pairs 32]
+  KERAS_BACKEND=jax python tools/check_unseen.py [--kind cnn|lstm|gru|mha|tokens] [--seed 1234] [--pairs 32]
       [--siamese target/release/siamese]
 """
 
@@ -45,6 +48,11 @@ def build_encoder(kind: str):
     if kind == "mha":
         x = keras.Input((10, 64))
         return keras.Model(x, layers.MultiHeadAttention(num_heads=4, key_dim=64)(x, x)), (10, 64)
+    if kind == "tokens":
+        ids = keras.Input((16,), dtype="int32")
+        e = layers.Embedding(100, 32)(ids)
+        h = layers.LayerNormalization()(layers.Add()([e, layers.MultiHeadAttention(num_heads=4, key_dim=8)(e, e)]))
+        return keras.Model(ids, layers.Dense(16, activation="gelu")(layers.GlobalAveragePooling1D()(h))), (16,)
     if kind == "lstm":
         features = 100
         encoder = keras.Sequential([keras.Input((None, features)), layers.Masking(0.0), layers.LSTM(64)])
@@ -68,7 +76,7 @@ def ragged(rng, n: int, steps: int, features: int):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["cnn", "lstm", "gru", "mha"], default="cnn")
+    parser.add_argument("--kind", choices=["cnn", "lstm", "gru", "mha", "tokens"], default="cnn")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--siamese", default=str(REPO / "target/release/siamese"))
@@ -79,8 +87,9 @@ def main() -> int:
     encoder, shape = build_encoder(args.kind)
     encoder.name = "encoder"
     randomize_biases(encoder, rng)
-    left_in = keras.Input(shape, name="left")
-    right_in = keras.Input(shape, name="right")
+    dtype = "int32" if args.kind == "tokens" else "float32"
+    left_in = keras.Input(shape, name="left", dtype=dtype)
+    right_in = keras.Input(shape, name="right", dtype=dtype)
     head = layers.Lambda(
         lambda t: ops.sqrt(ops.sum(ops.square(t[0] - t[1]), axis=tuple(range(1, len(t[0].shape)))))[:, None],
         output_shape=(1,),
@@ -93,6 +102,12 @@ def main() -> int:
         left = rng.normal(size=(args.pairs, 10, 64)).astype(np.float32)
         right = (left + rng.normal(0, 0.3, left.shape)).astype(np.float32)
         right[args.pairs // 2 :] = rng.normal(size=(args.pairs - args.pairs // 2, 10, 64)).astype(np.float32)
+        keras_d = np.asarray(siamese.predict([left, right], verbose=0), dtype=np.float32).reshape(-1)
+    elif args.kind == "tokens":
+        left = rng.integers(0, 100, (args.pairs, 16)).astype(np.int32)
+        right = left.copy()
+        right[:, ::3] = rng.integers(0, 100, right[:, ::3].shape)  # overlapping pairs
+        right[args.pairs // 2 :] = rng.integers(0, 100, (args.pairs - args.pairs // 2, 16))
         keras_d = np.asarray(siamese.predict([left, right], verbose=0), dtype=np.float32).reshape(-1)
     elif args.kind == "cnn":
         left = rng.random((args.pairs, 28, 28, 1), dtype=np.float32)

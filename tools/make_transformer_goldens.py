@@ -6,6 +6,9 @@
   tests/fixtures/transformer_block/  Input((12, 32)) -> post-LN transformer block
                                      (MHA(2, 16) + Add + LayerNorm, Dense(48, gelu) -> Dense(32)
                                      + Add + LayerNorm) -> GlobalAveragePooling1D -> Dense(8)
+  tests/fixtures/token_encoder/      Input((12,), int32 token ids) -> Embedding(40, 16) ->
+                                     MHA(2, 8) + Add + LayerNorm -> GlobalAveragePooling1D
+                                     -> Dense(8, tanh); left/right.npy are int32 ids in [0, 40)
 
 Same format as tests/fixtures/chain_a: model.json + model.safetensors
 (export_keras.export_encoder), left.npy / right.npy (float32 [N, T, F], N(0,1), pair 0
@@ -193,22 +196,39 @@ def randomize_params(model, rng, std=0.1):
                 v.assign((1.0 + rng.normal(0.0, std, size=v.shape)).astype(np.float32))
 
 
-# name, builder, input shape, N pairs, seed
+VOCAB = 40
+
+
+def build_token_encoder():
+    ids = keras.Input((12,), dtype="int32")
+    e = layers.Embedding(VOCAB, 16)(ids)
+    a = layers.MultiHeadAttention(num_heads=2, key_dim=8)(e, e)
+    h = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([e, a]))
+    return keras.Model(ids, layers.Dense(8, activation="tanh")(layers.GlobalAveragePooling1D()(h)))
+
+
+# name, builder, input shape, N pairs, seed, vocabulary (None: float inputs)
 FIXTURES = [
-    ("mha_seed", build_mha_seed, (10, 64), 4, 20),
-    ("transformer_block", build_transformer_block, (12, 32), 4, 21),
+    ("mha_seed", build_mha_seed, (10, 64), 4, 20, None),
+    ("transformer_block", build_transformer_block, (12, 32), 4, 21, None),
+    ("token_encoder", build_token_encoder, (12,), 5, 22, VOCAB),
 ]
 
 
-def write_fixture(name, build, shape, n, seed, out_root: Path):
+def write_fixture(name, build, shape, n, seed, vocab, out_root: Path):
     keras.backend.clear_session()  # default layer names: multi_head_attention, add, dense, ...
     keras.utils.set_random_seed(seed)
     np.random.seed(seed)
     model = build()
     randomize_params(model, np.random.default_rng([seed, 1]))
     rng = np.random.default_rng([seed, 2])
-    left = rng.standard_normal((n, *shape)).astype(np.float32)
-    right = rng.standard_normal((n, *shape)).astype(np.float32)
+    if vocab is None:
+        left = rng.standard_normal((n, *shape)).astype(np.float32)
+        right = rng.standard_normal((n, *shape)).astype(np.float32)
+    else:  # token ids, every id of the vocabulary used at least once when n*T allows
+        left = rng.integers(0, vocab, (n, *shape)).astype(np.int32)
+        right = rng.integers(0, vocab, (n, *shape)).astype(np.int32)
+        left.flat[:vocab] = np.arange(vocab)
     right[0] = left[0]
 
     emb = embed(model, left, right)

@@ -1,5 +1,6 @@
 //! `siamese`: the command-line front end. Thin: every command calls the library.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,8 +8,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use siamese_wgpu::gpu::{describe_adapter, list_adapters};
-use siamese_wgpu::io::{read_batch, read_lengths, read_pairs_tsv, write_npy};
+use siamese_wgpu::io::{read_batch, read_lengths, read_npy, read_pairs_tsv, read_samples, write_npy};
+use siamese_wgpu::ops::LearnedHead;
+use siamese_wgpu::plot::{verification_png, ScorePlot};
 use siamese_wgpu::sentence::find_installed_minilm;
+use siamese_wgpu::verify::{
+    accuracy_at, contrastive_loss, evaluate, pairs_from_labels, read_labels_csv, read_pairs_csv, ModelDecision,
+};
 use siamese_wgpu::{reference, Array, Distance, Gpu, GpuOptions, SentenceModel, SiameseModel};
 
 #[derive(Parser)]
@@ -39,9 +45,13 @@ enum Command {
         /// Sequence models: int32/int64 .npy [N] of right lengths (default: full length).
         #[arg(long)]
         right_lengths: Option<PathBuf>,
-        /// euclidean, sqeuclidean, cosine or manhattan.
+        /// euclidean, sqeuclidean, cosine, manhattan, or learned (the match probability of
+        /// the model's head.safetensors, or --head).
         #[arg(long, default_value = "euclidean")]
         distance: Distance,
+        /// A learned metric head (safetensors: NAME/kernel [dim, 1], NAME/bias [1]).
+        #[arg(long)]
+        head: Option<PathBuf>,
         /// Also write the distances as a float32 .npy of shape [N].
         #[arg(long)]
         out: Option<PathBuf>,
@@ -66,6 +76,23 @@ enum Command {
     },
     /// Time the batched Siamese forward pass: load and first call apart from the steady state.
     Bench(BenchArgs),
+    /// Verification on labelled pairs: distances on the GPU, then the best-accuracy and
+    /// equal-error-rate thresholds, accuracy, ROC AUC and contrastive loss.
+    Verify(VerifyArgs),
+    /// Build labelled pairs from a labelled set (CSV `path,label`): every same pair plus
+    /// as many random different pairs; prints (or writes) CSV `left,right,label`.
+    PairsFrom {
+        /// CSV of `path,label` rows (header optional; paths relative to the CSV).
+        #[arg(long)]
+        labels: PathBuf,
+        /// Seed for drawing the different pairs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the pairs here instead of printing them (paths are written relative to
+        /// this file's folder when it is the labels' folder, else absolute).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Cosine similarity of sentence pairs with a Sentence-BERT model (all-MiniLM-L6-v2):
     /// `siamese similarity "a" "b"` or `siamese similarity --pairs pairs.tsv`.
     Similarity {
@@ -88,6 +115,46 @@ enum Command {
         #[arg(long)]
         embeddings_out: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Model directory (model.json + model.safetensors; siamese.json and head.safetensors
+    /// when it ships them).
+    #[arg(long)]
+    model: PathBuf,
+    /// CSV of `left,right,label` rows (label 1/0, same/different; paths relative to the
+    /// CSV, PNG or one-sample .npy).
+    #[arg(long, required_unless_present = "left", conflicts_with_all = ["left", "right", "labels"])]
+    pairs: Option<PathBuf>,
+    /// Left inputs as one .npy [N, ...] (with --right and --labels).
+    #[arg(long, requires_all = ["right", "labels"])]
+    left: Option<PathBuf>,
+    /// Right inputs as one .npy [N, ...].
+    #[arg(long)]
+    right: Option<PathBuf>,
+    /// Labels as one .npy [N] (1 = same, 0 = different).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The metric (default: the model's siamese.json, else euclidean); `learned` scores
+    /// are match probabilities (same when >= the threshold).
+    #[arg(long)]
+    distance: Option<Distance>,
+    /// A learned metric head (safetensors), for --distance learned.
+    #[arg(long)]
+    head: Option<PathBuf>,
+    /// Also report the accuracy at this fixed threshold.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Contrastive-loss margin (default: the model's siamese.json, else 1.0).
+    #[arg(long)]
+    margin: Option<f64>,
+    /// Write the ROC curve and the distance histograms to this PNG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print every pair's distance, verdict and label.
+    #[arg(long)]
+    each: bool,
 }
 
 #[derive(clap::Args)]
@@ -128,8 +195,11 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info => info(),
-        Command::Pairs { model, left, right, left_lengths, right_lengths, distance, out, embeddings_out } => {
+        Command::Pairs { model, left, right, left_lengths, right_lengths, distance, head, out, embeddings_out } => {
             let model = load(&model)?;
+            if let Some(head) = head {
+                model.set_learned_head(&LearnedHead::load(head)?)?;
+            }
             let channels = model.input_shape().last().copied();
             let left = read_batch(&left, channels).context("reading --left")?;
             let right = read_batch(&right, channels).context("reading --right")?;
@@ -147,7 +217,7 @@ fn run(cli: Cli) -> Result<()> {
             for d in &output.distances {
                 text.push_str(&format!("{d}\n"));
             }
-            print!("{text}");
+            emit(&text)?;
             if let Some(path) = out {
                 write_npy(&path, &Array::new(vec![output.distances.len()], output.distances.clone())?)?;
             }
@@ -167,6 +237,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench(&args),
+        Command::Verify(args) => verify(&args),
+        Command::PairsFrom { labels, seed, out } => pairs_from(&labels, seed, out.as_deref()),
         Command::Similarity { model, pairs, sentences, timing, timing_runs, embeddings_out } => {
             similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out)
         }
@@ -200,7 +272,7 @@ fn similarity(
     for score in &scores {
         text.push_str(&format!("{score}\n"));
     }
-    print!("{text}");
+    emit(&text)?;
     if let Some(path) = embeddings_out {
         let all: Vec<&str> = refs.iter().map(|p| p.0).chain(refs.iter().map(|p| p.1)).collect();
         write_npy(&path, &model.embed(&all)?)?;
@@ -220,6 +292,141 @@ fn similarity(
         );
     }
     Ok(())
+}
+
+fn verify(args: &VerifyArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    if let Some(head) = &args.head {
+        model.set_learned_head(&LearnedHead::load(head)?)?;
+    }
+    let decision = ModelDecision::load(&args.model)?;
+    let metric = match (args.distance, decision.as_ref().map(ModelDecision::metric).transpose()?.flatten()) {
+        (Some(metric), _) | (None, Some(metric)) => metric,
+        (None, None) => Distance::Euclidean,
+    };
+    let channels = model.input_shape().last().copied();
+    let (left, right, labels) = match (&args.pairs, &args.left, &args.right, &args.labels) {
+        (Some(csv), ..) => {
+            let pairs = read_pairs_csv(csv)?;
+            let left = read_samples(&pairs.left, channels).context("reading the left inputs")?;
+            let right = read_samples(&pairs.right, channels).context("reading the right inputs")?;
+            (left, right, pairs.labels)
+        }
+        (None, Some(l), Some(r), Some(y)) => {
+            let labels = read_npy(y).context("reading --labels")?;
+            if labels.shape().len() != 1 {
+                bail!("--labels {}: expected shape [N], got {:?}", y.display(), labels.shape());
+            }
+            let labels = labels
+                .data()
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| match v {
+                    1.0 => Ok(true),
+                    0.0 => Ok(false),
+                    other => bail!("--labels {}: label {other} at {i} is not 0 or 1", y.display()),
+                })
+                .collect::<Result<Vec<bool>>>()?;
+            (read_npy(l).context("reading --left")?, read_npy(r).context("reading --right")?, labels)
+        }
+        _ => bail!("give --pairs CSV, or --left, --right and --labels"),
+    };
+    if labels.len() != left.batch() {
+        bail!("{} labels for {} pairs", labels.len(), left.batch());
+    }
+    let scores = model.distances(&left, &right, metric)?;
+    let closer = metric.higher_is_closer();
+    let v = evaluate(&scores, &labels, closer)?;
+    let info = model.gpu().adapter_info();
+    let mut out = String::new();
+    let score_name = if closer { "match probability".to_string() } else { format!("{metric} distance") };
+    let same = if closer { ">=" } else { "<=" };
+    writeln!(out, "model {} on {} ({:?})", args.model.display(), info.name, info.backend)?;
+    writeln!(
+        out,
+        "{} pairs ({} same, {} different), {score_name}; same when score {same} threshold",
+        v.pairs, v.positives, v.negatives
+    )?;
+    if args.each {
+        for (i, (score, truth)) in scores.iter().zip(&labels).enumerate() {
+            writeln!(out, "  pair {i:>4}  {score:>10.5}  truth {}", if *truth { "same" } else { "different" })?;
+        }
+    }
+    writeln!(out, "best threshold    {:.6}  accuracy {:.2}%", v.best_threshold, 100.0 * v.best_accuracy)?;
+    writeln!(out, "equal error rate  {:.2}%  at {:.6}", 100.0 * v.eer, v.eer_threshold)?;
+    writeln!(out, "ROC AUC           {:.6}", v.auc)?;
+    if !closer {
+        let margin = args.margin.or(decision.as_ref().and_then(|d| d.margin)).unwrap_or(1.0);
+        writeln!(out, "contrastive loss  {:.6}  (margin {margin})", contrastive_loss(&scores, &labels, margin)?)?;
+    }
+    let shipped = decision
+        .as_ref()
+        .and_then(|d| d.threshold)
+        .filter(|_| !closer && decision.as_ref().and_then(|d| d.metric().ok().flatten()) == Some(metric));
+    if let Some(t) = shipped {
+        writeln!(
+            out,
+            "model's threshold {t:.6}  accuracy {:.2}%  (siamese.json)",
+            100.0 * accuracy_at(&scores, &labels, t, closer)?
+        )?;
+    }
+    if let Some(t) = args.threshold {
+        writeln!(out, "fixed threshold   {t:.6}  accuracy {:.2}%", 100.0 * accuracy_at(&scores, &labels, t, closer)?)?;
+    }
+    if let Some(path) = &args.plot {
+        let threshold = args.threshold.or(shipped).unwrap_or(v.best_threshold);
+        let plot = ScorePlot { scores: &scores, labels: &labels, threshold, score_name: &score_name };
+        verification_png(path, &v, &plot)?;
+        writeln!(out, "wrote {}", path.display())?;
+    }
+    emit(&out)
+}
+
+fn pairs_from(labels_csv: &Path, seed: u64, out: Option<&Path>) -> Result<()> {
+    let items = read_labels_csv(labels_csv)?;
+    let classes: Vec<&str> = items.iter().map(|(_, label)| label.as_str()).collect();
+    let pairs = pairs_from_labels(&classes, seed)?;
+    let base = labels_csv.parent().unwrap_or(Path::new("."));
+    let same_folder = out.is_none_or(|o| {
+        let parent = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        parent.canonicalize().ok() == base.canonicalize().ok().or_else(|| Path::new(".").canonicalize().ok())
+    });
+    let shown = |path: &Path| -> String {
+        match path.strip_prefix(base) {
+            Ok(relative) if same_folder => relative.display().to_string(),
+            _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string(),
+        }
+    };
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(["left", "right", "label"])?;
+    for &(i, j, same) in &pairs {
+        writer.write_record([shown(&items[i].0), shown(&items[j].0), u8::from(same).to_string()])?;
+    }
+    let text = writer.into_inner().map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?;
+    let positives = pairs.iter().filter(|p| p.2).count();
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {} pairs ({positives} same, {} different) to {}",
+                pairs.len(),
+                pairs.len() - positives,
+                path.display()
+            );
+        }
+        None => emit(&String::from_utf8_lossy(&text))?,
+    }
+    Ok(())
+}
+
+/// Prints to stdout; a closed pipe (`siamese ... | head`) ends the output quietly.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn load(path: &Path) -> Result<SiameseModel> {

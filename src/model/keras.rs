@@ -16,7 +16,7 @@ use crate::ops::{Activation, Cell, Conv2dConfig, DirectionWeights, Padding, Pool
 /// Layer classes this loader runs, for error messages.
 pub const SUPPORTED_LAYERS: &str = "InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, \
                                     Flatten, Dense, Activation, ReLU, Dropout, Masking, LSTM, GRU, Bidirectional, \
-                                    MultiHeadAttention, LayerNormalization, Add, GlobalAveragePooling1D";
+                                    MultiHeadAttention, LayerNormalization, Add, GlobalAveragePooling1D, Embedding";
 
 /// One layer entry: class, name and config object.
 struct Entry<'a> {
@@ -78,7 +78,10 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
     // A variable (None) axis is allowed only as the time axis of sequences [steps, features];
     // it is stored as 0.
     let sample: Vec<Option<usize>> = input_shape.into_iter().skip(1).collect();
-    let variable_time = sample.len() == 2 && sample[0].is_none() && sample[1].is_some_and(|f| f > 0);
+    // Token ids [steps] feeding an Embedding may have a variable length too.
+    let reads_tokens = rest.iter().any(|(e, _)| e.class == "Embedding");
+    let variable_time = (sample.len() == 2 && sample[0].is_none() && sample[1].is_some_and(|f| f > 0))
+        || (sample.len() == 1 && sample[0].is_none() && reads_tokens);
     let input_shape = sample
         .iter()
         .enumerate()
@@ -124,6 +127,14 @@ pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSp
                 .collect::<Result<_>>()?
         };
         let kind = layer_kind(entry, &shapes[inputs[0]], &mut weights, file)?;
+        if matches!(kind, LayerKind::Embedding { .. }) && inputs != [0] {
+            return Err(Error::UnsupportedConfig {
+                layer: entry.name.clone(),
+                key: "input".into(),
+                value: format!("{parents:?}"),
+                hint: " (an Embedding must read the model's input: integer token ids)".into(),
+            });
+        }
         let shape = kind.output_shape(&shapes[inputs[0]]).map_err(|e| match e {
             Error::ShapeMismatch { op, expected, got } => {
                 Error::ShapeMismatch { op: format!("layer {:?} ({op})", entry.name), expected, got }
@@ -509,6 +520,25 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
                     output_bias,
                 },
             }
+        }
+        "Embedding" => {
+            if input.len() != 2 {
+                return Err(Error::shape(
+                    format!("layer {:?} (Embedding input: token ids)", entry.name),
+                    "[batch, steps]",
+                    format!("{input:?}"),
+                ));
+            }
+            if let Some(v) = entry.config.get("mask_zero").filter(|v| v.as_bool() == Some(true)) {
+                return Err(unsupported(entry, "mask_zero", v, "padding masks from an Embedding are not supported"));
+            }
+            if let Some(v) = entry.config.get("lora_rank").filter(|v| !v.is_null()) {
+                return Err(unsupported(entry, "lora_rank", v, "merge the LoRA weights before export"));
+            }
+            let vocab = positive(entry, "input_dim")?;
+            let dim = positive(entry, "output_dim")?;
+            let table = weights.take(&entry.name, "embeddings", &[vocab, dim])?;
+            LayerKind::Embedding { vocab, dim, table }
         }
         "Masking" => LayerKind::Masking {
             mask_value: entry.config.get("mask_value").and_then(Value::as_f64).unwrap_or(0.0) as f32,

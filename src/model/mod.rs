@@ -85,6 +85,16 @@ pub enum LayerKind {
     },
     /// GlobalAveragePooling1D: `[batch, steps, features]` → `[batch, features]`.
     GlobalAveragePool1d,
+    /// Keras Embedding: integer token ids `[batch, steps]` → rows of a table
+    /// `[batch, steps, dim]`. Must read the model input (ids travel as exact f32 values).
+    Embedding {
+        /// Rows of the table (Keras `input_dim`).
+        vocab: usize,
+        /// Values per row (Keras `output_dim`).
+        dim: usize,
+        /// `[vocab, dim]`, row-major.
+        table: Vec<f32>,
+    },
     /// LSTM / GRU, optionally bidirectional.
     Recurrent {
         /// Shape and settings.
@@ -142,6 +152,10 @@ impl LayerKind {
                 )),
             },
             LayerKind::Recurrent { config, .. } => config.output_shape(input),
+            LayerKind::Embedding { dim, .. } => match *input {
+                [batch, steps] => Ok(vec![batch, steps, *dim]),
+                _ => Err(Error::shape("embedding input (token ids)", "[batch, steps]", format!("{input:?}"))),
+            },
         }
     }
 }
@@ -185,6 +199,14 @@ impl ModelSpec {
     pub fn mask_value(&self) -> Option<f32> {
         self.layers.iter().find_map(|l| match l.kind {
             LayerKind::Masking { mask_value } => Some(mask_value),
+            _ => None,
+        })
+    }
+
+    /// The vocabulary size of the Embedding layer, when the encoder reads token ids.
+    pub fn token_vocab(&self) -> Option<usize> {
+        self.layers.iter().find_map(|l| match l.kind {
+            LayerKind::Embedding { vocab, .. } => Some(vocab),
             _ => None,
         })
     }
@@ -358,6 +380,7 @@ impl ModelSpec {
                     let all = vec![true; shape[0] * shape[1]];
                     reference::masked_mean_pool(&x, shape[0], shape[1], shape[2], &all, false)
                 }
+                LayerKind::Embedding { vocab, dim, table } => reference::gather_rows(&x, table, *vocab, *dim),
                 LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. } => x,
             };
             values.push(y);

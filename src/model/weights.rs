@@ -90,6 +90,11 @@ impl Weights {
         }
     }
 
+    /// The names of the float tensors not taken yet.
+    pub fn names(&self) -> Vec<String> {
+        self.tensors.keys().cloned().collect()
+    }
+
     /// The shape of the tensor called exactly `name`, if stored.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         self.tensors.get(name).map(|w| w.shape.clone())

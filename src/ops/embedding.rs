@@ -128,3 +128,48 @@ impl TokenEmbedding {
         ))
     }
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct GatherParams {
+    tokens: u32,
+    dim: u32,
+    vocab: u32,
+    _pad: u32,
+}
+
+/// A plain table lookup (Keras `Embedding`): token ids, held as exact f32 values in the
+/// model input, → rows of a `[vocab, dim]` table. Kernel: `shaders/gather.wgsl`.
+#[derive(Debug)]
+pub struct EmbeddingLookup {
+    vocab: usize,
+    dim: usize,
+    table: wgpu::Buffer,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl EmbeddingLookup {
+    /// Uploads the `[vocab, dim]` table and compiles the kernel.
+    pub fn new(gpu: &Gpu, vocab: usize, dim: usize, table: &[f32]) -> Result<Self> {
+        if vocab == 0 || dim == 0 || table.len() != vocab * dim {
+            return Err(Error::shape(
+                "embedding table",
+                format!("[{vocab}, {dim}]"),
+                format!("{} values", table.len()),
+            ));
+        }
+        Ok(Self {
+            vocab,
+            dim,
+            table: weight_buffer(gpu, "embedding table", table)?,
+            pipeline: gpu.pipeline(&shaders::GATHER, "gather_rows", &[])?,
+        })
+    }
+
+    /// A dispatch looking up `tokens` ids from `ids` into `output` (`[tokens, dim]`).
+    pub fn prepare(&self, gpu: &Gpu, tokens: usize, ids: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<Dispatch> {
+        let params = GatherParams { tokens: tokens as u32, dim: self.dim as u32, vocab: self.vocab as u32, _pad: 0 };
+        let workgroups = linear_dispatch(gpu, "embedding lookup", tokens * self.dim, 256)?;
+        Ok(prepare_dispatch(gpu, "embedding lookup", &self.pipeline, &params, &[ids, &self.table, output], workgroups))
+    }
+}

@@ -15,18 +15,20 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod pool2d;
 pub mod recurrent;
+pub mod search;
 pub mod sequence_pool;
 
 pub use add::AddOp;
 pub use attention::{MultiHeadAttention, MultiHeadAttentionWeights, SelfAttention};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
-pub use distance::{Distance, PairDistance};
+pub use distance::{Distance, LearnedHead, PairDistance};
 pub use elementwise::ActivationOp;
-pub use embedding::{EmbeddingTables, TokenEmbedding};
+pub use embedding::{EmbeddingLookup, EmbeddingTables, TokenEmbedding};
 pub use layer_norm::LayerNorm;
 pub use pool2d::{GlobalAveragePool2d, Pool2d, Pool2dConfig, PoolKind};
 pub use recurrent::{Cell, DirectionWeights, Recurrent, RecurrentConfig};
+pub use search::{DistanceMatrix, MatrixShape, TopK, TopKShape};
 pub use sequence_pool::SequencePool;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,341 @@
+//! From distances to decisions: verification metrics on labelled pairs (best-accuracy and
+//! equal-error-rate thresholds, ROC AUC, contrastive loss), labelled pair lists, and the
+//! decision a trained model ships with (`siamese.json`). All CPU: the distances come from
+//! the GPU ([`crate::SiameseModel::distances`]).
+//!
+//! Convention: a pair is predicted *same* when its distance is `<= threshold`; for a
+//! score where higher means closer (the learned head's probability) when it is
+//! `>= threshold`.
+
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::ops::Distance;
+
+/// What verification on a set of labelled pairs measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verification {
+    /// Pairs in total.
+    pub pairs: usize,
+    /// Pairs labelled same.
+    pub positives: usize,
+    /// Pairs labelled different.
+    pub negatives: usize,
+    /// The threshold with the best accuracy on these pairs (midway between the two
+    /// scores it separates; ties: the smallest such threshold).
+    pub best_threshold: f64,
+    /// Accuracy at `best_threshold`.
+    pub best_accuracy: f64,
+    /// Equal error rate: where the false-accept rate meets the false-reject rate
+    /// (linearly interpolated along the ROC curve).
+    pub eer: f64,
+    /// The score at the equal error rate (interpolated likewise).
+    pub eer_threshold: f64,
+    /// Area under the ROC curve: the chance that a random same pair scores closer than a
+    /// random different pair, ties counting one half.
+    pub auc: f64,
+    /// ROC curve points (false-positive rate, true-positive rate), from (0, 0) to (1, 1).
+    pub roc: Vec<(f64, f64)>,
+}
+
+/// Scores turned so that lower always means closer, sorted, with their labels.
+fn ordered(scores: &[f32], labels: &[bool], higher_is_closer: bool) -> Result<Vec<(f64, bool)>> {
+    if scores.len() != labels.len() {
+        return Err(Error::shape("labels", format!("one per pair ({})", scores.len()), labels.len().to_string()));
+    }
+    if scores.is_empty() {
+        return Err(Error::input("pairs", "no pairs to evaluate"));
+    }
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(Error::input("distances", format!("pair {i} has a non-finite distance {}", scores[i])));
+    }
+    let sign = if higher_is_closer { -1.0 } else { 1.0 };
+    let mut items: Vec<(f64, bool)> = scores.iter().zip(labels).map(|(&s, &l)| (sign * s as f64, l)).collect();
+    items.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(items)
+}
+
+/// Counts after each group of equal scores: (score, same pairs accepted, different pairs
+/// accepted) with "accepted" = score <= that score; the first entry accepts nothing.
+fn cumulative(items: &[(f64, bool)]) -> Vec<(f64, usize, usize)> {
+    let mut out = vec![(f64::NEG_INFINITY, 0, 0)];
+    let (mut tp, mut fp) = (0, 0);
+    for (i, &(score, same)) in items.iter().enumerate() {
+        if same {
+            tp += 1
+        } else {
+            fp += 1
+        }
+        if items.get(i + 1).is_none_or(|next| next.0 != score) {
+            out.push((score, tp, fp));
+        }
+    }
+    out
+}
+
+/// Verification metrics for `scores` (distances, or probabilities when
+/// `higher_is_closer`) against `labels` (true = same). Both classes must be present.
+pub fn evaluate(scores: &[f32], labels: &[bool], higher_is_closer: bool) -> Result<Verification> {
+    let items = ordered(scores, labels, higher_is_closer)?;
+    let positives = labels.iter().filter(|&&l| l).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return Err(Error::input(
+            "labels",
+            format!("need both same and different pairs (got {positives} same, {negatives} different)"),
+        ));
+    }
+    let steps = cumulative(&items);
+    let n = items.len() as f64;
+    let (p, q) = (positives as f64, negatives as f64);
+    // Best accuracy: accept every score up to a group, reject the rest.
+    let mut best = (f64::NEG_INFINITY, 0usize);
+    for (k, &(_, tp, fp)) in steps.iter().enumerate() {
+        let accuracy = (tp + negatives - fp) as f64 / n;
+        if accuracy > best.0 {
+            best = (accuracy, k);
+        }
+    }
+    let boundary = |k: usize| -> f64 {
+        // Between group k's score and the next one's; below everything for k = 0.
+        let next = steps.get(k + 1).map(|s| s.0);
+        match (k, next) {
+            (0, Some(first)) => first - 1.0_f64.max(first.abs() * 1e-3),
+            (_, Some(next)) => (steps[k].0 + next) / 2.0,
+            (_, None) => steps[k].0,
+        }
+    };
+    let best_threshold = boundary(best.1);
+    // ROC (fpr, tpr) and the equal error rate where FAR = fp/q meets FRR = 1 - tp/p.
+    let roc: Vec<(f64, f64)> = steps.iter().map(|&(_, tp, fp)| (fp as f64 / q, tp as f64 / p)).collect();
+    let gap = |k: usize| roc[k].0 - (1.0 - roc[k].1);
+    let k = (0..roc.len()).find(|&k| gap(k) >= 0.0).unwrap_or(roc.len() - 1);
+    let (eer, eer_threshold) = if k == 0 {
+        (roc[0].0, steps.get(1).map_or(0.0, |s| s.0))
+    } else {
+        let alpha = -gap(k - 1) / (gap(k) - gap(k - 1));
+        let far = roc[k - 1].0 + alpha * (roc[k].0 - roc[k - 1].0);
+        // The score moves from the last one accepted to the next group's.
+        let from = if k - 1 == 0 { steps[1].0 } else { steps[k - 1].0 };
+        (far, from + alpha * (steps[k].0 - from))
+    };
+    // AUC by the trapezoid rule over the ROC steps (a tie group is a diagonal segment,
+    // which counts its same/different pairs one half).
+    let auc = roc.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+    let sign = if higher_is_closer { -1.0 } else { 1.0 };
+    Ok(Verification {
+        pairs: items.len(),
+        positives,
+        negatives,
+        best_threshold: sign * best_threshold,
+        best_accuracy: best.0,
+        eer,
+        eer_threshold: sign * eer_threshold,
+        auc,
+        roc,
+    })
+}
+
+/// Accuracy of a fixed threshold: same when `score <= threshold` (`>=` when
+/// `higher_is_closer`).
+pub fn accuracy_at(scores: &[f32], labels: &[bool], threshold: f64, higher_is_closer: bool) -> Result<f64> {
+    let items = ordered(scores, labels, higher_is_closer)?;
+    let t = if higher_is_closer { -threshold } else { threshold };
+    let correct = items.iter().filter(|&&(s, same)| (s <= t) == same).count();
+    Ok(correct as f64 / items.len() as f64)
+}
+
+/// The mean contrastive loss `y·d² + (1 − y)·max(0, margin − d)²` (y = 1 for same), as
+/// the twin was trained with (Hadsell et al., 2006).
+pub fn contrastive_loss(distances: &[f32], labels: &[bool], margin: f64) -> Result<f64> {
+    ordered(distances, labels, false)?;
+    let total: f64 = distances
+        .iter()
+        .zip(labels)
+        .map(|(&d, &same)| {
+            let d = d as f64;
+            if same {
+                d * d
+            } else {
+                (margin - d).max(0.0).powi(2)
+            }
+        })
+        .sum();
+    Ok(total / distances.len() as f64)
+}
+
+/// Labelled pairs of input files.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabelledPairs {
+    /// Left inputs (PNG or single-sample `.npy`).
+    pub left: Vec<PathBuf>,
+    /// Right inputs.
+    pub right: Vec<PathBuf>,
+    /// True = same.
+    pub labels: Vec<bool>,
+}
+
+fn parse_label(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "1.0" | "true" | "same" | "yes" | "match" => Some(true),
+        "0" | "0.0" | "false" | "different" | "no" | "nonmatch" => Some(false),
+        _ => None,
+    }
+}
+
+fn csv_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Decode { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Reads CSV records with the `csv` crate: an optional header whose first field is
+/// `first_header` (case-insensitive), then rows of exactly `fields` fields.
+fn read_csv(path: &Path, fields: usize, first_header: &str) -> Result<Vec<(usize, Vec<String>)>> {
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_path(path).map_err(
+            |e| match e.into_kind() {
+                csv::ErrorKind::Io(io) => Error::io(path, io),
+                other => csv_error(path, format!("{other:?}")),
+            },
+        )?;
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| csv_error(path, format!("line {}: {e}", index + 1)))?;
+        let line = record.position().map_or(index + 1, |p| p.line() as usize);
+        if index == 0 && record.get(0).is_some_and(|f| f.eq_ignore_ascii_case(first_header)) {
+            continue;
+        }
+        if record.len() != fields {
+            return Err(csv_error(
+                path,
+                format!("line {line}: expected {fields} comma-separated fields, got {}", record.len()),
+            ));
+        }
+        rows.push((line, record.iter().map(str::to_string).collect()));
+    }
+    if rows.is_empty() {
+        return Err(csv_error(path, "no rows"));
+    }
+    Ok(rows)
+}
+
+/// Reads `left,right,label` rows (a header line is optional; paths relative to the CSV's
+/// folder; labels 1/0, true/false or same/different).
+pub fn read_pairs_csv(path: impl AsRef<Path>) -> Result<LabelledPairs> {
+    let path = path.as_ref();
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut pairs = LabelledPairs::default();
+    for (line, row) in read_csv(path, 3, "left")? {
+        let label = parse_label(&row[2]).ok_or_else(|| {
+            csv_error(path, format!("line {line}: label {:?} is not 1/0, true/false or same/different", row[2]))
+        })?;
+        pairs.left.push(base.join(&row[0]));
+        pairs.right.push(base.join(&row[1]));
+        pairs.labels.push(label);
+    }
+    Ok(pairs)
+}
+
+/// Reads `path,label` rows (a header line is optional; paths relative to the CSV's
+/// folder; the label is any class name).
+pub fn read_labels_csv(path: impl AsRef<Path>) -> Result<Vec<(PathBuf, String)>> {
+    let path = path.as_ref();
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(read_csv(path, 2, "path")?.into_iter().map(|(_, row)| (base.join(&row[0]), row[1].clone())).collect())
+}
+
+/// Pairs from a labelled set: every same-class pair `(i, j)`, `i < j`, and as many
+/// different-class pairs drawn at random without repetition (fewer when fewer exist), in
+/// a shuffled order; deterministic for a `seed`. Returns `(i, j, same)`.
+pub fn pairs_from_labels<L: PartialEq>(labels: &[L], seed: u64) -> Result<Vec<(usize, usize, bool)>> {
+    let n = labels.len();
+    let mut positives = Vec::new();
+    let mut negatives_total = 0usize;
+    for i in 0..n {
+        for j in i + 1..n {
+            if labels[i] == labels[j] {
+                positives.push((i, j, true));
+            } else {
+                negatives_total += 1;
+            }
+        }
+    }
+    if positives.is_empty() {
+        return Err(Error::input("labels", "no two items share a label: there are no same pairs"));
+    }
+    if negatives_total == 0 {
+        return Err(Error::input("labels", "every item has the same label: there are no different pairs"));
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let wanted = positives.len().min(negatives_total);
+    let mut negatives = Vec::with_capacity(wanted);
+    if wanted * 2 >= negatives_total {
+        // Dense: list them all and take a random subset.
+        let mut all: Vec<(usize, usize, bool)> = (0..n)
+            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+            .filter(|&(i, j)| labels[i] != labels[j])
+            .map(|(i, j)| (i, j, false))
+            .collect();
+        all.shuffle(&mut rng);
+        all.truncate(wanted);
+        negatives = all;
+    } else {
+        let mut seen = std::collections::HashSet::new();
+        while negatives.len() < wanted {
+            let i = rand::Rng::random_range(&mut rng, 0..n);
+            let j = rand::Rng::random_range(&mut rng, 0..n);
+            let (i, j) = (i.min(j), i.max(j));
+            if i != j && labels[i] != labels[j] && seen.insert((i, j)) {
+                negatives.push((i, j, false));
+            }
+        }
+    }
+    let mut pairs = positives;
+    pairs.extend(negatives);
+    pairs.shuffle(&mut rng);
+    Ok(pairs)
+}
+
+/// The decision a trained model ships with: `siamese.json` in its directory.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct ModelDecision {
+    /// The metric it was trained for.
+    #[serde(default)]
+    pub distance: Option<String>,
+    /// Same when the distance is `<=` this.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// The contrastive-loss margin it was trained with.
+    #[serde(default)]
+    pub margin: Option<f64>,
+}
+
+/// The decision file's name in a model directory.
+pub const DECISION_FILE: &str = "siamese.json";
+
+impl ModelDecision {
+    /// Reads `DIR/siamese.json`; `Ok(None)` when the model has none.
+    pub fn load(model_dir: impl AsRef<Path>) -> Result<Option<Self>> {
+        let path = model_dir.as_ref().join(DECISION_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let decision: Self = serde_json::from_str(&text).map_err(|e| Error::ModelFormat {
+            file: path.display().to_string(),
+            reason: format!("not a valid siamese.json: {e}"),
+        })?;
+        if let Some(t) = decision.threshold.filter(|t| !t.is_finite()) {
+            return Err(Error::ModelFormat { file: path.display().to_string(), reason: format!("threshold {t}") });
+        }
+        Ok(Some(decision))
+    }
+
+    /// The metric, parsed (None when the file names none).
+    pub fn metric(&self) -> Result<Option<Distance>> {
+        self.distance.as_deref().map(str::parse).transpose()
+    }
+}

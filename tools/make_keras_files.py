@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Write small Keras-saved model files for the `.keras` / legacy `.h5` loader tests.
+
+Every file in tests/fixtures/keras_files/ is written by Keras itself (``model.save``),
+then reloaded from disk (``keras.models.load_model(..., safe_mode=False)``) and run on
+fixed random inputs; the reloaded model's output is what goes into NAME.keras_out.npy,
+so a fixture whose file does not round-trip through Keras is never written.
+
+  cnn_twin.keras / .h5     Siamese twin: Input a, Input b -> shared Sequential "encoder"
+                           (seed CNN, shrunk) -> Lambda (Python lambda) euclidean distance
+  cnn_encoder.keras / .h5  the same Sequential "encoder" on its own
+  cnn_head.keras           twin whose head is layers only: Subtract -> Multiply(d, d) ->
+                           Dense(1, sigmoid)
+  lstm_twin.keras / .h5    twin over a Sequential "encoder" (LSTM 16 -> Dense 8), time axis
+                           None; head: Lambda over a registered named function
+                           `euclidean_distance`
+  mha_twin.keras / .h5     twin over a Functional "encoder" (MultiHeadAttention self-attention,
+                           Add, LayerNormalization, GlobalAveragePooling1D, Dense 8); head
+                           as lstm_twin
+
+Beside each model file NAME.{keras,h5}: NAME.left.npy, NAME.right.npy (float32, 4 pairs)
+and NAME.keras_out.npy (float32): the whole model's output for those pairs ([4, 1]); for
+encoder-only files, the per-pair euclidean distance between the encoder outputs ([4]).
+The .h5 files share the NAME.*.npy of the .keras file of the same NAME.
+The README.md manifest of the directory is written too.
+
+Weights and inputs are deterministic (fixed seeds); the .keras zips are not byte-identical
+across runs (Keras records the save date in metadata.json and zip entry times).
+Check without writing into the repo: --out /tmp/somewhere.
+
+Usage:
+  KERAS_BACKEND=jax python tools/make_keras_files.py            # write into the repo
+  KERAS_BACKEND=jax python tools/make_keras_files.py --out DIR  # write into DIR instead
+
+Needs keras 3 with the jax backend, numpy and h5py (tools/requirements.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "tests" / "fixtures" / "keras_files"
+PAIRS = 4
+
+
+# --------------------------------------------------------------------------- heads
+
+
+@keras.saving.register_keras_serializable(package="siamese_wgpu")
+def euclidean_distance(vects):
+    """sqrt(max(sum((a - b)^2), eps)) over the last axis, keepdims: [batch, 1]."""
+    a, b = vects
+    sq = ops.sum(ops.square(a - b), axis=1, keepdims=True)
+    return ops.sqrt(ops.maximum(sq, keras.backend.epsilon()))
+
+
+def lambda_head_python_lambda():
+    """A Lambda over a Python `lambda` (serialized as marshalled bytecode, "__lambda__";
+    reloading needs safe_mode=False). Keras 3 rebuilds the lambda with no module globals,
+    so it must import keras itself to be runnable after a reload."""
+    return layers.Lambda(
+        lambda v: __import__("keras").ops.sqrt(
+            __import__("keras").ops.maximum(
+                __import__("keras").ops.sum(
+                    __import__("keras").ops.square(v[0] - v[1]), axis=1, keepdims=True
+                ),
+                1e-7,
+            )
+        ),
+        output_shape=(1,),
+        name="distance",
+    )
+
+
+def lambda_head_named_function():
+    """A Lambda over the registered function `euclidean_distance` (serialized by name)."""
+    return layers.Lambda(euclidean_distance, output_shape=(1,), name="distance")
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def cnn_encoder() -> keras.Model:
+    """models/cnn/model.json's architecture (28x28x1, Conv 3x3 relu, MaxPool 2, Conv 3x3 relu,
+    MaxPool 2, Flatten, Dense relu) with 8/16 filters and 32 units instead of 32/64/128."""
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1), name="image"),
+            layers.Conv2D(8, 3, activation="relu", name="conv2d"),
+            layers.MaxPooling2D(2, name="max_pooling2d"),
+            layers.Conv2D(16, 3, activation="relu", name="conv2d_1"),
+            layers.MaxPooling2D(2, name="max_pooling2d_1"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(32, activation="relu", name="dense"),
+        ],
+        name="encoder",
+    )
+
+
+def lstm_encoder() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((None, 8), name="sequence"),
+            layers.LSTM(16, name="lstm"),
+            layers.Dense(8, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
+def mha_encoder() -> keras.Model:
+    x = keras.Input((10, 16), name="tokens")
+    attn = layers.MultiHeadAttention(num_heads=2, key_dim=8, name="mha")(x, x)
+    h = layers.Add(name="residual")([x, attn])
+    h = layers.LayerNormalization(name="layer_norm")(h)
+    h = layers.GlobalAveragePooling1D(name="pool")(h)
+    out = layers.Dense(8, name="dense")(h)
+    return keras.Model(x, out, name="encoder")
+
+
+def twin(encoder: keras.Model, head, name: str) -> keras.Model:
+    shape = encoder.inputs[0].shape[1:]
+    a = keras.Input(shape, name="input_a")
+    b = keras.Input(shape, name="input_b")
+    ea = encoder(a)
+    eb = encoder(b)
+    return keras.Model([a, b], head([ea, eb]), name=name)
+
+
+def layers_head_twin(encoder: keras.Model, name: str) -> keras.Model:
+    shape = encoder.inputs[0].shape[1:]
+    a = keras.Input(shape, name="input_a")
+    b = keras.Input(shape, name="input_b")
+    ea = encoder(a)
+    eb = encoder(b)
+    diff = layers.Subtract(name="diff")([ea, eb])
+    sq = layers.Multiply(name="sq_diff")([diff, diff])
+    score = layers.Dense(1, activation="sigmoid", name="score")
+    out = score(sq)
+    # Squared differences of random-init embeddings are tiny; scale the head's kernel so the
+    # sigmoid outputs spread well away from 0.5 and a wrong head shows in the comparison.
+    kernel, bias = score.get_weights()
+    score.set_weights([kernel * 200.0, bias + 0.1])
+    return keras.Model([a, b], out, name=name)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def pair_inputs(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    left = rng.standard_normal((PAIRS, *shape)).astype(np.float32)
+    right = rng.standard_normal((PAIRS, *shape)).astype(np.float32)
+    return left, right
+
+
+def image_inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-like values in [0, 1)."""
+    rng = np.random.default_rng(seed)
+    left = rng.random((PAIRS, 28, 28, 1), dtype=np.float32)
+    right = rng.random((PAIRS, 28, 28, 1), dtype=np.float32)
+    return left, right
+
+
+def reload(path: Path) -> keras.Model:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return keras.models.load_model(path, safe_mode=False, compile=False)
+
+
+def run_model(model: keras.Model, left: np.ndarray, right: np.ndarray, encoder_only: bool):
+    if encoder_only:
+        ea = np.asarray(model.predict(left, verbose=0), np.float32)
+        eb = np.asarray(model.predict(right, verbose=0), np.float32)
+        d = ea - eb
+        return np.sqrt(np.sum(d * d, axis=tuple(range(1, d.ndim)))).astype(np.float32)
+    return np.asarray(model.predict([left, right], verbose=0), np.float32)
+
+
+def save_and_check(
+    model: keras.Model,
+    out: Path,
+    name: str,
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    encoder_only: bool = False,
+    formats: tuple[str, ...] = ("keras",),
+) -> None:
+    expected = run_model(model, left, right, encoder_only)
+    result = None
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        if path.exists():
+            path.unlink()
+        with warnings.catch_warnings():
+            # Keras warns that .h5 is a legacy format; that is the point here.
+            warnings.simplefilter("ignore")
+            model.save(path)
+        got = run_model(reload(path), left, right, encoder_only)
+        if not np.allclose(got, expected, rtol=1e-5, atol=1e-6):
+            raise SystemExit(f"{path}: reloaded output {got} != in-memory output {expected}")
+        if result is None:
+            result = got
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
+    np.save(out / f"{name}.left.npy", left)
+    np.save(out / f"{name}.right.npy", right)
+    np.save(out / f"{name}.keras_out.npy", result)
+
+
+README = """\
+# Keras-saved model files
+
+Written by `tools/make_keras_files.py` (Keras @KERAS@, backend jax, h5py @H5PY@):
+
+    KERAS_BACKEND=jax python tools/make_keras_files.py
+
+Every model file here was written by Keras itself (`model.save`), reloaded by
+`keras.models.load_model(path, safe_mode=False)` and run on NAME.left.npy / NAME.right.npy
+(float32, 4 pairs); NAME.keras_out.npy (float32) is the reloaded model's output. A `.h5`
+file shares the `.npy` files of the `.keras` file of the same NAME.
+
+| file | format | architecture | shared encoder | head | NAME.keras_out.npy |
+| --- | --- | --- | --- | --- | --- |
+| cnn_twin.keras | Keras 3 zip | Functional `cnn_twin`: InputLayer `input_a`, `input_b` [28, 28, 1] -> `encoder` (called twice) -> `distance` | Sequential `encoder`: InputLayer [28, 28, 1], Conv2D 8 3x3 relu, MaxPooling2D 2, Conv2D 16 3x3 relu, MaxPooling2D 2, Flatten, Dense 32 relu (layer names as models/cnn: conv2d, max_pooling2d, conv2d_1, max_pooling2d_1, flatten, dense) | Lambda `distance` over a Python `lambda` (bytecode, `"class_name": "__lambda__"`): sqrt(max(sum((a-b)^2, axis=1, keepdims), 1e-7)) | [4, 1] twin output |
+| cnn_twin.h5 | legacy HDF5 (Keras 2 layout) | same model, same weights | same | same | same file as cnn_twin.keras |
+| cnn_encoder.keras | Keras 3 zip | the Sequential `encoder` alone | (the model itself) | none | [4] euclidean distance between encoder(left) and encoder(right), no epsilon |
+| cnn_encoder.h5 | legacy HDF5 | same | same | none | same file as cnn_encoder.keras |
+| cnn_head.keras | Keras 3 zip | Functional `cnn_head`: `input_a`, `input_b` [28, 28, 1] -> `encoder` (called twice) -> layers head | Sequential `encoder`, same architecture as cnn_twin (other weights) | Subtract `diff` (a - b) -> Multiply `sq_diff` (diff * diff) -> Dense `score` (32 -> 1, sigmoid; kernel scaled x200 and bias +0.1 after init) | [4, 1] twin output (probability) |
+| lstm_twin.keras, lstm_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `lstm_twin`: `input_a`, `input_b` [None, 8] (time dim None; inputs have T = 7) -> `encoder` -> `distance` | Sequential `encoder`: InputLayer [None, 8], LSTM 16 (tanh/sigmoid, last state only), Dense 8 linear | Lambda `distance` over the registered function `euclidean_distance` (`"function": {"module": "builtins", "class_name": "function", "config": "siamese_wgpu>euclidean_distance", "registered_name": "function"}`): sqrt(max(sum((a-b)^2, axis=1, keepdims), 1e-7)) | [4, 1] twin output |
+| mha_twin.keras, mha_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `mha_twin`: `input_a`, `input_b` [10, 16] -> `encoder` -> `distance` | Functional `encoder`: InputLayer `tokens` [10, 16], MultiHeadAttention `mha` (2 heads, key_dim 8, self-attention mha(x, x)), Add `residual` (x + attn), LayerNormalization `layer_norm` (eps 1e-3), GlobalAveragePooling1D `pool`, Dense `dense` 8 linear | Lambda `distance` over `euclidean_distance`, as lstm_twin | [4, 1] twin output |
+
+Inputs: cnn_* are uniform [0, 1) of shape [4, 28, 28, 1]; lstm_twin standard normal
+[4, 7, 8]; mha_twin standard normal [4, 10, 16].
+
+The `.keras` zips hold `metadata.json`, `config.json` and `model.weights.h5` (entries
+stored, not deflated). Weights, inputs and outputs are deterministic across
+regenerations, and so are the .h5 bytes when made from the same checkout path (the
+Python-lambda bytecode records the script's path); the .keras bytes are not (save date
+in metadata.json, zip entry times).
+
+## Where the weights are
+
+`.keras` (`model.weights.h5`): one group per saveable object, named after its class in
+snake case (not after the layer name), numbered `_1`, `_2`, ... among siblings in
+`model.layers` order; each has a `vars` group whose datasets `0`, `1`, ... are the
+layer's variables in creation order, and whose `name` attribute (vlen string) is the
+layer's real name. A Sequential's `layers` omits its InputLayer; a Functional's includes it.
+
+    layers/sequential/layers/conv2d/vars/0          cnn_twin: encoder conv kernel [3,3,1,8]
+    layers/sequential/layers/conv2d/vars/1          its bias [8]
+    layers/sequential/layers/lstm/cell/vars/0,1,2   lstm_twin: kernel [8,64], recurrent_kernel [16,64], bias [64]
+    layers/functional/layers/multi_head_attention/{query,key,value}_dense/vars/0,1
+                                                    mha_twin: kernel [16,2,8], bias [2,8]
+    layers/functional/layers/multi_head_attention/output_dense/vars/0,1   [2,8,16], [16]
+    layers/functional/layers/layer_normalization/vars/0,1                 gamma [16], beta [16]
+    layers/dense/vars/0,1                           cnn_head: the head's Dense `score`
+    layers/conv2d/vars/0                            cnn_encoder.keras (top-level Sequential)
+
+Legacy `.h5`: root attributes `model_config` (JSON), `keras_version`, `backend`;
+`model_weights` has `layer_names` (one per top-level layer), and one group per layer with a
+`weight_names` attribute; dataset path = `model_weights/{layer_name}/{weight_name}`, e.g.
+`model_weights/encoder/encoder/conv2d/kernel` (Keras 3 weight names are variable paths,
+no `:0`; Keras 2 / tf.keras would write `model_weights/encoder/conv2d/kernel:0`).
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    args = ap.parse_args()
+    if keras.backend.backend() != "jax":
+        print("run with KERAS_BACKEND=jax", file=sys.stderr)
+        return 2
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. CNN twin with a Python-lambda distance head, as .keras and legacy .h5.
+    keras.utils.set_random_seed(101)
+    enc = cnn_encoder()
+    model = twin(enc, lambda_head_python_lambda(), "cnn_twin")
+    left, right = image_inputs(1)
+    save_and_check(model, out, "cnn_twin", left, right, formats=("keras", "h5"))
+
+    # 2. The same encoder on its own.
+    save_and_check(enc, out, "cnn_encoder", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 3. CNN twin with a layers-only head.
+    keras.utils.set_random_seed(103)
+    model = layers_head_twin(cnn_encoder(), "cnn_head")
+    left, right = image_inputs(3)
+    save_and_check(model, out, "cnn_head", left, right)
+
+    # 4. LSTM twin, time axis None, inputs of T = 7.
+    keras.utils.set_random_seed(104)
+    model = twin(lstm_encoder(), lambda_head_named_function(), "lstm_twin")
+    left, right = pair_inputs(4, (7, 8))
+    save_and_check(model, out, "lstm_twin", left, right, formats=("keras", "h5"))
+
+    # 5. Self-attention twin.
+    keras.utils.set_random_seed(105)
+    model = twin(mha_encoder(), lambda_head_named_function(), "mha_twin")
+    left, right = pair_inputs(5, (10, 16))
+    save_and_check(model, out, "mha_twin", left, right, formats=("keras", "h5"))
+
+    import h5py
+
+    (out / "README.md").write_text(
+        README.replace("@KERAS@", keras.__version__).replace("@H5PY@", h5py.__version__)
+    )
+    total = sum(p.stat().st_size for p in out.iterdir())
+    print(f"{out}: {len(list(out.iterdir()))} files, {total} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
