@@ -48,6 +48,15 @@ pub enum Error {
         /// wgpu's message.
         message: String,
     },
+    /// The device was lost (driver reset, GPU removed, or destroyed): this `Gpu` and the
+    /// models on it cannot be used again.
+    #[error("the GPU device ({adapter}) was lost: {message}; load the model again on a new Gpu to continue")]
+    DeviceLost {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason and message.
+        message: String,
+    },
     /// A tensor or array had the wrong shape.
     #[error("{op}: shape mismatch: expected {expected}, got {got}")]
     ShapeMismatch {

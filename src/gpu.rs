@@ -84,6 +84,8 @@ pub struct Gpu {
     buffers_created: AtomicU64,
     pipelines_created: AtomicU64,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Set by wgpu's device-lost callback: why the device is gone.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -184,6 +186,13 @@ impl Gpu {
                 errors.push(error.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut lost) = lost_sink.lock() {
+                *lost = Some(format!("{reason:?}: {message}"));
+            }
+        });
         Ok(Self {
             adapter,
             device,
@@ -195,6 +204,7 @@ impl Gpu {
             buffers_created: AtomicU64::new(0),
             pipelines_created: AtomicU64::new(0),
             uncaptured,
+            lost,
         })
     }
 
@@ -273,16 +283,30 @@ impl Gpu {
     /// Runs `f` inside validation and out-of-memory error scopes; any error wgpu reports
     /// comes back as [`Error::Gpu`] naming `context` instead of a panic.
     pub fn checked<T>(&self, context: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.check_lost()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let result = f();
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
+        self.check_lost()?;
         if let Some(error) = validation.or(oom) {
             return Err(Error::Gpu { context: context.to_string(), message: error.to_string() });
         }
         self.take_uncaptured(context)?;
         result
+    }
+
+    /// Why the device was lost, if it was.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|lost| lost.clone())
+    }
+
+    fn check_lost(&self) -> Result<()> {
+        match self.lost() {
+            Some(message) => Err(Error::DeviceLost { adapter: self.info.name.clone(), message }),
+            None => Ok(()),
+        }
     }
 
     fn take_uncaptured(&self, context: &str) -> Result<()> {
@@ -362,11 +386,16 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
-        self.device
-            .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
-            .map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })?;
-        let mapped =
-            receiver.recv().map_err(|e| Error::Gpu { context: "reading results".into(), message: e.to_string() })?;
+        let waited = self.device.poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None });
+        if waited.is_err() {
+            // A lost device fails the wait; its callback fires on the next maintenance.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
+        self.check_lost()?;
+        waited.map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })?;
+        let mapped = receiver.recv().map_err(|e| {
+            self.check_lost().err().unwrap_or(Error::Gpu { context: "reading results".into(), message: e.to_string() })
+        })?;
         mapped.map_err(|e| Error::Gpu { context: "mapping the result buffer".into(), message: e.to_string() })?;
         let values = {
             let view = slice

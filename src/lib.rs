@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+// No unwrap/expect on paths a user can reach: errors are typed (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
 pub mod gpu;

@@ -30,6 +30,7 @@ pub struct SiameseModel {
     gpu: Arc<Gpu>,
     graph: Graph,
     pair_cap: Option<usize>,
+    allow_nonfinite: bool,
 }
 
 /// One twin's batch checked against the model: values padded to the common number of
@@ -71,7 +72,7 @@ impl SiameseModel {
         for metric in Distance::ALL {
             graph.prepare_metric(metric)?;
         }
-        Ok(Self { gpu, graph, pair_cap: None })
+        Ok(Self { gpu, graph, pair_cap: None, allow_nonfinite: false })
     }
 
     /// The GPU context in use.
@@ -102,6 +103,12 @@ impl SiameseModel {
     /// baseline `siamese bench --recurrent-per-step` compares against. Same results.
     pub fn set_recurrent_per_step(&mut self, per_step: bool) -> Result<()> {
         self.graph.set_recurrent_per_step(per_step)
+    }
+
+    /// Lets NaN/Inf input values through to the GPU (they propagate into the distances)
+    /// instead of refusing the batch, the default.
+    pub fn set_allow_nonfinite(&mut self, allow: bool) {
+        self.allow_nonfinite = allow;
     }
 
     /// Caps the pairs per submit (to bound GPU memory); None restores the default.
@@ -141,7 +148,9 @@ impl SiameseModel {
         if shape[0] == 0 {
             return Err(Error::input(what, "the batch is empty (N = 0)"));
         }
-        array.check_finite(what)?;
+        if !self.allow_nonfinite {
+            array.check_finite(what)?;
+        }
         if let Some(vocab) = self.spec().token_vocab() {
             let steps = shape[1].max(1);
             if let Some((i, &id)) =

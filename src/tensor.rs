@@ -59,7 +59,14 @@ impl Array {
     pub fn check_finite(&self, what: &str) -> Result<()> {
         match self.data.iter().position(|v| !v.is_finite()) {
             None => Ok(()),
-            Some(i) => Err(Error::input(what, format!("value {} at flat index {i} is not finite", self.data[i]))),
+            Some(i) => Err(Error::input(
+                what,
+                format!(
+                    "value {} at flat index {i} is not finite (NaN/Inf inputs are refused unless allowed: \
+                     --allow-nonfinite)",
+                    self.data[i]
+                ),
+            )),
         }
     }
 }

@@ -55,6 +55,9 @@ enum Command {
         /// Also write the distances as a float32 .npy of shape [N].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Pass NaN/Inf input values through (they give NaN distances) instead of refusing them.
+        #[arg(long)]
+        allow_nonfinite: bool,
         /// Also write both twins' embeddings to PREFIX_left.npy and PREFIX_right.npy.
         #[arg(long, value_name = "PREFIX")]
         embeddings_out: Option<String>,
@@ -73,6 +76,9 @@ enum Command {
         /// Output .npy of shape [N, ...embedding shape].
         #[arg(long)]
         out: PathBuf,
+        /// Pass NaN/Inf input values through instead of refusing them.
+        #[arg(long)]
+        allow_nonfinite: bool,
     },
     /// Time the batched Siamese forward pass: load and first call apart from the steady state.
     Bench(BenchArgs),
@@ -195,8 +201,20 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info => info(),
-        Command::Pairs { model, left, right, left_lengths, right_lengths, distance, head, out, embeddings_out } => {
-            let model = load(&model)?;
+        Command::Pairs {
+            model,
+            left,
+            right,
+            left_lengths,
+            right_lengths,
+            distance,
+            head,
+            out,
+            allow_nonfinite,
+            embeddings_out,
+        } => {
+            let mut model = load(&model)?;
+            model.set_allow_nonfinite(allow_nonfinite);
             if let Some(head) = head {
                 model.set_learned_head(&LearnedHead::load(head)?)?;
             }
@@ -229,8 +247,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Embed { model, input, lengths, out } => {
-            let model = load(&model)?;
+        Command::Embed { model, input, lengths, out, allow_nonfinite } => {
+            let mut model = load(&model)?;
+            model.set_allow_nonfinite(allow_nonfinite);
             let input = read_batch(&input, model.input_shape().last().copied()).context("reading --input")?;
             let lengths = lengths.map(read_lengths).transpose().context("reading --lengths")?;
             write_npy(&out, &model.embed_ragged(&input, lengths.as_deref())?)?;
