@@ -189,6 +189,10 @@ struct BenchArgs {
     /// Print one JSON object per batch size instead of a table.
     #[arg(long)]
     json: bool,
+    /// First measure the adapter's best f32 multiply-add rate and bandwidth with our own
+    /// microkernels, and report every figure as a fraction of it.
+    #[arg(long)]
+    peak: bool,
 }
 
 fn main() {
@@ -518,6 +522,19 @@ fn bench(args: &BenchArgs) -> Result<()> {
         bail!("--seq-len must be at least 1");
     }
     let flops_per_pair = 2 * model.graph().flops_per_sample(seq_len);
+    let peak = if args.peak { Some(siamese_wgpu::ops::peak::measure_peak(&gpu)?) } else { None };
+    if let (Some(p), false) = (peak, json) {
+        println!(
+            "peak (our microkernels): {:.2} GFLOP/s f32 multiply-add, {:.2} GB/s streaming copy",
+            p.gflops, p.gbps
+        );
+    }
+    if let (Some(p), true) = (peak, json) {
+        println!(
+            "{{\"adapter\":{:?},\"backend\":\"{:?}\",\"peak_gflops\":{:.3},\"peak_gbps\":{:.3}}}",
+            info.name, info.backend, p.gflops, p.gbps
+        );
+    }
     if !json {
         println!("model {} on {} ({:?})", model_dir.display(), info.name, info.backend);
         println!(
@@ -570,20 +587,22 @@ fn bench(args: &BenchArgs) -> Result<()> {
             println!(
                 "{{\"model\":{:?},\"adapter\":{:?},\"backend\":\"{:?}\",\"batch_pairs\":{pairs},\"load_ms\":{load_ms:.3},\
                  \"first_call_ms\":{first_ms:.3},\"steady_ms_median\":{:.3},\"pairs_per_s\":{pairs_per_s:.1},\
-                 \"gflops\":{gflops:.3},\"submits_per_call\":{submits_per_call},\"dispatches_per_call\":{},\
+                 \"gflops\":{gflops:.3},\"peak_fraction\":{},\"submits_per_call\":{submits_per_call},\"dispatches_per_call\":{},\
                  \"buffers_created_per_call\":{buffers_per_call},\"naive_pairs_per_s\":{}}}",
                 model_dir.display().to_string(),
                 info.name,
                 info.backend,
                 steady * 1e3,
+                peak.map_or("null".to_string(), |p| format!("{:.4}", gflops / p.gflops)),
                 model.graph().dispatches_per_call(seq_len),
                 naive_pairs_per_s.map_or("null".to_string(), |v| format!("{v:.1}")),
             );
         } else {
             println!(
-                "{pairs:>6} {first_ms:>14.2} {:>14.3} {pairs_per_s:>12.1} {gflops:>10.3} {submits_per_call:>8} {buffers_per_call:>9} {:>16}",
+                "{pairs:>6} {first_ms:>14.2} {:>14.3} {pairs_per_s:>12.1} {gflops:>10.3} {submits_per_call:>8} {buffers_per_call:>9} {:>16}{}",
                 steady * 1e3,
                 naive_pairs_per_s.map_or("-".to_string(), |v| format!("{v:.1}")),
+                peak.map_or(String::new(), |p| format!("  ({:.1}% of peak)", 100.0 * gflops / p.gflops)),
             );
         }
     }
