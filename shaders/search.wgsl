@@ -1,22 +1,29 @@
 // search.wgsl: nearest-neighbour search over a resident gallery of embeddings, in two
 // kernels recorded back to back (the [queries, rows] matrix never leaves the GPU):
 // distance_matrix fills the matrix, top_k picks each query's k nearest from its row.
-// Prepended with common.wgsl (LINEAR_WORKGROUP, workgroup_index).
+// Prepended with common.wgsl (LINEAR_WORKGROUP, workgroup_index). The two entry points
+// declare different variables at the same group 0 bindings; each pipeline's layout has
+// only the ones its entry point uses.
 //
 // ---- distance_matrix ----
-// distances[q, r] = dist(queries[q], gallery[gallery_offset + r]) for q < queries,
-// r < rows, every vector `dim` values.
+// distances[q, r] = dist(queries[q], gallery row gallery_offset + r) for q < queries,
+// r < rows, every vector `dim` values. The gallery is resident TRANSPOSED, [dim, stride]
+// (value c of row r at c · gallery_stride + r), so that neighbouring invocations, which
+// own neighbouring rows, read neighbouring addresses (coalesced on GPUs, contiguous
+// vector loads on CPU drivers such as lavapipe).
 // Bindings (group 0):
-//   0 matrix_params  uniform MatrixParams { queries, rows, dim, gallery_offset }
-//   1 queries        storage read [queries, dim]
-//   2 gallery        storage read [gallery_offset + rows (at least), dim]
+//   0 matrix_params  uniform MatrixParams { queries, rows, dim, gallery_offset,
+//                    gallery_stride, _pad × 3 }
+//   1 queries        storage read [queries, dim] (row-major)
+//   2 gallery        storage read [dim, gallery_stride], gallery_offset + rows <= stride
 //   3 distances      storage rw   [queries, rows]
 // Dispatch: workgroups (ceil(rows / 256), ceil(queries / 8)); one workgroup of 64
 // invocations owns a tile of 8 queries × 256 gallery rows, each invocation 8 queries ×
-// 4 rows (lane, lane + 64, lane + 128, lane + 192: a vec4 per query, register blocking).
-// The tile walks `dim` in steps of 8 columns staged in workgroup memory (8 KiB of
-// gallery, 256 B of queries); columns and rows beyond the edges are staged as 0, which
-// adds 0 to every sum, so the inner loop has no bounds checks.
+// 4 rows (lane, lane + 64, lane + 128, lane + 192: one vec4 of sums per query, kept in
+// registers). Each gallery value is read once per workgroup by the one invocation that
+// uses it; the 8 queries are staged in workgroup memory, 64 columns at a time (2 KiB),
+// and shared by all 64 invocations. Query slots past the last query skip their
+// arithmetic (a uniform branch); rows past the last read the last row, unwritten.
 // METRIC (override, as distance.wgsl and Distance::constants): 0 euclidean sqrt(Σ(a-b)²),
 // 1 squared euclidean Σ(a-b)², 2 cosine 1 - a·b / (|a| |b|), 3 manhattan Σ|a-b|.
 // Numeric guards, the same as distance.wgsl: identical rows give exactly 0 for every
@@ -52,14 +59,18 @@ override METRIC: u32 = 0u;
 const MATRIX_LANES: u32 = 64u;
 const MATRIX_ROW_TILE: u32 = 256u;
 const MATRIX_QUERY_TILE: u32 = 8u;
-// Columns staged per step.
-const MATRIX_DEPTH: u32 = 8u;
+// Query columns staged per step.
+const MATRIX_DEPTH: u32 = 64u;
 
 struct MatrixParams {
     queries: u32,
     rows: u32,
     dim: u32,
     gallery_offset: u32,
+    gallery_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> matrix_params: MatrixParams;
@@ -67,20 +78,11 @@ struct MatrixParams {
 @group(0) @binding(2) var<storage, read> gallery: array<f32>;
 @group(0) @binding(3) var<storage, read_write> distances: array<f32>;
 
-// [depth][lane]: the 4 gallery rows of one lane at one column.
-var<workgroup> gallery_tile: array<vec4<f32>, 512>;
-// [query][depth].
-var<workgroup> query_tile: array<f32, 64>;
+// [query][depth]: the tile's queries at MATRIX_DEPTH columns, shared by every lane.
+var<workgroup> query_tile: array<f32, 512>;
 
-// Gallery value at (tile row `row`, column `col`), 0 outside the gallery.
-fn gallery_value(row: u32, col: u32) -> f32 {
-    if row >= matrix_params.rows {
-        return 0.0;
-    }
-    return gallery[(matrix_params.gallery_offset + row) * matrix_params.dim + col];
-}
-
-// The metric from the sums, exactly as distance.wgsl finishes pair_distance.
+// The metric from the sums, exactly as distance.wgsl finishes pair_distance (keep the
+// two in step).
 // diff: Σ(a-b)² (euclidean, squared) or Σ|a-b| (cosine, manhattan); dot: Σab.
 fn finish_metric(diff: f32, dot: f32, norm_query: f32, norm_row: f32) -> f32 {
     switch METRIC {
@@ -103,74 +105,107 @@ fn distance_matrix(
     @builtin(local_invocation_index) lane: u32,
 ) {
     let dim = matrix_params.dim;
-    let row0 = workgroup.x * MATRIX_ROW_TILE;
+    let rows = matrix_params.rows;
+    let row0 = workgroup.x * MATRIX_ROW_TILE + lane;
     let query0 = workgroup.y * MATRIX_QUERY_TILE;
     // Uniform across the workgroup: slots beyond the last query skip their arithmetic.
     let query_count = min(MATRIX_QUERY_TILE, matrix_params.queries - min(query0, matrix_params.queries));
+    // Gallery columns are contiguous (transposed layout), so neighbouring lanes read
+    // neighbouring values. Rows past the end read the last row (always in bounds) and
+    // are never written.
+    let stride = matrix_params.gallery_stride;
+    let last = rows - 1u;
+    let base = matrix_params.gallery_offset
+        + vec4<u32>(min(row0, last), min(row0 + MATRIX_LANES, last), min(row0 + 2u * MATRIX_LANES, last), min(row0 + 3u * MATRIX_LANES, last));
 
-    var diff: array<vec4<f32>, MATRIX_QUERY_TILE>;
-    var dot: array<vec4<f32>, MATRIX_QUERY_TILE>;
-    var norm_query: array<f32, MATRIX_QUERY_TILE>;
     var norm_row = vec4<f32>(0.0);
+    // One accumulator per query slot, in named variables (no dynamically indexed
+    // arrays: those end up in memory on some compilers, llvmpipe among them).
+    var acc0: Sums;
+    var acc1: Sums;
+    var acc2: Sums;
+    var acc3: Sums;
+    var acc4: Sums;
+    var acc5: Sums;
+    var acc6: Sums;
+    var acc7: Sums;
 
     for (var col0 = 0u; col0 < dim; col0 += MATRIX_DEPTH) {
-        for (var slot = lane; slot < MATRIX_DEPTH * MATRIX_LANES; slot += MATRIX_LANES) {
-            let col = col0 + slot / MATRIX_LANES;
-            let row = row0 + slot % MATRIX_LANES;
-            var value = vec4<f32>(0.0);
-            if col < dim {
-                value = vec4<f32>(
-                    gallery_value(row, col),
-                    gallery_value(row + MATRIX_LANES, col),
-                    gallery_value(row + 2u * MATRIX_LANES, col),
-                    gallery_value(row + 3u * MATRIX_LANES, col),
-                );
-            }
-            gallery_tile[slot] = value;
-        }
-        {
-            let query = query0 + lane / MATRIX_DEPTH;
-            let col = col0 + lane % MATRIX_DEPTH;
+        for (var slot = lane; slot < MATRIX_QUERY_TILE * MATRIX_DEPTH; slot += MATRIX_LANES) {
+            let query = query0 + slot / MATRIX_DEPTH;
+            let col = col0 + slot % MATRIX_DEPTH;
             var value = 0.0;
             if query < matrix_params.queries && col < dim {
                 value = queries[query * dim + col];
             }
-            query_tile[lane] = value;
+            query_tile[slot] = value;
         }
         workgroupBarrier();
 
-        for (var depth = 0u; depth < MATRIX_DEPTH; depth++) {
-            let g = gallery_tile[depth * MATRIX_LANES + lane];
+        let depth_end = min(MATRIX_DEPTH, dim - col0);
+        for (var depth = 0u; depth < depth_end; depth++) {
+            // Each gallery value is used by this lane only: read straight from the buffer.
+            let column = (col0 + depth) * stride;
+            let g = vec4<f32>(
+                gallery[column + base.x],
+                gallery[column + base.y],
+                gallery[column + base.z],
+                gallery[column + base.w],
+            );
             if METRIC == 2u {
                 norm_row += g * g;
             }
-            for (var j = 0u; j < MATRIX_QUERY_TILE; j++) {
-                if j < query_count {
-                    let a = query_tile[j * MATRIX_DEPTH + depth];
-                    let d = vec4<f32>(a) - g;
-                    switch METRIC {
-                        case 0u, 1u: { diff[j] += d * d; }
-                        case 2u: {
-                            diff[j] += abs(d);
-                            dot[j] += a * g;
-                            norm_query[j] += a * a;
-                        }
-                        default: { diff[j] += abs(d); }
-                    }
-                }
-            }
+            accumulate(&acc0, query_tile[depth], g);
+            if query_count > 1u { accumulate(&acc1, query_tile[MATRIX_DEPTH + depth], g); }
+            if query_count > 2u { accumulate(&acc2, query_tile[2u * MATRIX_DEPTH + depth], g); }
+            if query_count > 3u { accumulate(&acc3, query_tile[3u * MATRIX_DEPTH + depth], g); }
+            if query_count > 4u { accumulate(&acc4, query_tile[4u * MATRIX_DEPTH + depth], g); }
+            if query_count > 5u { accumulate(&acc5, query_tile[5u * MATRIX_DEPTH + depth], g); }
+            if query_count > 6u { accumulate(&acc6, query_tile[6u * MATRIX_DEPTH + depth], g); }
+            if query_count > 7u { accumulate(&acc7, query_tile[7u * MATRIX_DEPTH + depth], g); }
         }
         workgroupBarrier();
     }
 
+    store(acc0, query0, row0, norm_row);
+    if query_count > 1u { store(acc1, query0 + 1u, row0, norm_row); }
+    if query_count > 2u { store(acc2, query0 + 2u, row0, norm_row); }
+    if query_count > 3u { store(acc3, query0 + 3u, row0, norm_row); }
+    if query_count > 4u { store(acc4, query0 + 4u, row0, norm_row); }
+    if query_count > 5u { store(acc5, query0 + 5u, row0, norm_row); }
+    if query_count > 6u { store(acc6, query0 + 6u, row0, norm_row); }
+    if query_count > 7u { store(acc7, query0 + 7u, row0, norm_row); }
+}
+
+// One query against a lane's 4 gallery rows: diff is Σ(a-b)² (euclidean, squared) or
+// Σ|a-b| (cosine, manhattan); cosine also needs dot Σab and the query's Σa².
+struct Sums {
+    diff: vec4<f32>,
+    dot: vec4<f32>,
+    norm_query: f32,
+}
+
+fn accumulate(sums: ptr<function, Sums>, a: f32, g: vec4<f32>) {
+    let d = vec4<f32>(a) - g;
+    switch METRIC {
+        case 0u, 1u: { (*sums).diff += d * d; }
+        case 2u: {
+            (*sums).diff += abs(d);
+            (*sums).dot += a * g;
+            (*sums).norm_query += a * a;
+        }
+        default: { (*sums).diff += abs(d); }
+    }
+}
+
+// Writes one query's distances to the lane's rows (lane, lane + 64, ...) that exist.
+fn store(sums: Sums, query: u32, row0: u32, norm_row: vec4<f32>) {
     let rows = matrix_params.rows;
-    for (var j = 0u; j < query_count; j++) {
-        let out = (query0 + j) * rows;
-        for (var c = 0u; c < 4u; c++) {
-            let row = row0 + lane + c * MATRIX_LANES;
-            if row < rows {
-                distances[out + row] = finish_metric(diff[j][c], dot[j][c], norm_query[j], norm_row[c]);
-            }
+    let out = query * rows;
+    for (var c = 0u; c < 4u; c++) {
+        let row = row0 + c * MATRIX_LANES;
+        if row < rows {
+            distances[out + row] = finish_metric(sums.diff[c], sums.dot[c], sums.norm_query, norm_row[c]);
         }
     }
 }

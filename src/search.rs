@@ -226,7 +226,15 @@ fn sort_nearest(results: &mut [(usize, f32)]) {
     results.sort_by_key(|&(index, distance)| (order_key(distance), index));
 }
 
-/// One storage buffer holding gallery rows `start..start + rows`.
+/// `[rows, dim]` row-major values as `[dim, rows]`: the resident gallery layout
+/// `distance_matrix` reads (see shaders/search.wgsl).
+fn transpose(values: &[f32], dim: usize) -> Vec<f32> {
+    let rows = values.len() / dim;
+    (0..dim).flat_map(|col| (0..rows).map(move |row| values[row * dim + col])).collect()
+}
+
+/// One storage buffer holding gallery rows `start..start + rows`, transposed
+/// (`[dim, rows]`).
 #[derive(Debug)]
 struct Block {
     buffer: wgpu::Buffer,
@@ -331,8 +339,8 @@ impl GpuSearch {
                 .step_by(block_rows)
                 .map(|start| {
                     let end = (start + block_rows).min(rows);
-                    let data = &gallery.embeddings.data()[start * dim..end * dim];
-                    Ok(Block { buffer: weight_buffer(&gpu, "search gallery", data)?, start, rows: end - start })
+                    let data = transpose(&gallery.embeddings.data()[start * dim..end * dim], dim);
+                    Ok(Block { buffer: weight_buffer(&gpu, "search gallery", &data)?, start, rows: end - start })
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -408,6 +416,8 @@ impl GpuSearch {
             return Err(Error::input("queries", "the batch is empty (Q = 0)"));
         }
         queries.check_finite("queries")?;
+        // No more results than gallery rows: top_k then never pads.
+        let k = k.min(self.rows);
 
         let plan = self.plan(count, k)?;
         let chunks = self.chunks(plan.chunk_rows);
@@ -500,14 +510,15 @@ impl GpuSearch {
 
         let mut dispatches = Vec::with_capacity(2 * group.len());
         for (slot, chunk) in group.iter().enumerate() {
-            let shape = MatrixShape { queries: count, rows: chunk.rows, dim, gallery_offset: chunk.offset };
-            dispatches.push(matrix.prepare(
-                gpu,
-                shape,
-                query_buffer,
-                &self.blocks[chunk.block].buffer,
-                matrix_buffer,
-            )?);
+            let block = &self.blocks[chunk.block];
+            let shape = MatrixShape {
+                queries: count,
+                rows: chunk.rows,
+                dim,
+                gallery_offset: chunk.offset,
+                gallery_stride: block.rows,
+            };
+            dispatches.push(matrix.prepare(gpu, shape, query_buffer, &block.buffer, matrix_buffer)?);
             let shape =
                 TopKShape { rows: count, cols: chunk.rows, k, index_offset: chunk.start, out_offset: slot * count * k };
             dispatches.push(self.top_k.prepare(gpu, shape, matrix_buffer, indices, distances)?);

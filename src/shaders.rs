@@ -61,6 +61,9 @@ pub const SEQUENCE_POOL: ShaderSource =
 pub const GATHER: ShaderSource =
     ShaderSource { name: "gather", parts: &[COMMON, include_str!("../shaders/gather.wgsl")] };
 
+/// Peak microkernels: multiply-add rate and streaming bandwidth (`siamese bench --peak`).
+pub const PEAK: ShaderSource = ShaderSource { name: "peak", parts: &[COMMON, include_str!("../shaders/peak.wgsl")] };
+
 /// Elementwise add of two tensors.
 pub const ADD: ShaderSource = ShaderSource { name: "add", parts: &[COMMON, include_str!("../shaders/add.wgsl")] };
 
@@ -83,6 +86,7 @@ pub const ALL: &[ShaderSource] = &[
     ADD,
     GATHER,
     SEARCH,
+    PEAK,
 ];
 
 /// One pipeline the crate can build: a kernel family, an entry point and the override
@@ -139,6 +143,8 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     variants.push(variant(SEQUENCE_POOL, "masked_mean_pool", &[]));
     variants.push(variant(ADD, "add", &[]));
     variants.push(variant(GATHER, "gather_rows", &[]));
+    variants.push(variant(PEAK, "fma_rate", &[]));
+    variants.push(variant(PEAK, "copy_bandwidth", &[]));
     for metric in Distance::ALL {
         variants.push(variant(SEARCH, "distance_matrix", &metric.constants()));
     }

@@ -105,8 +105,9 @@ impl SiameseModel {
         self.graph.set_recurrent_per_step(per_step)
     }
 
-    /// Lets NaN/Inf input values through to the GPU (they propagate into the distances)
-    /// instead of refusing the batch, the default.
+    /// Lets NaN/Inf input values through to the GPU instead of refusing the batch (the
+    /// default). What they become depends on the layers: arithmetic spreads them, ReLU
+    /// and max-pooling may drop them; other rows are never affected.
     pub fn set_allow_nonfinite(&mut self, allow: bool) {
         self.allow_nonfinite = allow;
     }

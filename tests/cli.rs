@@ -358,3 +358,52 @@ fn pairs_from_writes_balanced_pairs_that_verify_reads() {
     assert_eq!(printed.lines().count(), pairs.labels.len() + 1);
     assert!(printed.lines().nth(1).unwrap().starts_with("images/"));
 }
+
+#[test]
+fn search_finds_each_query_in_a_png_gallery_and_saved_galleries_agree() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("gallery.safetensors");
+    let images = "models/digits/heldout/images";
+    let queries = [format!("{images}/0024_d4.png"), format!("{images}/0037_d9.png")];
+    let mut args = vec!["search", "--model", "models/digits", "--gallery", images, "-k", "3"];
+    args.extend(["--save", saved.to_str().unwrap(), "--query"]);
+    args.extend(queries.iter().map(String::as_str));
+    let text = stdout_of(&siamese(&args));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2 * 4, "{text}");
+    for (q, query) in queries.iter().enumerate() {
+        assert_eq!(lines[4 * q], query);
+        let first: Vec<&str> = lines[4 * q + 1].split_whitespace().collect();
+        assert_eq!(first[1], query.rsplit('/').next().unwrap(), "a gallery image is its own nearest match");
+        assert_eq!(first[2].parse::<f32>().unwrap(), 0.0);
+        let d: Vec<f32> =
+            (1..4).map(|r| lines[4 * q + r].split_whitespace().nth(2).unwrap().parse().unwrap()).collect();
+        assert!(d.windows(2).all(|w| w[0] <= w[1]), "ascending: {d:?}");
+    }
+    // The saved gallery answers the same.
+    let again = stdout_of(&siamese(&[
+        "search",
+        "--model",
+        "models/digits",
+        "--gallery",
+        saved.to_str().unwrap(),
+        "-k",
+        "3",
+        "--query",
+        &queries[0],
+        &queries[1],
+    ]));
+    assert_eq!(again, text);
+    let empty = tempfile::tempdir().unwrap();
+    let output = siamese(&[
+        "search",
+        "--model",
+        "models/digits",
+        "--gallery",
+        empty.path().to_str().unwrap(),
+        "--query",
+        &queries[0],
+    ]);
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no .png files"));
+}

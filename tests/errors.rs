@@ -236,6 +236,13 @@ fn bad_batches_are_typed_errors() {
 
     // Good input still works after all that.
     assert_eq!(model.distances(&ok, &ok, Distance::Euclidean).unwrap(), vec![0.0, 0.0]);
+
+    // Allowed on purpose, the batch runs (what a NaN becomes depends on the layers: ReLU and
+    // max-pooling may drop it); the other pair is unaffected.
+    let mut model = model;
+    model.set_allow_nonfinite(true);
+    let d = model.distances(&ok, &nan, Distance::Euclidean).unwrap();
+    assert!(d[1] == 0.0 && d.len() == 2, "{d:?}");
 }
 
 #[test]

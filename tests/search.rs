@@ -89,11 +89,15 @@ fn distance_matrix_matches_reference() {
             if rows > 1 {
                 gallery[offset * dim..(offset + 1) * dim].fill(0.0);
             }
-            let (query_buffer, gallery_buffer) = (upload(&gpu, &queries), upload(&gpu, &gallery));
+            // The kernel reads the gallery transposed, [dim, rows].
+            let stride = offset + rows;
+            let transposed: Vec<f32> =
+                (0..dim).flat_map(|c| (0..stride).map(move |r| (r, c))).map(|(r, c)| gallery[r * dim + c]).collect();
+            let (query_buffer, gallery_buffer) = (upload(&gpu, &queries), upload(&gpu, &transposed));
             let out = Tensor::zeros(&gpu, &[count * rows]).unwrap();
             for metric in Distance::ALL {
                 let op = DistanceMatrix::new(&gpu, metric).unwrap();
-                let shape = MatrixShape { queries: count, rows, dim, gallery_offset: offset };
+                let shape = MatrixShape { queries: count, rows, dim, gallery_offset: offset, gallery_stride: stride };
                 let d = op.prepare(&gpu, shape, query_buffer.buffer(), gallery_buffer.buffer(), out.buffer()).unwrap();
                 run_dispatches(&gpu, &[&d]).unwrap();
                 let got = out.download(&gpu).unwrap().into_data();
@@ -282,7 +286,11 @@ fn gallery_larger_than_one_storage_binding() {
         assert_eq!(results[5][0], (3, 0.0), "{metric}: exact match in the first buffer");
     }
     let many = queries(&mut rng, &gallery, 299, &[1234]);
+    let submits = small.submit_count();
     let results = search.search(&many, 5, Distance::Euclidean).unwrap();
+    // Chunks of 2016 rows (1 MiB / 520 B): 262144 / 2016 = 130 queries per step, 3 steps,
+    // each one submit for both gallery chunks.
+    assert_eq!(small.submit_count(), submits + 3);
     for (q, got) in results.iter().enumerate() {
         check_result(&format!("300 queries, query {q}"), &gallery, many.row(q), 5, Distance::Euclidean, got);
     }
@@ -290,6 +298,28 @@ fn gallery_larger_than_one_storage_binding() {
     // The same search on the default device: the same bits.
     let default = GpuSearch::new(gpu.clone(), &gallery).unwrap();
     assert_eq!(bits(&default.search(&many, 5, Distance::Euclidean).unwrap()), bits(&results));
+}
+
+#[test]
+fn search_runs_with_downlevel_default_limits() {
+    let Some(gpu) = gpu() else { return };
+    // 4 storage buffers per stage, 16 KiB of workgroup memory, 256 invocations.
+    let mut options = GpuOptions::from_env().unwrap();
+    options.limits = Some(wgpu::Limits::downlevel_defaults());
+    let downlevel = Arc::new(Gpu::with_options(&options).unwrap());
+    let mut rng = rng(78);
+    let gallery = random_gallery(&mut rng, 300, 20);
+    let queries = queries(&mut rng, &gallery, 9, &[123]);
+    let search = GpuSearch::new(downlevel.clone(), &gallery).unwrap();
+    let default = GpuSearch::new(gpu.clone(), &gallery).unwrap();
+    for metric in Distance::ALL {
+        // This device is this test's own, so its submit counter is exact: one per search.
+        let submits = downlevel.submit_count();
+        let results = search.search(&queries, 5, metric).unwrap();
+        assert_eq!(downlevel.submit_count(), submits + 1, "{metric}: one submit per search");
+        assert_eq!(bits(&results), bits(&default.search(&queries, 5, metric).unwrap()), "{metric}");
+        assert_eq!(results[9][0], (123, 0.0), "{metric}: exact match");
+    }
 }
 
 #[test]

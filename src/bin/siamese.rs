@@ -15,7 +15,7 @@ use siamese_wgpu::sentence::find_installed_minilm;
 use siamese_wgpu::verify::{
     accuracy_at, contrastive_loss, evaluate, pairs_from_labels, read_labels_csv, read_pairs_csv, ModelDecision,
 };
-use siamese_wgpu::{reference, Array, Distance, Gpu, GpuOptions, SentenceModel, SiameseModel};
+use siamese_wgpu::{reference, Array, Distance, Gallery, Gpu, GpuOptions, GpuSearch, SentenceModel, SiameseModel};
 
 #[derive(Parser)]
 #[command(name = "siamese", version, about = "Run Siamese networks on any GPU wgpu reaches (Vulkan, Metal, DX12, GL)")]
@@ -55,7 +55,8 @@ enum Command {
         /// Also write the distances as a float32 .npy of shape [N].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Pass NaN/Inf input values through (they give NaN distances) instead of refusing them.
+        /// Pass NaN/Inf input values through to the GPU instead of refusing them (only their own
+        /// pair is affected).
         #[arg(long)]
         allow_nonfinite: bool,
         /// Also write both twins' embeddings to PREFIX_left.npy and PREFIX_right.npy.
@@ -85,6 +86,9 @@ enum Command {
     /// Verification on labelled pairs: distances on the GPU, then the best-accuracy and
     /// equal-error-rate thresholds, accuracy, ROC AUC and contrastive loss.
     Verify(VerifyArgs),
+    /// Nearest matches in a gallery: embed it once (a folder of PNGs, an .npy, or a saved
+    /// gallery .safetensors), then the top-k nearest for each query, on the GPU.
+    Search(SearchArgs),
     /// Build labelled pairs from a labelled set (CSV `path,label`): every same pair plus
     /// as many random different pairs; prints (or writes) CSV `left,right,label`.
     PairsFrom {
@@ -121,6 +125,29 @@ enum Command {
         #[arg(long)]
         embeddings_out: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Model directory: the encoder that embeds gallery and queries.
+    #[arg(long)]
+    model: PathBuf,
+    /// The gallery: a folder of PNG images (ids = file names), an .npy [G, ...] (ids = row
+    /// numbers), or a gallery saved with --save (.safetensors: embeddings + ids).
+    #[arg(long)]
+    gallery: PathBuf,
+    /// Query inputs: PNG files, or one .npy [Q, ...].
+    #[arg(long, num_args = 1.., required = true)]
+    query: Vec<PathBuf>,
+    /// Matches per query.
+    #[arg(short, long, default_value_t = 5)]
+    k: usize,
+    /// euclidean, sqeuclidean, cosine or manhattan.
+    #[arg(long, default_value = "euclidean")]
+    distance: Distance,
+    /// Save the gallery's embeddings and ids here (.safetensors) for later searches.
+    #[arg(long)]
+    save: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -261,6 +288,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench(&args),
         Command::Verify(args) => verify(&args),
+        Command::Search(args) => search(&args),
         Command::PairsFrom { labels, seed, out } => pairs_from(&labels, seed, out.as_deref()),
         Command::Similarity { model, pairs, sentences, timing, timing_runs, embeddings_out } => {
             similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out)
@@ -403,6 +431,69 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         writeln!(out, "wrote {}", path.display())?;
     }
     emit(&out)
+}
+
+fn search(args: &SearchArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let channels = model.input_shape().last().copied();
+    let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
+    let started = Instant::now();
+    let gallery = if args.gallery.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&args.gallery)
+            .with_context(|| format!("reading {}", args.gallery.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| is(p, "png"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("{}: no .png files in the gallery folder", args.gallery.display());
+        }
+        let ids = files.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+        let inputs = read_samples(&files, channels).context("reading the gallery images")?;
+        Gallery::embed(&model, ids, &inputs, true)?
+    } else if is(&args.gallery, "safetensors") {
+        Gallery::load(&args.gallery)?
+    } else {
+        let inputs = read_npy(&args.gallery).context("reading --gallery")?;
+        let ids = (0..inputs.batch()).map(|i| i.to_string()).collect();
+        Gallery::embed(&model, ids, &inputs, true)?
+    };
+    let gallery_ms = started.elapsed().as_secs_f64() * 1e3;
+    if let Some(path) = &args.save {
+        gallery.save(path)?;
+        eprintln!("saved {} gallery embeddings to {}", gallery.len(), path.display());
+    }
+    let (queries, names): (Array, Vec<String>) = match args.query.as_slice() {
+        [one] if !is(one, "png") => {
+            let q = read_npy(one).context("reading --query")?;
+            let names = (0..q.batch()).map(|i| format!("{}[{i}]", one.display())).collect();
+            (q, names)
+        }
+        many => (read_samples(many, channels)?, many.iter().map(|p| p.display().to_string()).collect()),
+    };
+    let embedded = model.embed(&queries)?;
+    let rows = embedded.batch();
+    let flat = Array::new(vec![rows, embedded.row_len()], embedded.data().to_vec())?;
+    let index = GpuSearch::new(model.gpu().clone(), &gallery)?;
+    let started = Instant::now();
+    let results = index.search(&flat, args.k, args.distance)?;
+    let search_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut out = String::new();
+    for (name, matches) in names.iter().zip(&results) {
+        writeln!(out, "{name}")?;
+        for (rank, (i, d)) in matches.iter().enumerate() {
+            writeln!(out, "  {:>3}  {:<32} {d:.6}", rank + 1, gallery.ids.get(*i).map_or("?", String::as_str))?;
+        }
+    }
+    emit(&out)?;
+    eprintln!(
+        "{} queries against {} gallery items ({}-d, {}): gallery ready in {gallery_ms:.0} ms, search {search_ms:.1} ms",
+        names.len(),
+        gallery.len(),
+        gallery.dim(),
+        args.distance
+    );
+    Ok(())
 }
 
 fn pairs_from(labels_csv: &Path, seed: u64, out: Option<&Path>) -> Result<()> {

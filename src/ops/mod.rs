@@ -13,6 +13,7 @@ pub mod distance;
 pub mod elementwise;
 pub mod embedding;
 pub mod layer_norm;
+pub mod peak;
 pub mod pool2d;
 pub mod recurrent;
 pub mod search;

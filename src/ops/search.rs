@@ -22,6 +22,8 @@ struct MatrixParams {
     rows: u32,
     dim: u32,
     gallery_offset: u32,
+    gallery_stride: u32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -68,6 +70,9 @@ pub struct MatrixShape {
     pub dim: usize,
     /// First gallery row (in rows, not bytes) of the gallery buffer to compare.
     pub gallery_offset: usize,
+    /// Rows the gallery buffer holds: it is stored transposed, `[dim, gallery_stride]`
+    /// (column `c` of row `r` at `c · gallery_stride + r`).
+    pub gallery_stride: usize,
 }
 
 /// `distances[q, r] = dist(queries[q], gallery[gallery_offset + r])` for one metric, with
@@ -97,7 +102,8 @@ impl DistanceMatrix {
     }
 
     /// A dispatch reading `[queries, dim]` from `queries` and rows `gallery_offset..+rows`
-    /// of the `[_, dim]` `gallery`, writing `[queries, rows]` to `distances`.
+    /// of the transposed `[dim, gallery_stride]` `gallery`, writing `[queries, rows]` to
+    /// `distances`.
     pub fn prepare(
         &self,
         gpu: &Gpu,
@@ -106,14 +112,21 @@ impl DistanceMatrix {
         gallery: &wgpu::Buffer,
         distances: &wgpu::Buffer,
     ) -> Result<Dispatch> {
-        let MatrixShape { queries: count, rows, dim, gallery_offset } = shape;
+        let MatrixShape { queries: count, rows, dim, gallery_offset, gallery_stride } = shape;
         if count == 0 || rows == 0 || dim == 0 {
             return Err(Error::input(
                 "distance matrix",
                 format!("needs at least one query, one gallery row and one value each, got {count} × {rows} × {dim}"),
             ));
         }
-        let gallery_len = (gallery_offset + rows) * dim;
+        if gallery_offset + rows > gallery_stride {
+            return Err(Error::shape(
+                "search gallery",
+                format!("rows {gallery_offset}..{} inside the gallery buffer", gallery_offset + rows),
+                format!("{gallery_stride} rows"),
+            ));
+        }
+        let gallery_len = gallery_stride * dim;
         check_binding(gpu, "search queries", count * dim)?;
         check_binding(gpu, "search gallery", gallery_len)?;
         check_binding(gpu, "search distance matrix", count * rows)?;
@@ -125,6 +138,8 @@ impl DistanceMatrix {
             rows: to_u32("search gallery rows", rows)?,
             dim: to_u32("search embedding size", dim)?,
             gallery_offset: to_u32("search gallery offset", gallery_offset)?,
+            gallery_stride: to_u32("search gallery rows", gallery_stride)?,
+            _pad: [0; 3],
         };
         let workgroups = [
             groups(gpu, "distance matrix gallery", rows, MATRIX_ROW_TILE)?,
