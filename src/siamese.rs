@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Batch, Graph};
+use crate::model::keras_file::{self, TwinHead};
 use crate::model::{self, ModelSpec};
 use crate::ops::{Distance, LearnedHead};
 
@@ -31,6 +32,8 @@ pub struct SiameseModel {
     graph: Graph,
     pair_cap: Option<usize>,
     allow_nonfinite: bool,
+    /// For a whole Siamese model loaded from a Keras file: the encoder found and its head.
+    twin: Option<(Option<String>, TwinHead)>,
 }
 
 /// One twin's batch checked against the model: values padded to the common number of
@@ -41,7 +44,8 @@ struct Prepared {
 }
 
 impl SiameseModel {
-    /// Loads a model directory (`model.json` + `model.safetensors`) on the default GPU
+    /// Loads a model directory (`model.json` + `model.safetensors`) or a Keras file
+    /// (`.keras`, legacy `.h5`; a whole Siamese model or its encoder) on the default GPU
     /// (see [`Gpu::new`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         Self::load_on(Arc::new(Gpu::new()?), path)
@@ -51,12 +55,28 @@ impl SiameseModel {
     /// model (a learned metric head) is loaded too, for [`Distance::Learned`].
     pub fn load_on(gpu: Arc<Gpu>, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        if path.is_file() && keras_file::is_keras_file(path) {
+            // A Keras file, possibly a whole twin: its encoder runs, its head as it maps.
+            let file = keras_file::load_keras_file(path)?;
+            let mut model = Self::from_spec(gpu, file.spec)?;
+            if let TwinHead::Learned(head) = &file.head {
+                model.set_learned_head(head)?;
+            }
+            model.twin = Some((file.encoder, file.head));
+            return Ok(model);
+        }
         let model = Self::from_spec(gpu, model::load(path)?)?;
         let head = path.join(LEARNED_HEAD_FILE);
         if path.is_dir() && head.is_file() {
             model.set_learned_head(&LearnedHead::load(&head)?)?;
         }
         Ok(model)
+    }
+
+    /// For a model loaded from a Keras file: the shared encoder found in a whole Siamese
+    /// model (None: the file was the encoder) and the head that followed it.
+    pub fn keras_twin(&self) -> Option<(Option<&str>, &TwinHead)> {
+        self.twin.as_ref().map(|(encoder, head)| (encoder.as_deref(), head))
     }
 
     /// Installs (or replaces) the learned metric head: `Distance::Learned` then gives
@@ -72,7 +92,7 @@ impl SiameseModel {
         for metric in Distance::ALL {
             graph.prepare_metric(metric)?;
         }
-        Ok(Self { gpu, graph, pair_cap: None, allow_nonfinite: false })
+        Ok(Self { gpu, graph, pair_cap: None, allow_nonfinite: false, twin: None })
     }
 
     /// The GPU context in use.

@@ -407,3 +407,45 @@ fn search_finds_each_query_in_a_png_gallery_and_saved_galleries_agree() {
     ]);
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no .png files"));
 }
+
+#[test]
+fn keras_files_run_directly_and_inspect_names_encoder_and_head() {
+    let Some(_) = gpu() else { return };
+    let f = "tests/fixtures/keras_files";
+    // The learned head (Subtract → Multiply → Dense(1, sigmoid)) runs as it is, by default.
+    let output = siamese(&[
+        "pairs",
+        "--model",
+        &format!("{f}/cnn_head.keras"),
+        "--left",
+        &format!("{f}/cnn_head.left.npy"),
+        "--right",
+        &format!("{f}/cnn_head.right.npy"),
+    ]);
+    let printed = parse_lines(&stdout_of(&output));
+    let want = read_npy(root().join(f).join("cnn_head.keras_out.npy")).unwrap();
+    assert_close("cnn_head.keras via the CLI", &printed, want.data(), 1e-4, 1e-3);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("shared encoder \"encoder\"; head: learned"));
+    // A Lambda head is replaced by --distance and the output says so.
+    let output = siamese(&[
+        "pairs",
+        "--model",
+        &format!("{f}/cnn_twin.h5"),
+        "--left",
+        &format!("{f}/cnn_twin.left.npy"),
+        "--right",
+        &format!("{f}/cnn_twin.right.npy"),
+    ]);
+    let printed = parse_lines(&stdout_of(&output));
+    let want = read_npy(root().join(f).join("cnn_twin.keras_out.npy")).unwrap();
+    assert_close("cnn_twin.h5 via the CLI", &printed, want.data(), 1e-4, 1e-3);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("replaced by the run-time --distance"));
+
+    let text = stdout_of(&siamese(&["inspect", "--model", &format!("{f}/mha_twin.keras")]));
+    assert!(
+        text.contains("shared encoder") && text.contains("MultiHeadAttention") && text.contains("Lambda"),
+        "{text}"
+    );
+    let text = stdout_of(&siamese(&["inspect", "--model", "models/digits"]));
+    assert!(text.contains("223744 parameters"), "{text}");
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """End-to-end check on a model the tests have never seen: build a Siamese network in Keras
-with fresh random weights (a new seed), save the WHOLE Siamese model as .keras (two
-inputs, the shared encoder, a Lambda Euclidean head), export its encoder with
-tools/export_keras.py, run `siamese pairs` on fresh inputs, and compare with the
-distances Keras's own model computes. Prints the worst error and exits non-zero when any
+with fresh random weights (a new seed), save the WHOLE Siamese model as .keras and as a
+legacy .h5 (two inputs, the shared encoder, a Lambda Euclidean head), export its encoder
+with tools/export_keras.py, run `siamese pairs` on fresh inputs with each of the three
+(model directory, .keras, .h5 read directly), and compare with the distances Keras's own
+model computes. Prints the worst error and exits non-zero when any
 pair is outside 1e-4 + 1e-3·|ref|.
 
   --kind cnn   the seed CNN twin on 28×28×1 images
@@ -125,6 +126,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         siamese.save(tmp / "siamese.keras")
+        siamese.save(tmp / "siamese.h5")  # legacy HDF5 full-model file
         subprocess.run(
             [sys.executable, str(TOOLS / "export_keras.py"), str(tmp / "siamese.keras"), str(tmp / "model"),
              "--encoder", "encoder", "--unsafe"],
@@ -136,23 +138,29 @@ def main() -> int:
             np.save(tmp / "left_lengths.npy", left_lengths)
             np.save(tmp / "right_lengths.npy", right_lengths)
             extra = ["--left-lengths", str(tmp / "left_lengths.npy"), "--right-lengths", str(tmp / "right_lengths.npy")]
-        out = subprocess.run(
-            [args.siamese, "pairs", "--model", str(tmp / "model"), "--left", str(tmp / "left.npy"),
-             "--right", str(tmp / "right.npy"), *extra],
-            check=True, capture_output=True, text=True,
-        ).stdout
-    ours = np.array([float(line) for line in out.split()], dtype=np.float32)
-    error = np.abs(ours - keras_d)
-    allowed = 1e-4 + 1e-3 * np.abs(keras_d)
-    worst = int(np.argmax(error - allowed))
-    print(f"{args.kind}: {args.pairs} unseen pairs, seed {args.seed}: max |error| {error.max():.3e}, "
-          f"max relative {np.max(error / np.maximum(np.abs(keras_d), 1e-12)):.3e}; "
-          f"distances {keras_d.min():.4f}..{keras_d.max():.4f}")
-    if np.any(error > allowed):
-        print(f"FAIL: pair {worst}: ours {ours[worst]} vs Keras {keras_d[worst]}")
-        return 1
-    print("OK: every pair within 1e-4 + 1e-3*|ref| of Keras")
-    return 0
+        outputs = {}
+        # The exported model directory, and the files Keras saved, read directly.
+        for source in ("model", "siamese.keras", "siamese.h5"):
+            outputs[source] = subprocess.run(
+                [args.siamese, "pairs", "--model", str(tmp / source), "--left", str(tmp / "left.npy"),
+                 "--right", str(tmp / "right.npy"), *extra],
+                check=True, capture_output=True, text=True,
+            ).stdout
+    failed = 0
+    for source, out in outputs.items():
+        ours = np.array([float(line) for line in out.split()], dtype=np.float32)
+        error = np.abs(ours - keras_d)
+        allowed = 1e-4 + 1e-3 * np.abs(keras_d)
+        worst = int(np.argmax(error - allowed))
+        print(f"{args.kind} ({source}): {args.pairs} unseen pairs, seed {args.seed}: max |error| {error.max():.3e}, "
+              f"max relative {np.max(error / np.maximum(np.abs(keras_d), 1e-12)):.3e}; "
+              f"distances {keras_d.min():.4f}..{keras_d.max():.4f}")
+        if np.any(error > allowed):
+            print(f"FAIL: pair {worst}: ours {ours[worst]} vs Keras {keras_d[worst]}")
+            failed = 1
+    if not failed:
+        print("OK: every pair within 1e-4 + 1e-3*|ref| of Keras, from the model directory, .keras and .h5")
+    return failed
 
 
 if __name__ == "__main__":

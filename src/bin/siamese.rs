@@ -46,9 +46,10 @@ enum Command {
         #[arg(long)]
         right_lengths: Option<PathBuf>,
         /// euclidean, sqeuclidean, cosine, manhattan, or learned (the match probability of
-        /// the model's head.safetensors, or --head).
-        #[arg(long, default_value = "euclidean")]
-        distance: Distance,
+        /// the model's learned head: head.safetensors, a Keras twin's Dense head, or --head).
+        /// Default: learned for a Keras twin whose head maps to it, else euclidean.
+        #[arg(long)]
+        distance: Option<Distance>,
         /// A learned metric head (safetensors: NAME/kernel [dim, 1], NAME/bias [1]).
         #[arg(long)]
         head: Option<PathBuf>,
@@ -83,6 +84,13 @@ enum Command {
     },
     /// Time the batched Siamese forward pass: load and first call apart from the steady state.
     Bench(BenchArgs),
+    /// What a model file holds: its layers, shapes and parameters, what runs on the GPU,
+    /// the shared encoder and head of a whole Siamese model, and anything unsupported.
+    Inspect {
+        /// A .keras / .h5 file or a model directory.
+        #[arg(long)]
+        model: PathBuf,
+    },
     /// Verification on labelled pairs: distances on the GPU, then the best-accuracy and
     /// equal-error-rate thresholds, accuracy, ROC AUC and contrastive loss.
     Verify(VerifyArgs),
@@ -246,9 +254,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut model = load(&model)?;
             model.set_allow_nonfinite(allow_nonfinite);
-            if let Some(head) = head {
+            if let Some(head) = &head {
                 model.set_learned_head(&LearnedHead::load(head)?)?;
             }
+            let distance = default_metric(&model, distance, head.is_some());
             let channels = model.input_shape().last().copied();
             let left = read_batch(&left, channels).context("reading --left")?;
             let right = read_batch(&right, channels).context("reading --right")?;
@@ -289,6 +298,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench(&args),
         Command::Verify(args) => verify(&args),
         Command::Search(args) => search(&args),
+        Command::Inspect { model } => inspect(&model),
         Command::PairsFrom { labels, seed, out } => pairs_from(&labels, seed, out.as_deref()),
         Command::Similarity { model, pairs, sentences, timing, timing_runs, embeddings_out } => {
             similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out)
@@ -350,10 +360,10 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     if let Some(head) = &args.head {
         model.set_learned_head(&LearnedHead::load(head)?)?;
     }
-    let decision = ModelDecision::load(&args.model)?;
+    let decision = if args.model.is_dir() { ModelDecision::load(&args.model)? } else { None };
     let metric = match (args.distance, decision.as_ref().map(ModelDecision::metric).transpose()?.flatten()) {
         (Some(metric), _) | (None, Some(metric)) => metric,
-        (None, None) => Distance::Euclidean,
+        (None, None) => default_metric(&model, None, args.head.is_some()),
     };
     let channels = model.input_shape().last().copied();
     let (left, right, labels) = match (&args.pairs, &args.left, &args.right, &args.labels) {
@@ -544,7 +554,54 @@ fn emit(text: &str) -> Result<()> {
 }
 
 fn load(path: &Path) -> Result<SiameseModel> {
-    SiameseModel::load(path).with_context(|| format!("loading model {}", path.display()))
+    let model = SiameseModel::load(path).with_context(|| format!("loading model {}", path.display()))?;
+    if let Some((encoder, head)) = model.keras_twin() {
+        match encoder {
+            Some(name) => eprintln!("{}: Siamese model, shared encoder {name:?}; head: {head}", path.display()),
+            None => eprintln!("{}: an encoder (one input)", path.display()),
+        }
+    }
+    Ok(model)
+}
+
+/// The metric when none is given: a Keras twin's learned head, else Euclidean.
+fn default_metric(model: &SiameseModel, asked: Option<Distance>, head_given: bool) -> Distance {
+    use siamese_wgpu::model::keras_file::TwinHead;
+    match (asked, model.keras_twin()) {
+        (Some(metric), _) => metric,
+        (None, Some((_, TwinHead::Learned(_)))) => Distance::Learned,
+        (None, _) if head_given => Distance::Learned,
+        (None, _) => Distance::Euclidean,
+    }
+}
+
+fn inspect(path: &Path) -> Result<()> {
+    use siamese_wgpu::model::keras_file;
+    if path.is_file() && keras_file::is_keras_file(path) {
+        let inspection = keras_file::inspect(path)?;
+        let mut text = inspection.to_string();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        return emit(&text);
+    }
+    let spec = siamese_wgpu::model::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let shapes = spec.shapes(1)?;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{}: model directory, encoder {:?}, input {:?} (0 = any length)",
+        path.display(),
+        spec.name,
+        spec.input_shape
+    )?;
+    writeln!(out, "{:<28} {:<24} {:>12}", "layer", "output shape", "parameters")?;
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let shape = shapes.get(i + 1).map(|s| format!("{:?}", &s[1..])).unwrap_or_default();
+        writeln!(out, "{:<28} {:<24} {:>12}", layer.name, shape, layer.kind.parameter_count())?;
+    }
+    writeln!(out, "{} parameters; every layer runs on the GPU", spec.parameter_count())?;
+    emit(&out)
 }
 
 fn info() -> Result<()> {

@@ -18,6 +18,39 @@ pub const SUPPORTED_LAYERS: &str = "InputLayer, Conv2D, MaxPooling2D, AveragePoo
                                     Flatten, Dense, Activation, ReLU, Dropout, Masking, LSTM, GRU, Bidirectional, \
                                     MultiHeadAttention, LayerNormalization, Add, GlobalAveragePooling1D, Embedding";
 
+/// Every class name `layer_kind` accepts (the classes above plus Keras' aliases), for
+/// `siamese inspect`. Keep in step with `layer_kind`'s match.
+pub(crate) const LAYER_CLASSES: &[&str] = &[
+    "InputLayer",
+    "Conv2D",
+    "Convolution2D",
+    "MaxPooling2D",
+    "MaxPool2D",
+    "AveragePooling2D",
+    "AvgPool2D",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool2D",
+    "Flatten",
+    "Dense",
+    "Activation",
+    "ReLU",
+    "Dropout",
+    "SpatialDropout2D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "Masking",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "MultiHeadAttention",
+    "LayerNormalization",
+    "Add",
+    "GlobalAveragePooling1D",
+    "GlobalAvgPool1D",
+    "Embedding",
+];
+
 /// One layer entry: class, name and config object.
 struct Entry<'a> {
     class: &'a str,
@@ -28,9 +61,16 @@ struct Entry<'a> {
 }
 
 /// Builds a [`ModelSpec`] from Keras JSON text and its weights; every weight must be used.
-pub fn from_json(json: &str, file: &str, mut weights: Weights) -> Result<ModelSpec> {
+pub fn from_json(json: &str, file: &str, weights: Weights) -> Result<ModelSpec> {
     let root: Value = serde_json::from_str(json)
         .map_err(|e| Error::ModelFormat { file: file.to_string(), reason: format!("not valid JSON: {e}") })?;
+    from_value(&root, file, weights)
+}
+
+/// [`from_json`] for an already-parsed model config (`{"class_name", "config"}`, plus
+/// `keras_version` for tf.keras 2): the `.keras` / `.h5` loader hands in a nested encoder's
+/// config this way.
+pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Result<ModelSpec> {
     let format_error = |reason: String| Error::ModelFormat { file: file.to_string(), reason };
     let class = root.get("class_name").and_then(Value::as_str).ok_or_else(|| {
         format_error("no \"class_name\" at the top level: expected the output of Keras' model.to_json()".into())

@@ -8,6 +8,7 @@
 //! - Flatten of NHWC is `(y*W + x)*C + c`, i.e. the memory order, so it is a free view.
 
 pub mod keras;
+pub mod keras_file;
 pub mod weights;
 
 use std::path::Path;
@@ -105,6 +106,33 @@ pub enum LayerKind {
 }
 
 impl LayerKind {
+    /// Number of weights of this layer.
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            LayerKind::Conv2d { kernel, bias, .. } | LayerKind::Dense { kernel, bias, .. } => {
+                kernel.len() + bias.as_ref().map_or(0, Vec::len)
+            }
+            LayerKind::LayerNorm { gamma, beta, .. } => gamma.len() + beta.len(),
+            LayerKind::MultiHeadAttention { weights, .. } => {
+                weights.kernels.iter().chain(&weights.biases).map(Vec::len).sum::<usize>()
+                    + weights.output_kernel.len()
+                    + weights.output_bias.len()
+            }
+            LayerKind::Recurrent { weights, config } => weights
+                .iter()
+                .map(|w| {
+                    let recurrent_bias = matches!(config.cell, crate::ops::Cell::Gru { reset_after: true });
+                    w.kernel.len()
+                        + w.recurrent_kernel.len()
+                        + w.input_bias.len()
+                        + if recurrent_bias { w.recurrent_bias.len() } else { 0 }
+                })
+                .sum(),
+            LayerKind::Embedding { table, .. } => table.len(),
+            _ => 0,
+        }
+    }
+
     /// Output shape (batch axis included) for an input of `input` shape.
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         match self {
@@ -268,31 +296,7 @@ impl ModelSpec {
 
     /// Number of weights.
     pub fn parameter_count(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| match &l.kind {
-                LayerKind::Conv2d { kernel, bias, .. } | LayerKind::Dense { kernel, bias, .. } => {
-                    kernel.len() + bias.as_ref().map_or(0, Vec::len)
-                }
-                LayerKind::LayerNorm { gamma, beta, .. } => gamma.len() + beta.len(),
-                LayerKind::MultiHeadAttention { weights, .. } => {
-                    weights.kernels.iter().chain(&weights.biases).map(Vec::len).sum::<usize>()
-                        + weights.output_kernel.len()
-                        + weights.output_bias.len()
-                }
-                LayerKind::Recurrent { weights, config } => weights
-                    .iter()
-                    .map(|w| {
-                        let recurrent_bias = matches!(config.cell, crate::ops::Cell::Gru { reset_after: true });
-                        w.kernel.len()
-                            + w.recurrent_kernel.len()
-                            + w.input_bias.len()
-                            + if recurrent_bias { w.recurrent_bias.len() } else { 0 }
-                    })
-                    .sum(),
-                _ => 0,
-            })
-            .sum()
+        self.layers.iter().map(|l| l.kind.parameter_count()).sum()
     }
 
     /// Runs the encoder on the CPU (the reference for tests): `[batch, ...input_shape]`
@@ -389,9 +393,14 @@ impl ModelSpec {
     }
 }
 
-/// Loads an encoder from a model directory (`model.json` + `model.safetensors`).
+/// Loads an encoder from a model directory (`model.json` + `model.safetensors`), or from a
+/// Keras model file (`.keras`, legacy `.h5` / `.hdf5`; of a whole Siamese model, its shared
+/// encoder: see [`keras_file::load_keras_file`] for the head).
 pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
     let path = path.as_ref();
+    if !path.is_dir() && keras_file::is_keras_file(path) {
+        return keras_file::load_keras_file(path).map(|file| file.spec);
+    }
     if path.is_dir() {
         let json_path = path.join("model.json");
         let weights_path = path.join("model.safetensors");
@@ -403,7 +412,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
         Err(Error::ModelFormat {
             file: path.display().to_string(),
             reason: "expected a model directory holding model.json and model.safetensors \
-                     (write one from Keras with tools/export_keras.py)"
+                     (write one from Keras with tools/export_keras.py), or a Keras .keras / .h5 file"
                 .into(),
         })
     } else {
