@@ -177,6 +177,11 @@ fn pair_and_label_csv_errors_name_the_line() {
     assert_eq!(pairs.labels, [true, false]);
     assert_eq!(pairs.left[1], dir.path().join("sub/c.png"), "paths are relative to the CSV");
     assert!(read_labels_csv(dir.path().join("missing.csv")).is_err());
+    // Sentence pairs: exactly one TAB per line.
+    let tsv = dir.path().join("pairs.tsv");
+    std::fs::write(&tsv, "a\tb\n\nno tab here\n").unwrap();
+    let err = siamese_wgpu::io::read_pairs_tsv(&tsv).unwrap_err().to_string();
+    assert!(err.contains("line 3"), "{err}");
 }
 
 #[test]
