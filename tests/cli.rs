@@ -357,6 +357,24 @@ fn pairs_from_writes_balanced_pairs_that_verify_reads() {
     let printed = stdout_of(&siamese(&["pairs-from", "--labels", labels, "--seed", "5"]));
     assert_eq!(printed.lines().count(), pairs.labels.len() + 1);
     assert!(printed.lines().nth(1).unwrap().starts_with("images/"));
+
+    // A user's folder of class subfolders works too, and verify reads what it writes.
+    let folder = tempfile::tempdir().unwrap();
+    for (i, name) in ["0024_d4.png", "0087_d4.png", "0037_d9.png", "1152_d9.png", "0028_d8.png"].iter().enumerate() {
+        let class = folder.path().join(format!("class{}", &name[6..7]));
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::copy(root().join("models/digits/heldout/images").join(name), class.join(format!("{i}.png"))).unwrap();
+    }
+    let csv = folder.path().join("pairs.csv");
+    let output = siamese(&["pairs-from", "--labels", folder.path().to_str().unwrap(), "--out", csv.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let pairs = siamese_wgpu::verify::read_pairs_csv(&csv).unwrap();
+    assert_eq!(pairs.labels.iter().filter(|&&l| l).count(), 2, "4-4 and 9-9");
+    assert_eq!(pairs.labels.len(), 4);
+    if gpu().is_some() {
+        let text = stdout_of(&siamese(&["verify", "--model", "models/digits", "--pairs", csv.to_str().unwrap()]));
+        assert!(text.contains("4 pairs (2 same, 2 different)"), "{text}");
+    }
 }
 
 #[test]

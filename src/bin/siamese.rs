@@ -100,7 +100,8 @@ enum Command {
     /// Build labelled pairs from a labelled set (CSV `path,label`): every same pair plus
     /// as many random different pairs; prints (or writes) CSV `left,right,label`.
     PairsFrom {
-        /// CSV of `path,label` rows (header optional; paths relative to the CSV).
+        /// CSV of `path,label` rows (header optional; paths relative to the CSV), or a folder
+        /// with one subfolder of PNG images per class (the subfolder name is the label).
         #[arg(long)]
         labels: PathBuf,
         /// Seed for drawing the different pairs.
@@ -506,11 +507,37 @@ fn search(args: &SearchArgs) -> Result<()> {
     Ok(())
 }
 
+/// A folder with one subfolder of PNG images per class: (image, subfolder name), sorted.
+fn labelled_folder(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut items = Vec::new();
+    for class in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let class = class?.path();
+        if !class.is_dir() {
+            continue;
+        }
+        let label = class.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&class).with_context(|| format!("reading {}", class.display()))? {
+            let file = file?.path();
+            if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+                items.push((file, label.clone()));
+            }
+        }
+    }
+    if items.is_empty() {
+        bail!("{}: no class subfolders with .png images", dir.display());
+    }
+    items.sort();
+    Ok(items)
+}
+
 fn pairs_from(labels_csv: &Path, seed: u64, out: Option<&Path>) -> Result<()> {
-    let items = read_labels_csv(labels_csv)?;
+    let (items, base) = if labels_csv.is_dir() {
+        (labelled_folder(labels_csv)?, labels_csv)
+    } else {
+        (read_labels_csv(labels_csv)?, labels_csv.parent().unwrap_or(Path::new(".")))
+    };
     let classes: Vec<&str> = items.iter().map(|(_, label)| label.as_str()).collect();
     let pairs = pairs_from_labels(&classes, seed)?;
-    let base = labels_csv.parent().unwrap_or(Path::new("."));
     let same_folder = out.is_none_or(|o| {
         let parent = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         parent.canonicalize().ok() == base.canonicalize().ok().or_else(|| Path::new(".").canonicalize().ok())
