@@ -1,7 +1,8 @@
 // distance.wgsl: the Siamese reduction. The encoder ran on one batch of 2N rows (rows
 // 0..N the left twin, N..2N the right); pair i compares rows i and N+i, each flattened to
 // `dim` values (the reduction runs over all non-batch axes).
-// Prepended with common.wgsl (linear_index and LINEAR_WORKGROUP).
+// Prepended with common.wgsl (linear_index and LINEAR_WORKGROUP) and metric.wgsl (METRIC,
+// finish_metric).
 //
 // Bindings (group 0):
 //   0 params     uniform DistanceParams { pairs, dim, _pad × 2 }
@@ -20,7 +21,6 @@
 // sqrt(max(Σx², 1e-12)) like Keras' l2_normalize, so zero vectors give no NaN; cosine is
 // clamped at 0 from below.
 
-override METRIC: u32 = 0u;
 override SQUARED: u32 = 0u;
 
 struct DistanceParams {
@@ -77,18 +77,8 @@ fn pair_distance(
     }
     let total = partial_diff[0];
     let norms = partial_norm[0];
-    var result = 0.0;
-    switch METRIC {
-        case 0u: { result = sqrt(total.x); }
-        case 1u: { result = total.x; }
-        case 2u: {
-            if total.y != 0.0 {
-                let cosine = total.z * inverseSqrt(max(norms.x, 1e-12)) * inverseSqrt(max(norms.y, 1e-12));
-                result = max(1.0 - cosine, 0.0);
-            }
-        }
-        default: { result = total.y; }
-    }
+    let summed = select(total.y, total.x, metric_squares());
+    let result = finish_metric(summed, total.z, norms.x, norms.y);
     distance[pair] = result;
 }
 

@@ -1,7 +1,8 @@
 // search.wgsl: nearest-neighbour search over a resident gallery of embeddings, in two
 // kernels recorded back to back (the [queries, rows] matrix never leaves the GPU):
 // distance_matrix fills the matrix, top_k picks each query's k nearest from its row.
-// Prepended with common.wgsl (LINEAR_WORKGROUP, workgroup_index). The two entry points
+// Prepended with common.wgsl (LINEAR_WORKGROUP, workgroup_index) and metric.wgsl (METRIC,
+// finish_metric, shared with distance.wgsl). The two entry points
 // declare different variables at the same group 0 bindings; each pipeline's layout has
 // only the ones its entry point uses.
 //
@@ -52,7 +53,6 @@
 // in workgroup memory to the winner; only the invocation that owned the winner rescans
 // its columns. Cost: one pass over the row plus k · (cols / 256 + 8 barrier steps).
 
-override METRIC: u32 = 0u;
 
 // ---- distance_matrix ----
 
@@ -80,24 +80,6 @@ struct MatrixParams {
 
 // [query][depth]: the tile's queries at MATRIX_DEPTH columns, shared by every lane.
 var<workgroup> query_tile: array<f32, 512>;
-
-// The metric from the sums, exactly as distance.wgsl finishes pair_distance (keep the
-// two in step).
-// diff: Σ(a-b)² (euclidean, squared) or Σ|a-b| (cosine, manhattan); dot: Σab.
-fn finish_metric(diff: f32, dot: f32, norm_query: f32, norm_row: f32) -> f32 {
-    switch METRIC {
-        case 0u: { return sqrt(diff); }
-        case 1u: { return diff; }
-        case 2u: {
-            if diff == 0.0 {
-                return 0.0;
-            }
-            let cosine = dot * inverseSqrt(max(norm_query, 1e-12)) * inverseSqrt(max(norm_row, 1e-12));
-            return max(1.0 - cosine, 0.0);
-        }
-        default: { return diff; }
-    }
-}
 
 @compute @workgroup_size(MATRIX_LANES)
 fn distance_matrix(

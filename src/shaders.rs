@@ -6,6 +6,9 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// `shaders/activation.wgsl`: the fused activation functions.
 pub const ACTIVATION: &str = include_str!("../shaders/activation.wgsl");
 
+/// `shaders/metric.wgsl`: METRIC and the metrics' last step (pair distance and search).
+pub const METRIC: &str = include_str!("../shaders/metric.wgsl");
+
 /// `shaders/reduce.wgsl`: a workgroup-wide sum for one-workgroup-per-row kernels.
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
@@ -38,7 +41,7 @@ pub const ELEMENTWISE: ShaderSource =
     ShaderSource { name: "elementwise", parts: &[COMMON, ACTIVATION, include_str!("../shaders/elementwise.wgsl")] };
 /// Pair distance reduction.
 pub const DISTANCE: ShaderSource =
-    ShaderSource { name: "distance", parts: &[COMMON, include_str!("../shaders/distance.wgsl")] };
+    ShaderSource { name: "distance", parts: &[COMMON, METRIC, include_str!("../shaders/distance.wgsl")] };
 
 /// LSTM / GRU recurrences over whole sequences.
 pub const RECURRENT: ShaderSource =
@@ -69,7 +72,7 @@ pub const ADD: ShaderSource = ShaderSource { name: "add", parts: &[COMMON, inclu
 
 /// Nearest-neighbour search: query × gallery distance matrix and per-query top-k.
 pub const SEARCH: ShaderSource =
-    ShaderSource { name: "search", parts: &[COMMON, include_str!("../shaders/search.wgsl")] };
+    ShaderSource { name: "search", parts: &[COMMON, METRIC, include_str!("../shaders/search.wgsl")] };
 
 /// Every kernel family, for validation tests.
 pub const ALL: &[ShaderSource] = &[
