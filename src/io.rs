@@ -12,12 +12,84 @@ fn decode_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Decode { path: path.to_path_buf(), reason: reason.into() }
 }
 
+/// How deep brackets may nest in a `.npy` header (see [`check_npy_header`]).
+const MAX_NPY_HEADER_DEPTH: usize = 4;
+
+/// Checks what npyz trusts before it parses a header: the declared header length (npyz
+/// allocates it before reading: 4 GiB from 12 bytes), the bracket nesting (its parser is
+/// exponential in it) and the shape's element count (npyz multiplies the dimensions
+/// unchecked: an overflow panics in debug builds and wraps in release). Anything else this
+/// does not recognise is left to npyz.
+fn check_npy_header(bytes: &[u8], path: &Path) -> Result<()> {
+    // Magic (6 bytes), version (2), header length: u16 for version 1, u32 for 2 and 3.
+    let (start, declared): (usize, usize) = match bytes {
+        [b'\x93', b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, ..] => (10, u16::from_le_bytes([*a, *b]) as usize),
+        [b'\x93', b'N', b'U', b'M', b'P', b'Y', 2 | 3, _, a, b, c, d, ..] => {
+            (12, u32::from_le_bytes([*a, *b, *c, *d]) as usize)
+        }
+        _ => return Ok(()),
+    };
+    let header = bytes.get(start..start.saturating_add(declared)).ok_or_else(|| {
+        decode_error(
+            path,
+            format!("not a valid .npy file: the header claims {declared} bytes, the file has {}", bytes.len() - start),
+        )
+    })?;
+    // npyz's Python-literal parser backtracks exponentially in the nesting depth (244 bytes
+    // of `{{{...` keep it busy for minutes). A plain dtype's header nests two deep: the dict
+    // and the shape tuple; structured dtypes, which are not supported, a little deeper.
+    let mut depth = 0usize;
+    for &byte in header {
+        match byte {
+            b'{' | b'[' | b'(' => depth += 1,
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NPY_HEADER_DEPTH {
+            return Err(decode_error(path, "not a valid .npy file: brackets nest too deep in the header"));
+        }
+    }
+    // The shape as numpy writes it: `'shape': (3, 4), `; its dimensions must multiply
+    // without overflow even with zero dimensions left out (npyz's strides skip none). Every
+    // `'shape':` is checked, in case the text also appears elsewhere.
+    let text = String::from_utf8_lossy(header);
+    for (key, _) in text.match_indices("'shape'").chain(text.match_indices("\"shape\"")) {
+        let Some(value) = text[key + "'shape'".len()..].trim_start().strip_prefix(':').map(str::trim_start) else {
+            continue;
+        };
+        let close = match value.chars().next() {
+            Some('(') => ')',
+            Some('[') => ']',
+            _ => continue,
+        };
+        let Some(end) = value.find(close) else { continue };
+        let mut elements: u64 = 1;
+        for token in value[1..end].split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            // Python 2 numpy wrote longs as `3L`.
+            let dimension: u64 = token.trim_end_matches(['L', 'l']).parse().map_err(|_| {
+                decode_error(path, format!("not a valid .npy file: shape dimension {token:?} is not a decimal integer"))
+            })?;
+            elements =
+                elements.checked_mul(dimension.max(1)).filter(|&n| usize::try_from(n).is_ok()).ok_or_else(|| {
+                    decode_error(path, format!("not a valid .npy file: shape {} has too many elements", &value[..=end]))
+                })?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads a `.npy` file as f32: float32, float64 (cast) or integers (token ids; exact up to
 /// 2^24); C order only.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Array> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| decode_error(path, format!("not a valid .npy file: {e}")))?;
+    decode_npy(&bytes, path)
+}
+
+/// [`read_npy`] on a file already in memory; `path` only names it in errors.
+pub fn decode_npy(bytes: &[u8], path: &Path) -> Result<Array> {
+    check_npy_header(bytes, path)?;
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| decode_error(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
         return Err(decode_error(path, "Fortran-order arrays are not supported: save with np.ascontiguousarray"));
     }
@@ -63,7 +135,13 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Array> {
 pub fn read_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| decode_error(path, format!("not a valid .npy file: {e}")))?;
+    decode_lengths(&bytes, path)
+}
+
+/// [`read_lengths`] on a file already in memory; `path` only names it in errors.
+pub fn decode_lengths(bytes: &[u8], path: &Path) -> Result<Vec<usize>> {
+    check_npy_header(bytes, path)?;
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| decode_error(path, format!("not a valid .npy file: {e}")))?;
     if npy.shape().len() != 1 {
         return Err(decode_error(path, format!("lengths must be a 1-D array [N], got shape {:?}", npy.shape())));
     }
@@ -231,6 +309,11 @@ pub fn read_samples(paths: &[impl AsRef<Path>], channels: Option<usize>) -> Resu
 pub fn read_pairs_tsv(path: impl AsRef<Path>) -> Result<Vec<(String, String)>> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_pairs_tsv(&text, path)
+}
+
+/// [`read_pairs_tsv`] on text already in memory; `path` only names it in errors.
+pub fn parse_pairs_tsv(text: &str, path: &Path) -> Result<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');

@@ -194,13 +194,19 @@ fn csv_error(path: &Path, reason: impl Into<String>) -> Error {
 /// Reads CSV records with the `csv` crate: an optional header whose first field is
 /// `first_header` (case-insensitive), then rows of exactly `fields` fields.
 fn read_csv(path: &Path, fields: usize, first_header: &str) -> Result<Vec<(usize, Vec<String>)>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    parse_csv(file, path, fields, first_header)
+}
+
+/// [`read_csv`] on any reader; `path` only names it in errors.
+fn parse_csv(
+    source: impl std::io::Read,
+    path: &Path,
+    fields: usize,
+    first_header: &str,
+) -> Result<Vec<(usize, Vec<String>)>> {
     let mut reader =
-        csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_path(path).map_err(
-            |e| match e.into_kind() {
-                csv::ErrorKind::Io(io) => Error::io(path, io),
-                other => csv_error(path, format!("{other:?}")),
-            },
-        )?;
+        csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_reader(source);
     let mut rows = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let record = record.map_err(|e| csv_error(path, format!("line {}: {e}", index + 1)))?;
@@ -226,9 +232,19 @@ fn read_csv(path: &Path, fields: usize, first_header: &str) -> Result<Vec<(usize
 /// folder; labels 1/0, true/false or same/different).
 pub fn read_pairs_csv(path: impl AsRef<Path>) -> Result<LabelledPairs> {
     let path = path.as_ref();
+    pairs_from_rows(read_csv(path, 3, "left")?, path)
+}
+
+/// [`read_pairs_csv`] on a file already in memory; `path` names it in errors, and paths
+/// in it are relative to its folder.
+pub fn parse_pairs_csv(bytes: &[u8], path: &Path) -> Result<LabelledPairs> {
+    pairs_from_rows(parse_csv(bytes, path, 3, "left")?, path)
+}
+
+fn pairs_from_rows(rows: Vec<(usize, Vec<String>)>, path: &Path) -> Result<LabelledPairs> {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut pairs = LabelledPairs::default();
-    for (line, row) in read_csv(path, 3, "left")? {
+    for (line, row) in rows {
         let label = parse_label(&row[2]).ok_or_else(|| {
             csv_error(path, format!("line {line}: label {:?} is not 1/0, true/false or same/different", row[2]))
         })?;
@@ -243,8 +259,18 @@ pub fn read_pairs_csv(path: impl AsRef<Path>) -> Result<LabelledPairs> {
 /// folder; the label is any class name).
 pub fn read_labels_csv(path: impl AsRef<Path>) -> Result<Vec<(PathBuf, String)>> {
     let path = path.as_ref();
+    Ok(labels_from_rows(read_csv(path, 2, "path")?, path))
+}
+
+/// [`read_labels_csv`] on a file already in memory; `path` names it in errors, and paths
+/// in it are relative to its folder.
+pub fn parse_labels_csv(bytes: &[u8], path: &Path) -> Result<Vec<(PathBuf, String)>> {
+    Ok(labels_from_rows(parse_csv(bytes, path, 2, "path")?, path))
+}
+
+fn labels_from_rows(rows: Vec<(usize, Vec<String>)>, path: &Path) -> Vec<(PathBuf, String)> {
     let base = path.parent().unwrap_or(Path::new("."));
-    Ok(read_csv(path, 2, "path")?.into_iter().map(|(_, row)| (base.join(&row[0]), row[1].clone())).collect())
+    rows.into_iter().map(|(_, row)| (base.join(&row[0]), row[1].clone())).collect()
 }
 
 /// Pairs from a labelled set: every same-class pair `(i, j)`, `i < j`, and as many

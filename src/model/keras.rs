@@ -51,6 +51,14 @@ pub(crate) const LAYER_CLASSES: &[&str] = &[
     "Embedding",
 ];
 
+/// The most values one input sample may declare (256 MiB of f32, more than one default
+/// wgpu storage binding holds).
+const MAX_INPUT_VALUES: usize = 1 << 26;
+
+/// The largest size setting (units, filters, kernel sizes, strides, dilations...) accepted:
+/// they reach the GPU as u32, and products of two of them must not overflow.
+const MAX_SETTING: u64 = i32::MAX as u64;
+
 /// One layer entry: class, name and config object.
 struct Entry<'a> {
     class: &'a str,
@@ -137,6 +145,13 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
                  [steps, features] sequences"
             ))
         })?;
+    // Layers without weights (LayerNormalization without scale/center) allocate per input
+    // feature, and shapes are multiplied unchecked downstream: bound what the JSON declares.
+    if input_shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1))).is_none_or(|n| n > MAX_INPUT_VALUES) {
+        return Err(format_error(format!(
+            "input shape {input_shape:?} has more than {MAX_INPUT_VALUES} values per sample (2^26: 256 MiB of float32)"
+        )));
+    }
 
     let names: Vec<&str> = rest.iter().map(|(e, _)| e.name.as_str()).collect();
     weights.detect_prefix(&names);
@@ -341,9 +356,10 @@ fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(us
         Value::Null => default,
         _ => None,
     };
+    let in_range = |v: usize| v > 0 && v as u64 <= MAX_SETTING;
     match parsed {
-        Some((a, b)) if a > 0 && b > 0 => Ok((a, b)),
-        _ => Err(unsupported(entry, key, value, "expected a positive int or a pair of them")),
+        Some((a, b)) if in_range(a) && in_range(b) => Ok((a, b)),
+        _ => Err(unsupported(entry, key, value, "expected a positive int or a pair of them, at most 2^31 - 1")),
     }
 }
 
@@ -389,9 +405,9 @@ fn positive(entry: &Entry, key: &str) -> Result<usize> {
     let value = entry.config.get(key).unwrap_or(&Value::Null);
     value
         .as_u64()
-        .filter(|&v| v > 0)
+        .filter(|&v| v > 0 && v <= MAX_SETTING)
         .map(|v| v as usize)
-        .ok_or_else(|| unsupported(entry, key, value, "a positive integer"))
+        .ok_or_else(|| unsupported(entry, key, value, "a positive integer, at most 2^31 - 1"))
 }
 
 fn flag(entry: &Entry, key: &str, default: bool) -> bool {
