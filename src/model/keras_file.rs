@@ -388,6 +388,18 @@ impl Source {
             Datatype::FloatingPoint { size, .. } if [2, 4, 8].contains(size) => *size as usize,
             other => return Err(bad(format!("{other:?}"))),
         };
+        // A dataset cannot hold more than its file could expand to (deflate tops out near
+        // 1032:1): refuse a declared shape beyond that before anything is allocated.
+        let file_len = self.h5.superblock().eof_address;
+        let declared = shape.iter().try_fold(size as u64, |n, &d| n.checked_mul(d as u64));
+        match declared {
+            Some(n) if n <= file_len.saturating_mul(1032).saturating_add(1 << 20) => {}
+            _ => {
+                return Err(bad(format!(
+                    "shape {shape:?} of {size}-byte values, more than a {file_len}-byte file can hold"
+                )))
+            }
+        }
         let bytes = dataset.read_native_bytes().map_err(|e| self.hdf5_error(&format!("dataset {path}"), e))?;
         let data: Vec<f32> = match size {
             2 => bytes.chunks_exact(2).map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32()).collect(),
