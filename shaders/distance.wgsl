@@ -1,8 +1,8 @@
 // distance.wgsl: the Siamese reduction. The encoder ran on one batch of 2N rows (rows
 // 0..N the left twin, N..2N the right); pair i compares rows i and N+i, each flattened to
 // `dim` values (the reduction runs over all non-batch axes).
-// Prepended with common.wgsl (linear_index and LINEAR_WORKGROUP) and metric.wgsl (METRIC,
-// finish_metric).
+// Prepended with common.wgsl (linear_index and LINEAR_WORKGROUP), reduce.wgsl
+// (workgroup_sum) and metric.wgsl (METRIC, finish_metric).
 //
 // Bindings (group 0):
 //   0 params     uniform DistanceParams { pairs, dim, _pad × 2 }
@@ -14,7 +14,7 @@
 // METRIC (override): 0 euclidean sqrt(Σ(a-b)²), 1 squared euclidean Σ(a-b)²,
 // 2 cosine 1 - a·b / (|a| |b|), 3 manhattan Σ|a-b|.
 // pair_match_probability: the learned metric head (Koch et al. 2015),
-// σ(Σ_j w_j·|a_j − b_j| + b), reduced the same way; SQUARED (override) = 1 uses
+// σ(Σ_j w_j·|a_j − b_j| + b), one workgroup of REDUCE_WORKGROUP per pair (reduce.wgsl); SQUARED (override) = 1 uses
 // (a_j − b_j)² instead (a Keras head of Subtract → Multiply(d, d) → Dense(1, sigmoid)).
 // Numeric guards: identical rows give exactly 0 for every metric (Σ|a-b| = 0 short-cuts
 // cosine, whose rounding would otherwise leave ~1e-7); cosine uses |x| =
@@ -82,7 +82,7 @@ fn pair_distance(
     distance[pair] = result;
 }
 
-@compute @workgroup_size(LINEAR_WORKGROUP)
+@compute @workgroup_size(REDUCE_WORKGROUP)
 fn pair_match_probability(
     @builtin(workgroup_id) workgroup: vec3<u32>,
     @builtin(num_workgroups) num_workgroups: vec3<u32>,
@@ -95,20 +95,12 @@ fn pair_match_probability(
     let left = pair * params.dim;
     let right = (pair + params.pairs) * params.dim;
     var sum = 0.0;
-    for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
+    for (var i = local; i < params.dim; i += REDUCE_WORKGROUP) {
         let d = embedding[left + i] - embedding[right + i];
         sum += head[i] * select(abs(d), d * d, SQUARED == 1u);
     }
-    partial_diff[local] = vec3<f32>(sum, 0.0, 0.0);
-    workgroupBarrier();
-    for (var stride = LINEAR_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if local < stride {
-            partial_diff[local] += partial_diff[local + stride];
-        }
-        workgroupBarrier();
-    }
+    let z = workgroup_sum(local, sum) + head[params.dim];
     if local == 0u {
-        let z = partial_diff[0].x + head[params.dim];
         distance[pair] = 1.0 / (1.0 + exp(-z));
     }
 }

@@ -41,7 +41,7 @@ pub const ELEMENTWISE: ShaderSource =
     ShaderSource { name: "elementwise", parts: &[COMMON, ACTIVATION, include_str!("../shaders/elementwise.wgsl")] };
 /// Pair distance reduction.
 pub const DISTANCE: ShaderSource =
-    ShaderSource { name: "distance", parts: &[COMMON, METRIC, include_str!("../shaders/distance.wgsl")] };
+    ShaderSource { name: "distance", parts: &[COMMON, REDUCE, METRIC, include_str!("../shaders/distance.wgsl")] };
 
 /// LSTM / GRU recurrences over whole sequences.
 pub const RECURRENT: ShaderSource =

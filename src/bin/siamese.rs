@@ -450,12 +450,7 @@ fn search(args: &SearchArgs) -> Result<()> {
     let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
     let started = Instant::now();
     let gallery = if args.gallery.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&args.gallery)
-            .with_context(|| format!("reading {}", args.gallery.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| is(p, "png"))
-            .collect();
-        files.sort();
+        let files = png_files(&args.gallery)?;
         if files.is_empty() {
             bail!("{}: no .png files in the gallery folder", args.gallery.display());
         }
@@ -507,6 +502,17 @@ fn search(args: &SearchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The PNG files directly in `dir`, sorted by name.
+fn png_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// A folder with one subfolder of PNG images per class: (image, subfolder name), sorted.
 fn labelled_folder(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut items = Vec::new();
@@ -516,12 +522,7 @@ fn labelled_folder(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
             continue;
         }
         let label = class.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        for file in std::fs::read_dir(&class).with_context(|| format!("reading {}", class.display()))? {
-            let file = file?.path();
-            if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-                items.push((file, label.clone()));
-            }
-        }
+        items.extend(png_files(&class)?.into_iter().map(|file| (file, label.clone())));
     }
     if items.is_empty() {
         bail!("{}: no class subfolders with .png images", dir.display());
