@@ -10,10 +10,11 @@
 //   2 kernel  storage read  HWIO [k_h, k_w, in_c, out_c] (Keras layout)
 //   3 bias    storage read  [out_c] (zeros when the layer has no bias)
 //   4 output  storage rw    NHWC [batch, out_h, out_w, out_c]
-// Dispatch: workgroup 8×8; one invocation computes 4 output pixels (consecutive in
-// b*out_h*out_w order) × 4 output channels: x = ceil(out_c / 32),
-// y = ceil(batch*out_h*out_w / 32). Loads use clamped indices (always in bounds);
-// out-of-range results are skipped at the store.
+// Dispatch: workgroup 8×8; one invocation computes PIXELS output pixels (consecutive in
+// b*out_h*out_w order) × 8 output channels: x = ceil(out_c / 64),
+// y = ceil(batch*out_h*out_w / (8 × PIXELS)). The register blocking is dense.wgsl's (see
+// there for the measurements). Loads use clamped indices (always in bounds); out-of-range
+// results are skipped at the store.
 
 struct Conv2dParams {
     batch: u32,
@@ -71,67 +72,68 @@ fn tap(p: Pixel, ky: u32, kx: u32) -> vec2<u32> {
     return select(vec2<u32>(0u, 0u), vec2<u32>(offset, 1u), inside);
 }
 
+// Output pixels per invocation (channels are fixed at 8: two vec4 accumulators per pixel),
+// as in dense.wgsl; keep in step with `PIXELS` in src/ops/conv2d.rs.
+const PIXELS: u32 = 16u;
+
 @compute @workgroup_size(8, 8)
 fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pixels = params.batch * params.out_h * params.out_w;
-    let pix0 = gid.y * 4u;
-    let co0 = gid.x * 4u;
+    let pix0 = gid.y * PIXELS;
+    let co0 = gid.x * 8u;
     if pix0 >= pixels || co0 >= params.out_c {
         return;
     }
     let last_pixel = pixels - 1u;
     let last_co = params.out_c - 1u;
-    let p0 = pixel(pix0);
-    let p1 = pixel(min(pix0 + 1u, last_pixel));
-    let p2 = pixel(min(pix0 + 2u, last_pixel));
-    let p3 = pixel(min(pix0 + 3u, last_pixel));
-    let c1 = min(co0 + 1u, last_co);
-    let c2 = min(co0 + 2u, last_co);
-    let c3 = min(co0 + 3u, last_co);
+    var p: array<Pixel, PIXELS>;
+    for (var r = 0u; r < PIXELS; r++) {
+        p[r] = pixel(min(pix0 + r, last_pixel));
+    }
+    var c: array<u32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        c[j] = min(co0 + j, last_co);
+    }
     let in_c = params.in_c;
     let out_c = params.out_c;
 
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    // Channels co0..co0+3 in lo, co0+4..co0+7 in hi.
+    var lo: array<vec4<f32>, PIXELS>;
+    var hi: array<vec4<f32>, PIXELS>;
     for (var ky = 0u; ky < params.k_h; ky++) {
         for (var kx = 0u; kx < params.k_w; kx++) {
-            let t0 = tap(p0, ky, kx);
-            let t1 = tap(p1, ky, kx);
-            let t2 = tap(p2, ky, kx);
-            let t3 = tap(p3, ky, kx);
-            let m0 = f32(t0.y);
-            let m1 = f32(t1.y);
-            let m2 = f32(t2.y);
-            let m3 = f32(t3.y);
+            // Input offset of channel 0 of this tap, and 1.0 / 0.0 for inside / padding.
+            var offset: array<u32, PIXELS>;
+            var inside: array<f32, PIXELS>;
+            for (var r = 0u; r < PIXELS; r++) {
+                let t = tap(p[r], ky, kx);
+                offset[r] = t.x;
+                inside[r] = f32(t.y);
+            }
             var w = (ky * params.k_w + kx) * in_c * out_c;
             for (var ci = 0u; ci < in_c; ci++) {
-                let b = vec4<f32>(kernel[w + co0], kernel[w + c1], kernel[w + c2], kernel[w + c3]);
-                acc0 += (m0 * input[t0.x + ci]) * b;
-                acc1 += (m1 * input[t1.x + ci]) * b;
-                acc2 += (m2 * input[t2.x + ci]) * b;
-                acc3 += (m3 * input[t3.x + ci]) * b;
+                let b_lo = vec4<f32>(kernel[w + c[0]], kernel[w + c[1]], kernel[w + c[2]], kernel[w + c[3]]);
+                let b_hi = vec4<f32>(kernel[w + c[4]], kernel[w + c[5]], kernel[w + c[6]], kernel[w + c[7]]);
+                for (var r = 0u; r < PIXELS; r++) {
+                    let x = inside[r] * input[offset[r] + ci];
+                    lo[r] += x * b_lo;
+                    hi[r] += x * b_hi;
+                }
                 w += out_c;
             }
         }
     }
 
-    let bias4 = vec4<f32>(bias[co0], bias[c1], bias[c2], bias[c3]);
-    store_pixel(pix0, pixels, co0, acc0 + bias4);
-    store_pixel(pix0 + 1u, pixels, co0, acc1 + bias4);
-    store_pixel(pix0 + 2u, pixels, co0, acc2 + bias4);
-    store_pixel(pix0 + 3u, pixels, co0, acc3 + bias4);
-}
-
-fn store_pixel(index: u32, pixels: u32, co0: u32, value: vec4<f32>) {
-    if index >= pixels {
-        return;
-    }
-    let base = index * params.out_c;
-    for (var j = 0u; j < 4u; j++) {
-        if co0 + j < params.out_c {
-            output[base + co0 + j] = activate(value[j]);
+    for (var r = 0u; r < PIXELS; r++) {
+        let index = pix0 + r;
+        if index >= pixels {
+            break;
+        }
+        for (var j = 0u; j < 8u; j++) {
+            if co0 + j < out_c {
+                let value = select(hi[r][j % 4u], lo[r][j % 4u], j < 4u);
+                output[index * out_c + co0 + j] = activate(value + bias[c[j]]);
+            }
         }
     }
 }

@@ -152,22 +152,103 @@ fn write_final(l: Layout, local: u32) {
     }
 }
 
+// LSTM over whole sequences, ROWS sequences (of one direction) per workgroup: x = row
+// group, y = direction. Invocation `local` owns units local, local+64, ... of every row
+// in the group. The group's h lives in workgroup memory twice (read at parity step % 2,
+// written at the other), so a step needs one barrier; the cell state stays in registers.
+// Per four units of h read, an invocation loads each recurrent weight once and uses it for
+// all ROWS rows: on lavapipe, where a load costs about six multiply-adds, this cut the
+// seed LSTM's recurrence from 5 loads per 4 multiply-adds to 20 per 64 (see BENCHMARKS.md).
+// The host picks ROWS = 1 for tiny batches, so that every CPU thread still gets a group.
+override ROWS: u32 = 4u;
+const MAX_ROWS: u32 = 4u;
+// [parity][row in group][unit / 4]: h of the group, zero past `units`.
+var<workgroup> h_rows: array<vec4<f32>, 2u * MAX_ROWS * MAX_UNITS / 4u>;
+
+fn h_index(parity: u32, r: u32, unit4: u32) -> u32 {
+    return (parity * MAX_ROWS + r) * (MAX_UNITS / 4u) + unit4;
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn lstm_sequence(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invocation_index) local: u32) {
-    let l = locate(workgroup, 4u);
-    clear_state(local);
+    let u = params.units;
+    let g = 4u * u;
+    let direction = workgroup.y;
+    let row0 = workgroup.x * ROWS;
+    let r_base = direction * u * g;
+    let bias_base = params.directions * u * g + direction * g;
+    let width = params.directions * u;
+    let units4 = (u + 3u) / 4u;
+    for (var i = local; i < 2u * MAX_ROWS * MAX_UNITS / 4u; i += WORKGROUP) {
+        h_rows[i] = vec4<f32>(0.0);
+    }
+    // Cell state: [unit slot][row in group] (a slot per 64 units, MAX_UNITS / 64 of them).
+    var cell: array<vec4<f32>, MAX_UNITS / WORKGROUP>;
     workgroupBarrier();
     for (var step = 0u; step < params.steps; step++) {
-        let t = time_index(step, l.direction);
-        for (var i = local; i < params.units; i += WORKGROUP) {
-            gates[i] = recurrent_gates(l, i, 4u);
+        let t = time_index(step, direction);
+        let now = step % 2u;
+        let next = 1u - now;
+        var slot = 0u;
+        for (var i = local; i < u; i += WORKGROUP) {
+            let cols = vec4<u32>(i, u + i, 2u * u + i, 3u * u + i);
+            let bias = vec4<f32>(
+                recurrent[bias_base + cols.x],
+                recurrent[bias_base + cols.y],
+                recurrent[bias_base + cols.z],
+                recurrent[bias_base + cols.w],
+            );
+            // Pre-activations i, f, c, o of unit i for each row of the group.
+            var z: array<vec4<f32>, MAX_ROWS>;
+            for (var r = 0u; r < ROWS; r++) {
+                z[r] = bias;
+            }
+            for (var k4 = 0u; k4 < units4; k4++) {
+                // Weights of h[4·k4 .. 4·k4+3] (clamped past `units`, where h is 0).
+                var w: array<vec4<f32>, 4>;
+                for (var q = 0u; q < 4u; q++) {
+                    let at = r_base + min(4u * k4 + q, u - 1u) * g;
+                    w[q] = vec4<f32>(recurrent[at + cols.x], recurrent[at + cols.y], recurrent[at + cols.z], recurrent[at + cols.w]);
+                }
+                for (var r = 0u; r < ROWS; r++) {
+                    let hv = h_rows[h_index(now, r, k4)];
+                    z[r] += hv.x * w[0] + hv.y * w[1] + hv.z * w[2] + hv.w * w[3];
+                }
+            }
+            for (var r = 0u; r < ROWS; r++) {
+                let row = min(row0 + r, params.rows - 1u);
+                let h_old = h_rows[h_index(now, r, i / 4u)][i % 4u];
+                var h_new = h_old;
+                if row0 + r < params.rows && mask[row * params.steps + t] != 0u {
+                    let base = (row * params.steps + t) * params.directions * g + direction * g;
+                    let pre = z[r] + vec4<f32>(projected[base + cols.x], projected[base + cols.y], projected[base + cols.z], projected[base + cols.w]);
+                    let input_gate = apply_activation(GATE_ACTIVATION, pre.x);
+                    let forget_gate = apply_activation(GATE_ACTIVATION, pre.y);
+                    let candidate = apply_activation(CELL_ACTIVATION, pre.z);
+                    let output_gate = apply_activation(GATE_ACTIVATION, pre.w);
+                    let c_new = forget_gate * cell[slot][r] + input_gate * candidate;
+                    cell[slot][r] = c_new;
+                    h_new = output_gate * apply_activation(CELL_ACTIVATION, c_new);
+                }
+                h_rows[h_index(next, r, i / 4u)][i % 4u] = h_new;
+                if params.return_sequences != 0u && row0 + r < params.rows {
+                    output[(row * params.steps + t) * width + direction * u + i] = h_new;
+                }
+            }
+            slot++;
         }
         workgroupBarrier();
-        lstm_update(l, t, local);
-        write_sequence_output(l, t, local);
-        workgroupBarrier();
     }
-    write_final(l, local);
+    if params.return_sequences == 0u {
+        let last = params.steps % 2u;
+        for (var r = 0u; r < ROWS; r++) {
+            if row0 + r < params.rows {
+                for (var i = local; i < u; i += WORKGROUP) {
+                    output[(row0 + r) * width + direction * u + i] = h_rows[h_index(last, r, i / 4u)][i % 4u];
+                }
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(WORKGROUP)

@@ -91,6 +91,21 @@ fn bidirectional_and_sequences_match_reference() {
 }
 
 #[test]
+fn batches_sharing_workgroups_match_reference() {
+    // Batches of 16+ sequences (per direction) run the LSTM kernel with several rows per
+    // workgroup: ragged lengths, a partial last group, units past one slot of 64 and not a
+    // multiple of 4, and both directions with sequence outputs.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = rng(14);
+    let lengths: Vec<usize> = (0..18).map(|i| 1 + (i * 7) % 9).collect();
+    for cell in CELLS {
+        check(&gpu, &mut rng, config(cell, 6, 130, 1, false), &lengths, 9);
+        check(&gpu, &mut rng, config(cell, 3, 5, 2, true), &lengths[..9], 9);
+        check(&gpu, &mut rng, config(cell, 100, 64, 1, false), &[50; 17], 50);
+    }
+}
+
+#[test]
 fn other_activations_match_reference() {
     let Some(gpu) = gpu() else { return };
     let mut rng = rng(13);

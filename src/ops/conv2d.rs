@@ -115,7 +115,8 @@ struct Conv2dParams {
 }
 
 /// Output pixels and channels per invocation, invocations per workgroup axis (conv2d.wgsl).
-const BLOCK: usize = 4;
+const PIXELS: usize = 16;
+const CHANNELS: usize = 8;
 const WORKGROUP: usize = 8;
 
 /// A Conv2D layer resident on the GPU.
@@ -214,8 +215,11 @@ impl Conv2d {
             _pad: 0,
         };
         let pixels = out[0] * out[1] * out[2];
-        let per_group = BLOCK * WORKGROUP;
-        let workgroups = [groups(gpu, "conv2d", c.filters, per_group)?, groups(gpu, "conv2d", pixels, per_group)?, 1];
+        let workgroups = [
+            groups(gpu, "conv2d", c.filters, CHANNELS * WORKGROUP)?,
+            groups(gpu, "conv2d", pixels, PIXELS * WORKGROUP)?,
+            1,
+        ];
         Ok(prepare_dispatch(
             gpu,
             "conv2d",

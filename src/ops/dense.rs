@@ -15,8 +15,9 @@ struct DenseParams {
     _pad: u32,
 }
 
-/// Outputs per invocation along each axis and invocations per workgroup axis (dense.wgsl).
-const BLOCK: usize = 4;
+/// Rows and columns of outputs per invocation, invocations per workgroup axis (dense.wgsl).
+const ROWS: usize = 16;
+const COLUMNS: usize = 8;
 const WORKGROUP: usize = 8;
 
 /// A Dense layer resident on the GPU.
@@ -112,9 +113,11 @@ impl Dense {
             out_features: self.out_features as u32,
             _pad: 0,
         };
-        let per_group = BLOCK * WORKGROUP;
-        let workgroups =
-            [groups(gpu, "dense", self.out_features, per_group)?, groups(gpu, "dense", rows, per_group)?, 1];
+        let workgroups = [
+            groups(gpu, "dense", self.out_features, COLUMNS * WORKGROUP)?,
+            groups(gpu, "dense", rows, ROWS * WORKGROUP)?,
+            1,
+        ];
         Ok(prepare_dispatch(
             gpu,
             "dense",

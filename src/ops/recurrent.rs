@@ -121,6 +121,20 @@ pub const RECURRENT_CELL_ACTIVATIONS: [Activation; 4] =
 /// The largest state recurrent.wgsl holds in workgroup memory.
 pub const MAX_UNITS: usize = 512;
 
+/// Sequences per workgroup in the LSTM kernel (`ROWS`, at most `MAX_ROWS` in recurrent.wgsl).
+const ROWS_PER_GROUP: usize = 4;
+
+/// The sequences-per-workgroup values the LSTM kernel is built with: shared groups, and
+/// one row per group for batches too small to share.
+pub const LSTM_ROW_GROUPS: [usize; 2] = [ROWS_PER_GROUP, 1];
+
+/// Override constants of `lstm_sequence` with `rows` sequences per workgroup.
+pub fn lstm_sequence_constants(gate: Activation, cell: Activation, rows: usize) -> Vec<(&'static str, f64)> {
+    let mut constants = Cell::Lstm.constants(gate, cell).to_vec();
+    constants.push(("ROWS", rows as f64));
+    constants
+}
+
 /// A recurrent layer resident on the GPU.
 #[derive(Debug)]
 pub struct Recurrent {
@@ -128,6 +142,8 @@ pub struct Recurrent {
     projection: Dense,
     recurrent: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
+    /// LSTM: the same kernel with one row per workgroup, for batches too small to share.
+    narrow: Option<wgpu::ComputePipeline>,
     /// The one-dispatch-per-step baseline (`lstm_step`), LSTM last-state layers only.
     per_step: Option<wgpu::ComputePipeline>,
 }
@@ -197,11 +213,23 @@ impl Recurrent {
         } else {
             None
         };
+        // LSTM: ROWS_PER_GROUP sequences per workgroup, or one for tiny batches.
+        let (pipeline, narrow) = if config.cell == Cell::Lstm {
+            let with_rows = |rows: usize| {
+                let c = lstm_sequence_constants(config.recurrent_activation, config.activation, rows);
+                gpu.pipeline(&shaders::RECURRENT, "lstm_sequence", &c)
+            };
+            let [shared, single] = LSTM_ROW_GROUPS;
+            (with_rows(shared)?, Some(with_rows(single)?))
+        } else {
+            (gpu.pipeline(&shaders::RECURRENT, config.cell.entry_point(), &constants)?, None)
+        };
         Ok(Self {
             per_step,
             projection,
             recurrent: weight_buffer(gpu, "recurrent kernel", &recurrent)?,
-            pipeline: gpu.pipeline(&shaders::RECURRENT, config.cell.entry_point(), &constants)?,
+            pipeline,
+            narrow,
             config,
         })
     }
@@ -256,11 +284,18 @@ impl Recurrent {
         let (rows, steps) = (input_shape[0], input_shape[1]);
         let projection = self.projection.prepare(gpu, &[rows * steps, self.config.input_size], input, projected)?;
         let params = self.params(rows, steps, self.config.return_sequences, 0);
-        let workgroups = [groups(gpu, "recurrent", rows, 1)?, self.config.directions as u32, 1];
+        // Groups of ROWS_PER_GROUP rows once there are enough of them to keep every CPU
+        // thread of a software adapter (and every GPU core) busy.
+        let (pipeline, per_group) = match &self.narrow {
+            Some(narrow) if rows * self.config.directions < 4 * ROWS_PER_GROUP => (narrow, 1),
+            Some(_) => (&self.pipeline, ROWS_PER_GROUP),
+            None => (&self.pipeline, 1),
+        };
+        let workgroups = [groups(gpu, "recurrent", rows, per_group)?, self.config.directions as u32, 1];
         let recurrence = prepare_dispatch(
             gpu,
             "recurrent",
-            &self.pipeline,
+            pipeline,
             &params,
             &[projected, &self.recurrent, mask, output],
             workgroups,
