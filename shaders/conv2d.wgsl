@@ -7,7 +7,9 @@
 // Bindings (group 0):
 //   0 params  uniform Conv2dParams (below)
 //   1 input   storage read  NHWC [batch, in_h, in_w, in_c]
-//   2 kernel  storage read  HWIO [k_h, k_w, in_c, out_c] (Keras layout)
+//   2 kernel  storage read  HWIO [k_h, k_w, in_c, out_c] (Keras layout) as f32 bits, or
+//             with HALF_WEIGHTS packed f16 rows of out_c padded to 8 (weights.wgsl),
+//             kernel_stride words per (ky, kx, ci) row
 //   3 bias    storage read  [out_c] (zeros when the layer has no bias)
 //   4 output  storage rw    NHWC [batch, out_h, out_w, out_c]
 // Dispatch: workgroup 8×8; one invocation computes PIXELS output pixels (consecutive in
@@ -32,12 +34,12 @@ struct Conv2dParams {
     dilation_x: u32,
     pad_top: u32,
     pad_left: u32,
-    _pad: u32,
+    kernel_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Conv2dParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> kernel: array<f32>;
+@group(0) @binding(2) var<storage, read> kernel: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 
@@ -110,16 +112,17 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
                 offset[r] = t.x;
                 inside[r] = f32(t.y);
             }
-            var w = (ky * params.k_w + kx) * in_c * out_c;
+            var w = (ky * params.k_w + kx) * in_c * params.kernel_stride;
             for (var ci = 0u; ci < in_c; ci++) {
-                let b_lo = vec4<f32>(kernel[w + c[0]], kernel[w + c[1]], kernel[w + c[2]], kernel[w + c[3]]);
-                let b_hi = vec4<f32>(kernel[w + c[4]], kernel[w + c[5]], kernel[w + c[6]], kernel[w + c[7]]);
+                let b = kernel_row8(w, co0, c);
+                let b_lo = b[0];
+                let b_hi = b[1];
                 for (var r = 0u; r < PIXELS; r++) {
                     let x = inside[r] * input[offset[r] + ci];
                     lo[r] += x * b_lo;
                     hi[r] += x * b_hi;
                 }
-                w += out_c;
+                w += params.kernel_stride;
             }
         }
     }

@@ -1,9 +1,11 @@
 // dense.wgsl: output = activate(input · kernel + bias), Keras Dense.
 //
 // Bindings (group 0):
-//   0 params  uniform DenseParams { rows, in_features, out_features, _pad }
+//   0 params  uniform DenseParams { rows, in_features, out_features, kernel_stride }
 //   1 input   storage read  [rows, in_features] row-major
-//   2 kernel  storage read  [in_features, out_features] row-major (Keras layout)
+//   2 kernel  storage read  [in_features, out_features] row-major (Keras layout), as f32
+//             bits; with HALF_WEIGHTS, f16 pairs packed in u32 words (weights.wgsl) with
+//             each row padded with zeros to a multiple of 8 columns: kernel_stride words
 //   3 bias    storage read  [out_features] (zeros when the layer has no bias)
 //   4 output  storage rw    [rows, out_features]
 // Dispatch: workgroup 8×8; one invocation computes a block of ROWS rows × 8 columns, so
@@ -22,12 +24,12 @@ struct DenseParams {
     rows: u32,
     in_features: u32,
     out_features: u32,
-    _pad: u32,
+    kernel_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DenseParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> kernel: array<f32>;
+@group(0) @binding(2) var<storage, read> kernel: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 
@@ -59,9 +61,9 @@ fn dense(@builtin(global_invocation_id) gid: vec3<u32>) {
     var lo: array<vec4<f32>, ROWS>;
     var hi: array<vec4<f32>, ROWS>;
     for (var k = 0u; k < k_len; k++) {
-        let w = k * n;
-        let b_lo = vec4<f32>(kernel[w + c[0]], kernel[w + c[1]], kernel[w + c[2]], kernel[w + c[3]]);
-        let b_hi = vec4<f32>(kernel[w + c[4]], kernel[w + c[5]], kernel[w + c[6]], kernel[w + c[7]]);
+        let b = kernel_row8(k * params.kernel_stride, col0, c);
+        let b_lo = b[0];
+        let b_hi = b[1];
         for (var r = 0u; r < ROWS; r++) {
             let x = input[a[r] + k];
             lo[r] += x * b_lo;

@@ -9,7 +9,7 @@ use crate::gpu::Gpu;
 use crate::model::{LayerKind, ModelSpec};
 use crate::ops::{
     self, Activation, ActivationOp, AddOp, Conv2d, Dense, Dispatch, Distance, EmbeddingLookup, GlobalAveragePool2d,
-    LayerNorm, MultiHeadAttention, PairDistance, Pool2d, Recurrent, SequencePool,
+    LayerNorm, MultiHeadAttention, PairDistance, Pool2d, Precision, Recurrent, SequencePool,
 };
 use crate::plans::{poisoned, PlanCache};
 
@@ -108,6 +108,12 @@ impl Graph {
     /// right after a Conv2D/Dense with a linear activation (views such as Flatten and
     /// Dropout in between don't matter) is fused into that op's epilogue.
     pub fn new(gpu: Arc<Gpu>, spec: &ModelSpec) -> Result<Self> {
+        Self::with_precision(gpu, spec, Precision::F32)
+    }
+
+    /// As [`new`](Self::new), storing the Dense/Conv2D kernels (and the input and attention
+    /// projections) in `precision`.
+    pub fn with_precision(gpu: Arc<Gpu>, spec: &ModelSpec, precision: Precision) -> Result<Self> {
         spec.shapes(1)?;
         if let Some(position) = spec.layers.iter().position(|l| matches!(l.kind, LayerKind::Masking { .. })) {
             if position != 0 {
@@ -171,20 +177,30 @@ impl Graph {
         for (layer, kind) in kinds {
             let op = match kind {
                 LayerKind::Conv2d { config, kernel, bias } => {
-                    Op::Conv2d(Conv2d::new(&gpu, config, &kernel, bias.as_deref())?)
+                    Op::Conv2d(Conv2d::with_precision(&gpu, config, &kernel, bias.as_deref(), precision)?)
                 }
                 LayerKind::Dense { in_features, out_features, kernel, bias, activation } => {
-                    Op::Dense(Dense::new(&gpu, in_features, out_features, &kernel, bias.as_deref(), activation)?)
+                    Op::Dense(Dense::with_precision(
+                        &gpu,
+                        in_features,
+                        out_features,
+                        &kernel,
+                        bias.as_deref(),
+                        activation,
+                        precision,
+                    )?)
                 }
                 LayerKind::Pool2d(config) => Op::Pool2d(Pool2d::new(&gpu, config)?),
                 LayerKind::GlobalAveragePool2d { .. } => Op::GlobalAveragePool2d(GlobalAveragePool2d::new(&gpu)?),
                 LayerKind::Activation(a) => Op::Activation(ActivationOp::new(&gpu, a)?),
-                LayerKind::Recurrent { config, weights } => Op::Recurrent(Recurrent::new(&gpu, config, &weights)?),
+                LayerKind::Recurrent { config, weights } => {
+                    Op::Recurrent(Recurrent::with_precision(&gpu, config, &weights, precision)?)
+                }
                 LayerKind::Add => Op::Add(AddOp::new(&gpu)?),
                 LayerKind::LayerNorm { gamma, beta, eps } => Op::LayerNorm(LayerNorm::new(&gpu, &gamma, &beta, eps)?),
                 LayerKind::MultiHeadAttention { heads, key_dim, weights } => {
                     let dim = weights.output_bias.len();
-                    Op::Attention(MultiHeadAttention::new(&gpu, dim, heads, key_dim, &weights)?)
+                    Op::Attention(MultiHeadAttention::with_precision(&gpu, dim, heads, key_dim, &weights, precision)?)
                 }
                 LayerKind::GlobalAveragePool1d => Op::MeanOverSteps(SequencePool::new(&gpu, false)?),
                 LayerKind::Embedding { vocab, dim, table } => {

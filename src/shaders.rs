@@ -27,12 +27,15 @@ impl ShaderSource {
     }
 }
 
+/// `shaders/weights.wgsl`: reading kernel rows stored as f32 or packed f16.
+pub const WEIGHTS: &str = include_str!("../shaders/weights.wgsl");
+
 /// Dense layer: fused matmul + bias + activation.
 pub const DENSE: ShaderSource =
-    ShaderSource { name: "dense", parts: &[ACTIVATION, include_str!("../shaders/dense.wgsl")] };
+    ShaderSource { name: "dense", parts: &[ACTIVATION, WEIGHTS, include_str!("../shaders/dense.wgsl")] };
 /// Conv2D: implicit GEMM + bias + activation.
 pub const CONV2D: ShaderSource =
-    ShaderSource { name: "conv2d", parts: &[ACTIVATION, include_str!("../shaders/conv2d.wgsl")] };
+    ShaderSource { name: "conv2d", parts: &[ACTIVATION, WEIGHTS, include_str!("../shaders/conv2d.wgsl")] };
 /// Max / average / global average pooling.
 pub const POOL2D: ShaderSource =
     ShaderSource { name: "pool2d", parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")] };
@@ -107,10 +110,11 @@ pub struct PipelineVariant {
 /// Every (shader, entry point, constants) combination the ops build, from the same
 /// constant tables the ops use: what the offline translation test covers.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
+    use crate::ops::dense::kernel_constants;
     use crate::ops::recurrent::{
         lstm_sequence_constants, LSTM_ROW_GROUPS, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS,
     };
-    use crate::ops::{Activation, Cell, Distance, PoolKind};
+    use crate::ops::{Activation, Cell, Distance, PoolKind, Precision};
     let variant = |shader, entry_point, constants: &[(&'static str, f64)]| PipelineVariant {
         shader,
         entry_point,
@@ -118,8 +122,10 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     };
     let mut variants = Vec::new();
     for activation in Activation::ALL {
-        variants.push(variant(DENSE, "dense", &activation.constants()));
-        variants.push(variant(CONV2D, "conv2d", &activation.constants()));
+        for precision in [Precision::F32, Precision::F16] {
+            variants.push(variant(DENSE, "dense", &kernel_constants(activation, precision)));
+            variants.push(variant(CONV2D, "conv2d", &kernel_constants(activation, precision)));
+        }
         variants.push(variant(ELEMENTWISE, "activate_in_place", &activation.constants()));
     }
     for kind in [PoolKind::Max, PoolKind::Average] {

@@ -8,7 +8,7 @@ use crate::gpu::Gpu;
 use crate::graph::{Batch, Graph};
 use crate::model::keras_file::{self, TwinHead};
 use crate::model::{self, ModelSpec};
-use crate::ops::{Distance, LearnedHead};
+use crate::ops::{Distance, LearnedHead, Precision};
 
 /// The learned metric head's file name in a model directory.
 pub const LEARNED_HEAD_FILE: &str = "head.safetensors";
@@ -54,18 +54,25 @@ impl SiameseModel {
     /// Loads a model directory on a given GPU context. A `head.safetensors` beside the
     /// model (a learned metric head) is loaded too, for [`Distance::Learned`].
     pub fn load_on(gpu: Arc<Gpu>, path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with_precision(gpu, path, Precision::F32)
+    }
+
+    /// As [`load_on`](Self::load_on), storing the big weight matrices in `precision`
+    /// (`Precision::F16`: half the GPU memory and upload, at the accuracy measured in
+    /// BENCHMARKS.md).
+    pub fn load_with_precision(gpu: Arc<Gpu>, path: impl AsRef<Path>, precision: Precision) -> Result<Self> {
         let path = path.as_ref();
         if path.is_file() && keras_file::is_keras_file(path) {
             // A Keras file, possibly a whole twin: its encoder runs, its head as it maps.
             let file = keras_file::load_keras_file(path)?;
-            let mut model = Self::from_spec(gpu, file.spec)?;
+            let mut model = Self::from_spec_with_precision(gpu, file.spec, precision)?;
             if let TwinHead::Learned(head) = &file.head {
                 model.set_learned_head(head)?;
             }
             model.twin = Some((file.encoder, file.head));
             return Ok(model);
         }
-        let model = Self::from_spec(gpu, model::load(path)?)?;
+        let model = Self::from_spec_with_precision(gpu, model::load(path)?, precision)?;
         let head = path.join(LEARNED_HEAD_FILE);
         if path.is_dir() && head.is_file() {
             model.set_learned_head(&LearnedHead::load(&head)?)?;
@@ -88,7 +95,12 @@ impl SiameseModel {
     /// Uploads an in-memory model description: weights go to the GPU and every pipeline
     /// (all four distance metrics included) is compiled here, once.
     pub fn from_spec(gpu: Arc<Gpu>, spec: ModelSpec) -> Result<Self> {
-        let graph = Graph::new(gpu.clone(), &spec)?;
+        Self::from_spec_with_precision(gpu, spec, Precision::F32)
+    }
+
+    /// As [`from_spec`](Self::from_spec), with the weights stored in `precision`.
+    pub fn from_spec_with_precision(gpu: Arc<Gpu>, spec: ModelSpec, precision: Precision) -> Result<Self> {
+        let graph = Graph::with_precision(gpu.clone(), &spec, precision)?;
         for metric in Distance::ALL {
             graph.prepare_metric(metric)?;
         }

@@ -15,13 +15,23 @@ use siamese_wgpu::sentence::find_installed_minilm;
 use siamese_wgpu::verify::{
     accuracy_at, contrastive_loss, evaluate, pairs_from_labels, read_labels_csv, read_pairs_csv, ModelDecision,
 };
-use siamese_wgpu::{reference, Array, Distance, Gallery, Gpu, GpuOptions, GpuSearch, SentenceModel, SiameseModel};
+use siamese_wgpu::{
+    reference, Array, Distance, Gallery, Gpu, GpuOptions, GpuSearch, Precision, SentenceModel, SiameseModel,
+};
 
 #[derive(Parser)]
 #[command(name = "siamese", version, about = "Run Siamese networks on any GPU wgpu reaches (Vulkan, Metal, DX12, GL)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Weight storage: f32 (default, exact), or f16 (weights rounded to half precision on
+    /// upload: half the GPU memory; arithmetic stays f32). See BENCHMARKS.md for accuracy.
+    #[arg(long, global = true, default_value = "f32", value_parser = parse_precision)]
+    precision: Precision,
+}
+
+fn parse_precision(text: &str) -> std::result::Result<Precision, String> {
+    Precision::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -239,6 +249,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let precision = cli.precision;
+    let load = |path: &Path| load(path, precision);
     match cli.command {
         Command::Info => info(),
         Command::Pairs {
@@ -296,12 +308,15 @@ fn run(cli: Cli) -> Result<()> {
             write_npy(&out, &model.embed_ragged(&input, lengths.as_deref())?)?;
             Ok(())
         }
-        Command::Bench(args) => bench(&args),
-        Command::Verify(args) => verify(&args),
-        Command::Search(args) => search(&args),
+        Command::Bench(args) => bench(&args, precision),
+        Command::Verify(args) => verify(&args, precision),
+        Command::Search(args) => search(&args, precision),
         Command::Inspect { model } => inspect(&model),
         Command::PairsFrom { labels, seed, out } => pairs_from(&labels, seed, out.as_deref()),
         Command::Similarity { model, pairs, sentences, timing, timing_runs, embeddings_out } => {
+            if precision != Precision::F32 {
+                bail!("--precision f16 is not available for `similarity` yet (the sentence model runs in f32)");
+            }
             similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out)
         }
     }
@@ -356,8 +371,8 @@ fn similarity(
     Ok(())
 }
 
-fn verify(args: &VerifyArgs) -> Result<()> {
-    let model = load(&args.model)?;
+fn verify(args: &VerifyArgs, precision: Precision) -> Result<()> {
+    let model = load(&args.model, precision)?;
     if let Some(head) = &args.head {
         model.set_learned_head(&LearnedHead::load(head)?)?;
     }
@@ -444,8 +459,8 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     emit(&out)
 }
 
-fn search(args: &SearchArgs) -> Result<()> {
-    let model = load(&args.model)?;
+fn search(args: &SearchArgs, precision: Precision) -> Result<()> {
+    let model = load(&args.model, precision)?;
     let channels = model.input_shape().last().copied();
     let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
     let started = Instant::now();
@@ -581,8 +596,10 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
-fn load(path: &Path) -> Result<SiameseModel> {
-    let model = SiameseModel::load(path).with_context(|| format!("loading model {}", path.display()))?;
+fn load(path: &Path, precision: Precision) -> Result<SiameseModel> {
+    let gpu = Arc::new(Gpu::new()?);
+    let model = SiameseModel::load_with_precision(gpu, path, precision)
+        .with_context(|| format!("loading model {}", path.display()))?;
     if let Some((encoder, head)) = model.keras_twin() {
         match encoder {
             Some(name) => eprintln!("{}: Siamese model, shared encoder {name:?}; head: {head}", path.display()),
@@ -680,7 +697,7 @@ fn bench_input(shape: &[usize], seed: u64) -> Result<Array> {
     Ok(Array::new(shape.to_vec(), data)?)
 }
 
-fn bench(args: &BenchArgs) -> Result<()> {
+fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
     let (model_dir, batches, distance, seq_len, json) =
         (&args.model, &args.batch, args.distance, args.seq_len, args.json);
     if batches.is_empty() || batches.contains(&0) {
@@ -689,8 +706,8 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let iters = args.iters.max(1);
     let gpu = Arc::new(Gpu::new()?);
     let started = Instant::now();
-    let mut model =
-        SiameseModel::load_on(gpu.clone(), model_dir).with_context(|| format!("loading {}", model_dir.display()))?;
+    let mut model = SiameseModel::load_with_precision(gpu.clone(), model_dir, precision)
+        .with_context(|| format!("loading {}", model_dir.display()))?;
     model.set_recurrent_per_step(args.recurrent_per_step)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = gpu.adapter_info();

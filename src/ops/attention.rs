@@ -103,6 +103,18 @@ impl MultiHeadAttention {
         key_dim: usize,
         weights: &MultiHeadAttentionWeights,
     ) -> Result<Self> {
+        Self::with_precision(gpu, dim, heads, key_dim, weights, super::Precision::F32)
+    }
+
+    /// As [`new`](Self::new), with the projection kernels stored in `precision`.
+    pub fn with_precision(
+        gpu: &Gpu,
+        dim: usize,
+        heads: usize,
+        key_dim: usize,
+        weights: &MultiHeadAttentionWeights,
+        precision: super::Precision,
+    ) -> Result<Self> {
         let width = heads * key_dim;
         let [q, k, v] = &weights.kernels;
         if [q.len(), k.len(), v.len()] != [dim * width; 3] {
@@ -121,22 +133,24 @@ impl MultiHeadAttention {
         Ok(Self {
             dim,
             width,
-            qkv: super::Dense::new(
+            qkv: super::Dense::with_precision(
                 gpu,
                 dim,
                 3 * width,
                 &fused,
                 Some(&weights.biases.concat()),
                 super::Activation::Linear,
+                precision,
             )?,
             attention: SelfAttention::new(gpu, heads, key_dim, 1.0 / (key_dim as f32).sqrt())?,
-            output: super::Dense::new(
+            output: super::Dense::with_precision(
                 gpu,
                 width,
                 dim,
                 &weights.output_kernel,
                 Some(&weights.output_bias),
                 super::Activation::Linear,
+                precision,
             )?,
         })
     }

@@ -2,7 +2,11 @@
 //! flip), `valid`/`same` padding, strides, dilation, fused bias + activation.
 //! Kernel: `shaders/conv2d.wgsl` (implicit GEMM, no im2col buffer).
 
-use super::{groups, prepare_dispatch, shape_str, weight_buffer, window_output, Activation, Dispatch, Padding};
+use super::dense::kernel_constants;
+use super::{
+    groups, kernel_buffer, prepare_dispatch, shape_str, weight_buffer, window_output, Activation, Dispatch, Padding,
+    Precision,
+};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::shaders;
@@ -111,7 +115,7 @@ struct Conv2dParams {
     dilation_x: u32,
     pad_top: u32,
     pad_left: u32,
-    _pad: u32,
+    kernel_stride: u32,
 }
 
 /// Output pixels and channels per invocation, invocations per workgroup axis (conv2d.wgsl).
@@ -124,13 +128,27 @@ const WORKGROUP: usize = 8;
 pub struct Conv2d {
     config: Conv2dConfig,
     kernel: wgpu::Buffer,
+    /// 32-bit words per (ky, kx, ci) kernel row (see [`Precision`]).
+    kernel_stride: u32,
     bias: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
 }
 
 impl Conv2d {
-    /// Uploads the HWIO `kernel` and `bias` (zeros when None) and compiles the kernel.
+    /// Uploads the HWIO `kernel` and `bias` (zeros when None) and compiles the kernel; f32
+    /// weights.
     pub fn new(gpu: &Gpu, config: Conv2dConfig, kernel: &[f32], bias: Option<&[f32]>) -> Result<Self> {
+        Self::with_precision(gpu, config, kernel, bias, Precision::F32)
+    }
+
+    /// As [`new`](Self::new), with the kernel stored in `precision`.
+    pub fn with_precision(
+        gpu: &Gpu,
+        config: Conv2dConfig,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        precision: Precision,
+    ) -> Result<Self> {
         config.check()?;
         if kernel.len() != config.kernel_len() {
             return Err(Error::shape(
@@ -158,10 +176,12 @@ impl Conv2d {
                 &zeros
             }
         };
+        let (kernel, kernel_stride) = kernel_buffer(gpu, "conv2d kernel", kernel, config.filters, precision)?;
         Ok(Self {
-            kernel: weight_buffer(gpu, "conv2d kernel", kernel)?,
+            kernel,
+            kernel_stride,
             bias: weight_buffer(gpu, "conv2d bias", bias)?,
-            pipeline: gpu.pipeline(&shaders::CONV2D, "conv2d", &config.activation.constants())?,
+            pipeline: gpu.pipeline(&shaders::CONV2D, "conv2d", &kernel_constants(config.activation, precision))?,
             config,
         })
     }
@@ -212,7 +232,7 @@ impl Conv2d {
             dilation_x: c.dilation.1 as u32,
             pad_top: window.pad.0 as u32,
             pad_left: window.pad.1 as u32,
-            _pad: 0,
+            kernel_stride: self.kernel_stride,
         };
         let pixels = out[0] * out[1] * out[2];
         let workgroups = [

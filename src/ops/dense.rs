@@ -1,7 +1,7 @@
 //! Dense (fully connected) layer: `activate(x · kernel + bias)`, kernel `(in, out)` as
 //! Keras stores it. Kernel: `shaders/dense.wgsl`.
 
-use super::{groups, prepare_dispatch, shape_str, weight_buffer, Activation, Dispatch};
+use super::{groups, kernel_buffer, prepare_dispatch, shape_str, weight_buffer, Activation, Dispatch, Precision};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::shaders;
@@ -12,13 +12,19 @@ struct DenseParams {
     rows: u32,
     in_features: u32,
     out_features: u32,
-    _pad: u32,
+    kernel_stride: u32,
 }
 
 /// Rows and columns of outputs per invocation, invocations per workgroup axis (dense.wgsl).
 const ROWS: usize = 16;
 const COLUMNS: usize = 8;
 const WORKGROUP: usize = 8;
+
+/// Override constants of the dense and conv2d kernels.
+pub(crate) fn kernel_constants(activation: Activation, precision: Precision) -> [(&'static str, f64); 2] {
+    let [activation] = activation.constants();
+    [activation, precision.constant()]
+}
 
 /// A Dense layer resident on the GPU.
 #[derive(Debug)]
@@ -27,13 +33,15 @@ pub struct Dense {
     out_features: usize,
     activation: Activation,
     kernel: wgpu::Buffer,
+    /// 32-bit words per kernel row (see [`Precision`]).
+    kernel_stride: u32,
     bias: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
 }
 
 impl Dense {
     /// Uploads `kernel` (`[in_features, out_features]`, row-major) and `bias`
-    /// (`[out_features]`, zeros when None) and compiles the kernel.
+    /// (`[out_features]`, zeros when None) and compiles the kernel; f32 weights.
     pub fn new(
         gpu: &Gpu,
         in_features: usize,
@@ -41,6 +49,20 @@ impl Dense {
         kernel: &[f32],
         bias: Option<&[f32]>,
         activation: Activation,
+    ) -> Result<Self> {
+        Self::with_precision(gpu, in_features, out_features, kernel, bias, activation, Precision::F32)
+    }
+
+    /// As [`new`](Self::new), with the kernel stored in `precision`.
+    #[allow(clippy::too_many_arguments, reason = "new's arguments plus the storage format")]
+    pub fn with_precision(
+        gpu: &Gpu,
+        in_features: usize,
+        out_features: usize,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        precision: Precision,
     ) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
             return Err(Error::shape("dense", "in and out features >= 1", format!("({in_features}, {out_features})")));
@@ -63,13 +85,15 @@ impl Dense {
                 &zeros
             }
         };
+        let (kernel, kernel_stride) = kernel_buffer(gpu, "dense kernel", kernel, out_features, precision)?;
         Ok(Self {
             in_features,
             out_features,
             activation,
-            kernel: weight_buffer(gpu, "dense kernel", kernel)?,
+            kernel,
+            kernel_stride,
             bias: weight_buffer(gpu, "dense bias", bias)?,
-            pipeline: gpu.pipeline(&shaders::DENSE, "dense", &activation.constants())?,
+            pipeline: gpu.pipeline(&shaders::DENSE, "dense", &kernel_constants(activation, precision))?,
         })
     }
 
@@ -111,7 +135,7 @@ impl Dense {
             rows: rows as u32,
             in_features: self.in_features as u32,
             out_features: self.out_features as u32,
-            _pad: 0,
+            kernel_stride: self.kernel_stride,
         };
         let workgroups = [
             groups(gpu, "dense", self.out_features, COLUMNS * WORKGROUP)?,

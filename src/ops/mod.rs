@@ -255,6 +255,70 @@ pub(crate) fn weight_buffer(gpu: &Gpu, label: &str, data: &[f32]) -> Result<wgpu
     Ok(gpu.create_buffer_init(label, bytemuck::cast_slice(data), wgpu::BufferUsages::STORAGE))
 }
 
+/// How the big weight matrices (Dense and Conv2D kernels, which includes the projections
+/// of recurrent and attention layers) are stored on the GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 weights and arithmetic: the reference path, and the default.
+    #[default]
+    F32,
+    /// Weights rounded to f16 on upload (half the memory and upload), unpacked to f32 in
+    /// the kernels; arithmetic and accumulation stay f32. Runs on every backend.
+    F16,
+}
+
+impl Precision {
+    /// Parses `f32` / `f16` (the CLI's `--precision`).
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            other => Err(Error::input("--precision", format!("'{other}': expected f32 or f16"))),
+        }
+    }
+
+    /// The `HALF_WEIGHTS` override constant of `shaders/weights.wgsl`.
+    pub fn constant(self) -> (&'static str, f64) {
+        ("HALF_WEIGHTS", if self == Self::F16 { 1.0 } else { 0.0 })
+    }
+}
+
+/// Uploads a `[rows, cols]` row-major kernel in `precision`'s format (weights.wgsl) and
+/// returns the buffer with its row stride in 32-bit words: `cols` for f32; for f16, rows
+/// padded with zeros to a multiple of 8 columns, two halves per word.
+pub(crate) fn kernel_buffer(
+    gpu: &Gpu,
+    label: &str,
+    kernel: &[f32],
+    cols: usize,
+    precision: Precision,
+) -> Result<(wgpu::Buffer, u32)> {
+    match precision {
+        Precision::F32 => Ok((weight_buffer(gpu, label, kernel)?, cols as u32)),
+        Precision::F16 => {
+            let padded = cols.div_ceil(8) * 8;
+            let rows = kernel.len() / cols.max(1);
+            let mut words = vec![0u32; rows * padded / 2];
+            for (r, row) in kernel.chunks(cols).enumerate() {
+                for (j, &value) in row.iter().enumerate() {
+                    let h = half::f16::from_f32(value);
+                    if h.is_infinite() && value.is_finite() {
+                        return Err(Error::input(
+                            label,
+                            format!("weight {value} at [{r}, {j}] is beyond f16's range (±65504): use --precision f32"),
+                        ));
+                    }
+                    let bits = h.to_bits() as u32;
+                    words[(r * padded + j) / 2] |= bits << (16 * (j % 2));
+                }
+            }
+            check_binding(gpu, label, words.len())?;
+            let buffer = gpu.create_buffer_init(label, bytemuck::cast_slice(&words), wgpu::BufferUsages::STORAGE);
+            Ok((buffer, (padded / 2) as u32))
+        }
+    }
+}
+
 /// Formats a shape as `[2, 3, 4]` for error messages.
 pub(crate) fn shape_str(shape: &[usize]) -> String {
     format!("{shape:?}")

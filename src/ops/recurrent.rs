@@ -4,7 +4,7 @@
 //! dispatch (`shaders/recurrent.wgsl`) that loops over time with the state in workgroup
 //! memory.
 
-use super::{groups, prepare_dispatch, shape_str, weight_buffer, Activation, Dense, Dispatch};
+use super::{groups, prepare_dispatch, shape_str, weight_buffer, Activation, Dense, Dispatch, Precision};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::shaders;
@@ -151,6 +151,17 @@ pub struct Recurrent {
 impl Recurrent {
     /// Uploads the weights (one [`DirectionWeights`] per direction) and compiles the kernels.
     pub fn new(gpu: &Gpu, config: RecurrentConfig, weights: &[DirectionWeights]) -> Result<Self> {
+        Self::with_precision(gpu, config, weights, Precision::F32)
+    }
+
+    /// As [`new`](Self::new), with the input projection's kernel stored in `precision`
+    /// (the recurrent kernel stays f32).
+    pub fn with_precision(
+        gpu: &Gpu,
+        config: RecurrentConfig,
+        weights: &[DirectionWeights],
+        precision: Precision,
+    ) -> Result<Self> {
         let (f, u, g) = (config.input_size, config.units, config.gate_width());
         if f == 0 || u == 0 || !(1..=2).contains(&config.directions) || weights.len() != config.directions {
             return Err(Error::shape(
@@ -204,7 +215,8 @@ impl Recurrent {
             }
             input_bias.extend_from_slice(&w.input_bias);
         }
-        let projection = Dense::new(gpu, f, width, &kernel, Some(&input_bias), Activation::Linear)?;
+        let projection =
+            Dense::with_precision(gpu, f, width, &kernel, Some(&input_bias), Activation::Linear, precision)?;
         let mut recurrent: Vec<f32> = weights.iter().flat_map(|w| w.recurrent_kernel.iter().copied()).collect();
         recurrent.extend(weights.iter().flat_map(|w| w.recurrent_bias.iter().copied()));
         let constants = config.cell.constants(config.recurrent_activation, config.activation);
