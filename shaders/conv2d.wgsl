@@ -8,7 +8,7 @@
 //   0 params  uniform Conv2dParams (below)
 //   1 input   storage read  NHWC [batch, in_h, in_w, in_c]
 //   2 kernel  storage read  HWIO [k_h, k_w, in_c, out_c] (Keras layout) as f32 bits, or
-//             with HALF_WEIGHTS packed f16 rows of out_c padded to 8 (weights.wgsl),
+//             packed f16 rows of out_c padded to 8 (weights_f16.wgsl, `conv2d_f16`),
 //             kernel_stride words per (ky, kx, ci) row
 //   3 bias    storage read  [out_c] (zeros when the layer has no bias)
 //   4 output  storage rw    NHWC [batch, out_h, out_w, out_c]

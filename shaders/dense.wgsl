@@ -4,8 +4,8 @@
 //   0 params  uniform DenseParams { rows, in_features, out_features, kernel_stride }
 //   1 input   storage read  [rows, in_features] row-major
 //   2 kernel  storage read  [in_features, out_features] row-major (Keras layout), as f32
-//             bits; with HALF_WEIGHTS, f16 pairs packed in u32 words (weights.wgsl) with
-//             each row padded with zeros to a multiple of 8 columns: kernel_stride words
+//             bits (weights.wgsl), or as packed f16 rows padded to a multiple of 8 columns
+//             (weights_f16.wgsl, the `dense_f16` module); kernel_stride words per row
 //   3 bias    storage read  [out_features] (zeros when the layer has no bias)
 //   4 output  storage rw    [rows, out_features]
 // Dispatch: workgroup 8×8; one invocation computes a block of ROWS rows × 8 columns, so

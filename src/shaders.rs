@@ -27,8 +27,10 @@ impl ShaderSource {
     }
 }
 
-/// `shaders/weights.wgsl`: reading kernel rows stored as f32 or packed f16.
+/// `shaders/weights.wgsl`: reading 8 columns of a kernel row stored as f32.
 pub const WEIGHTS: &str = include_str!("../shaders/weights.wgsl");
+/// `shaders/weights_f16.wgsl`: the same for kernel rows stored as packed f16.
+pub const WEIGHTS_F16: &str = include_str!("../shaders/weights_f16.wgsl");
 
 /// Dense layer: fused matmul + bias + activation.
 pub const DENSE: ShaderSource =
@@ -36,6 +38,12 @@ pub const DENSE: ShaderSource =
 /// Conv2D: implicit GEMM + bias + activation.
 pub const CONV2D: ShaderSource =
     ShaderSource { name: "conv2d", parts: &[ACTIVATION, WEIGHTS, include_str!("../shaders/conv2d.wgsl")] };
+/// Dense layer with f16 weights (`Precision::F16`).
+pub const DENSE_F16: ShaderSource =
+    ShaderSource { name: "dense_f16", parts: &[ACTIVATION, WEIGHTS_F16, include_str!("../shaders/dense.wgsl")] };
+/// Conv2D with f16 weights (`Precision::F16`).
+pub const CONV2D_F16: ShaderSource =
+    ShaderSource { name: "conv2d_f16", parts: &[ACTIVATION, WEIGHTS_F16, include_str!("../shaders/conv2d.wgsl")] };
 /// Max / average / global average pooling.
 pub const POOL2D: ShaderSource =
     ShaderSource { name: "pool2d", parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")] };
@@ -81,6 +89,8 @@ pub const SEARCH: ShaderSource =
 pub const ALL: &[ShaderSource] = &[
     DENSE,
     CONV2D,
+    DENSE_F16,
+    CONV2D_F16,
     POOL2D,
     ELEMENTWISE,
     DISTANCE,
@@ -110,11 +120,10 @@ pub struct PipelineVariant {
 /// Every (shader, entry point, constants) combination the ops build, from the same
 /// constant tables the ops use: what the offline translation test covers.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
-    use crate::ops::dense::kernel_constants;
     use crate::ops::recurrent::{
         lstm_sequence_constants, LSTM_ROW_GROUPS, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS,
     };
-    use crate::ops::{Activation, Cell, Distance, PoolKind, Precision};
+    use crate::ops::{Activation, Cell, Distance, PoolKind};
     let variant = |shader, entry_point, constants: &[(&'static str, f64)]| PipelineVariant {
         shader,
         entry_point,
@@ -122,9 +131,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     };
     let mut variants = Vec::new();
     for activation in Activation::ALL {
-        for precision in [Precision::F32, Precision::F16] {
-            variants.push(variant(DENSE, "dense", &kernel_constants(activation, precision)));
-            variants.push(variant(CONV2D, "conv2d", &kernel_constants(activation, precision)));
+        for (dense, conv2d) in [(DENSE, CONV2D), (DENSE_F16, CONV2D_F16)] {
+            variants.push(variant(dense, "dense", &activation.constants()));
+            variants.push(variant(conv2d, "conv2d", &activation.constants()));
         }
         variants.push(variant(ELEMENTWISE, "activate_in_place", &activation.constants()));
     }
@@ -175,8 +184,11 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
 /// message (with the source location) on failure.
 pub fn validate(source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16)
-        .validate(&module)
-        .map_err(|e| e.emit_to_string(source))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::SHADER_FLOAT16 | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+    )
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(source))?;
     Ok(())
 }

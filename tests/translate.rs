@@ -22,7 +22,14 @@ struct Translated {
 fn translate(variant: &PipelineVariant) -> Result<Translated, String> {
     let source = variant.shader.source();
     let module = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source))?;
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    // No optional capability, except unpack2x16float's SHADER_F16_IN_F32 for the f16-weight
+    // kernels (the loader checks the adapter has it before choosing them).
+    let capabilities = if variant.shader.name.ends_with("_f16") {
+        Capabilities::SHADER_FLOAT16_IN_FLOAT32
+    } else {
+        Capabilities::empty()
+    };
+    let info = Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .map_err(|e| e.emit_to_string(&source))?;
     let constants: hashbrown::HashMap<String, f64> =

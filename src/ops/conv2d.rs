@@ -2,7 +2,6 @@
 //! flip), `valid`/`same` padding, strides, dilation, fused bias + activation.
 //! Kernel: `shaders/conv2d.wgsl` (implicit GEMM, no im2col buffer).
 
-use super::dense::kernel_constants;
 use super::{
     groups, kernel_buffer, prepare_dispatch, shape_str, weight_buffer, window_output, Activation, Dispatch, Padding,
     Precision,
@@ -181,7 +180,11 @@ impl Conv2d {
             kernel,
             kernel_stride,
             bias: weight_buffer(gpu, "conv2d bias", bias)?,
-            pipeline: gpu.pipeline(&shaders::CONV2D, "conv2d", &kernel_constants(config.activation, precision))?,
+            pipeline: gpu.pipeline(
+                precision.pick(&shaders::CONV2D, &shaders::CONV2D_F16),
+                "conv2d",
+                &config.activation.constants(),
+            )?,
             config,
         })
     }

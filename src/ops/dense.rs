@@ -20,12 +20,6 @@ const ROWS: usize = 16;
 const COLUMNS: usize = 8;
 const WORKGROUP: usize = 8;
 
-/// Override constants of the dense and conv2d kernels.
-pub(crate) fn kernel_constants(activation: Activation, precision: Precision) -> [(&'static str, f64); 2] {
-    let [activation] = activation.constants();
-    [activation, precision.constant()]
-}
-
 /// A Dense layer resident on the GPU.
 #[derive(Debug)]
 pub struct Dense {
@@ -93,7 +87,11 @@ impl Dense {
             kernel,
             kernel_stride,
             bias: weight_buffer(gpu, "dense bias", bias)?,
-            pipeline: gpu.pipeline(&shaders::DENSE, "dense", &kernel_constants(activation, precision))?,
+            pipeline: gpu.pipeline(
+                precision.pick(&shaders::DENSE, &shaders::DENSE_F16),
+                "dense",
+                &activation.constants(),
+            )?,
         })
     }
 

@@ -277,9 +277,12 @@ impl Precision {
         }
     }
 
-    /// The `HALF_WEIGHTS` override constant of `shaders/weights.wgsl`.
-    pub fn constant(self) -> (&'static str, f64) {
-        ("HALF_WEIGHTS", if self == Self::F16 { 1.0 } else { 0.0 })
+    /// The kernel family for this format: `f32` or `f16` (weights.wgsl / weights_f16.wgsl).
+    pub fn pick<'a, T>(self, f32: &'a T, f16: &'a T) -> &'a T {
+        match self {
+            Self::F32 => f32,
+            Self::F16 => f16,
+        }
     }
 }
 
@@ -296,6 +299,12 @@ pub(crate) fn kernel_buffer(
     match precision {
         Precision::F32 => Ok((weight_buffer(gpu, label, kernel)?, cols as u32)),
         Precision::F16 => {
+            if !gpu.adapter().get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32) {
+                return Err(Error::input(
+                    "--precision f16",
+                    format!("adapter {} cannot unpack f16 (no SHADER_F16_IN_F32): use f32", gpu.adapter_info().name),
+                ));
+            }
             let padded = cols.div_ceil(8) * 8;
             let rows = kernel.len() / cols.max(1);
             let mut words = vec![0u32; rows * padded / 2];
