@@ -18,7 +18,7 @@ use crate::gpu::Gpu;
 use crate::model::weights::Weights;
 use crate::ops::{
     Activation, Dense, Dispatch, Distance, EmbeddingTables, LayerNorm, MultiHeadAttention, MultiHeadAttentionWeights,
-    PairDistance, SequencePool, TokenEmbedding,
+    PairDistance, Precision, SequencePool, TokenEmbedding,
 };
 use crate::plans::{poisoned, PlanCache};
 use crate::tensor::Array;
@@ -151,6 +151,7 @@ fn load_layer(
     i: usize,
     config: &BertConfig,
     act: Activation,
+    precision: Precision,
 ) -> Result<BertLayer> {
     let (h, inter) = (config.hidden_size, config.intermediate_size);
     let name = |suffix: &str| format!("{prefix}encoder.layer.{i}.{suffix}");
@@ -179,10 +180,10 @@ fn load_layer(
     let attention_weights =
         MultiHeadAttentionWeights { kernels: [q, k, v], biases: [qb, kb, vb], output_kernel: o, output_bias: ob };
     Ok(BertLayer {
-        attention: MultiHeadAttention::new(gpu, h, heads, h / heads, &attention_weights)?,
+        attention: MultiHeadAttention::with_precision(gpu, h, heads, h / heads, &attention_weights, precision)?,
         attention_norm,
-        intermediate: Dense::new(gpu, h, inter, &fi, Some(&fib), act)?,
-        output: Dense::new(gpu, inter, h, &fo, Some(&fob), Activation::Linear)?,
+        intermediate: Dense::with_precision(gpu, h, inter, &fi, Some(&fib), act, precision)?,
+        output: Dense::with_precision(gpu, inter, h, &fo, Some(&fob), Activation::Linear, precision)?,
         output_norm,
     })
 }
@@ -206,6 +207,12 @@ impl SentenceModel {
 
     /// Loads a model folder on a given GPU context: weights uploaded and pipelines built once.
     pub fn load_on(gpu: Arc<Gpu>, dir: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with_precision(gpu, dir, Precision::F32)
+    }
+
+    /// As [`load_on`](Self::load_on), with the encoder layers' weight matrices (attention
+    /// projections, feed-forward) stored in `precision`; embedding tables stay f32.
+    pub fn load_with_precision(gpu: Arc<Gpu>, dir: impl AsRef<Path>, precision: Precision) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
@@ -276,7 +283,7 @@ impl SentenceModel {
         let embedding = TokenEmbedding::new(&gpu, h, &tables, config.layer_norm_eps)?;
         max_seq_length = max_seq_length.min(embedding.positions());
         let layers = (0..config.num_hidden_layers)
-            .map(|i| load_layer(&gpu, &mut weights, prefix, i, &config, act))
+            .map(|i| load_layer(&gpu, &mut weights, prefix, i, &config, act, precision))
             .collect::<Result<Vec<_>>>()?;
         weights.finish_ignoring(&[&format!("{prefix}pooler."), &format!("{prefix}embeddings.position_ids")])?;
 

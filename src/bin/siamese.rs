@@ -314,10 +314,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect { model } => inspect(&model),
         Command::PairsFrom { labels, seed, out } => pairs_from(&labels, seed, out.as_deref()),
         Command::Similarity { model, pairs, sentences, timing, timing_runs, embeddings_out } => {
-            if precision != Precision::F32 {
-                bail!("--precision f16 is not available for `similarity` yet (the sentence model runs in f32)");
-            }
-            similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out)
+            similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out, precision)
         }
     }
 }
@@ -328,6 +325,7 @@ fn similarity(
     sentences: Vec<String>,
     timing_runs: Option<usize>,
     embeddings_out: Option<PathBuf>,
+    precision: Precision,
 ) -> Result<()> {
     let pairs = match (pairs, sentences.as_slice()) {
         (Some(path), _) => read_pairs_tsv(&path)?,
@@ -339,7 +337,8 @@ fn similarity(
         None => find_installed_minilm()?,
     };
     let started = Instant::now();
-    let model = SentenceModel::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+    let model = SentenceModel::load_with_precision(Arc::new(Gpu::new()?), &dir, precision)
+        .with_context(|| format!("loading {}", dir.display()))?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let started = Instant::now();
