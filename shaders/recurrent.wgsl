@@ -15,7 +15,9 @@
 //                leaves the state unchanged (Keras masking; ragged batches padded at the end)
 //   4 output     storage rw   return_sequences: [rows, steps, directions * units], else
 //                [rows, directions * units]; directions concatenated (Bidirectional concat)
-// Dispatch: one workgroup of 64 invocations per (row, direction): x = row, y = direction.
+// Dispatch: lstm_sequence and gru_sequence_rows (GRU reset_after = True) run ROWS rows per
+// workgroup (see there). gru_sequence (reset_after = False) and lstm_step: one workgroup of
+// 64 invocations per (row, direction): x = row, y = direction.
 // Invocation k owns units k, k+64, ...: it computes all gates of its units in one pass over
 // the state (one load of h[j] feeds 3-4 multiply-adds), so a step needs two barriers.
 // The backward direction walks time from the end and writes its outputs at the original
@@ -152,7 +154,8 @@ fn write_final(l: Layout, local: u32) {
     }
 }
 
-// LSTM over whole sequences, ROWS sequences (of one direction) per workgroup: x = row
+// LSTM (lstm_sequence) and GRU with reset_after = True (gru_sequence_rows, the Keras 3
+// default) over whole sequences, ROWS sequences (of one direction) per workgroup: x = row
 // group, y = direction. Invocation `local` owns units local, local+64, ... of every row
 // in the group. The group's h lives in workgroup memory twice (read at parity step % 2,
 // written at the other), so a step needs one barrier; the cell state stays in registers.
@@ -171,8 +174,19 @@ fn h_index(parity: u32, r: u32, unit4: u32) -> u32 {
 
 @compute @workgroup_size(WORKGROUP)
 fn lstm_sequence(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    sequence_rows(workgroup, local, 4u);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn gru_sequence_rows(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_invocation_index) local: u32) {
+    sequence_rows(workgroup, local, 3u);
+}
+
+// The recurrence of lstm_sequence (gate_count 4: i, f, c, o) and gru_sequence_rows
+// (gate_count 3: z, r, h with reset_after).
+fn sequence_rows(workgroup: vec3<u32>, local: u32, gate_count: u32) {
     let u = params.units;
-    let g = 4u * u;
+    let g = gate_count * u;
     let direction = workgroup.y;
     let row0 = workgroup.x * ROWS;
     let r_base = direction * u * g;
@@ -191,7 +205,8 @@ fn lstm_sequence(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_inv
         let next = 1u - now;
         var slot = 0u;
         for (var i = local; i < u; i += WORKGROUP) {
-            let cols = vec4<u32>(i, u + i, 2u * u + i, 3u * u + i);
+            // GRU: the fourth column is clamped onto the third (in bounds) and ignored.
+            let cols = vec4<u32>(i, u + i, 2u * u + i, min(3u, gate_count - 1u) * u + i);
             let bias = vec4<f32>(
                 recurrent[bias_base + cols.x],
                 recurrent[bias_base + cols.y],
@@ -221,14 +236,23 @@ fn lstm_sequence(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(local_inv
                 var h_new = h_old;
                 if row0 + r < params.rows && mask[row * params.steps + t] != 0u {
                     let base = (row * params.steps + t) * params.directions * g + direction * g;
-                    let pre = z[r] + vec4<f32>(projected[base + cols.x], projected[base + cols.y], projected[base + cols.z], projected[base + cols.w]);
-                    let input_gate = apply_activation(GATE_ACTIVATION, pre.x);
-                    let forget_gate = apply_activation(GATE_ACTIVATION, pre.y);
-                    let candidate = apply_activation(CELL_ACTIVATION, pre.z);
-                    let output_gate = apply_activation(GATE_ACTIVATION, pre.w);
-                    let c_new = forget_gate * cell[slot][r] + input_gate * candidate;
-                    cell[slot][r] = c_new;
-                    h_new = output_gate * apply_activation(CELL_ACTIVATION, c_new);
+                    let x = vec4<f32>(projected[base + cols.x], projected[base + cols.y], projected[base + cols.z], projected[base + cols.w]);
+                    if gate_count == 4u {
+                        let pre = z[r] + x;
+                        let input_gate = apply_activation(GATE_ACTIVATION, pre.x);
+                        let forget_gate = apply_activation(GATE_ACTIVATION, pre.y);
+                        let candidate = apply_activation(CELL_ACTIVATION, pre.z);
+                        let output_gate = apply_activation(GATE_ACTIVATION, pre.w);
+                        let c_new = forget_gate * cell[slot][r] + input_gate * candidate;
+                        cell[slot][r] = c_new;
+                        h_new = output_gate * apply_activation(CELL_ACTIVATION, c_new);
+                    } else {
+                        // Keras GRU, reset_after: hh = act(x_h + r ⊙ (h·R_h + b_rec_h)).
+                        let update = apply_activation(GATE_ACTIVATION, x.x + z[r].x);
+                        let reset = apply_activation(GATE_ACTIVATION, x.y + z[r].y);
+                        let candidate = apply_activation(CELL_ACTIVATION, x.z + reset * z[r].z);
+                        h_new = update * h_old + (1.0 - update) * candidate;
+                    }
                 }
                 h_rows[h_index(next, r, i / 4u)][i % 4u] = h_new;
                 if params.return_sequences != 0u && row0 + r < params.rows {

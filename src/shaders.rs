@@ -121,7 +121,7 @@ pub struct PipelineVariant {
 /// constant tables the ops use: what the offline translation test covers.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
     use crate::ops::recurrent::{
-        lstm_sequence_constants, LSTM_ROW_GROUPS, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS,
+        row_sharing_constants, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS, ROW_GROUPS,
     };
     use crate::ops::{Activation, Cell, Distance, PoolKind};
     let variant = |shader, entry_point, constants: &[(&'static str, f64)]| PipelineVariant {
@@ -150,17 +150,16 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     for cell in [Cell::Lstm, Cell::Gru { reset_after: true }, Cell::Gru { reset_after: false }] {
         for gate in RECURRENT_GATE_ACTIVATIONS {
             for activation in RECURRENT_CELL_ACTIVATIONS {
-                if cell == Cell::Lstm {
-                    for rows in LSTM_ROW_GROUPS {
-                        variants.push(variant(
-                            RECURRENT,
-                            "lstm_sequence",
-                            &lstm_sequence_constants(gate, activation, rows),
-                        ));
+                if cell.shares_rows() {
+                    for rows in ROW_GROUPS {
+                        let constants = row_sharing_constants(cell, gate, activation, rows);
+                        variants.push(variant(RECURRENT, cell.entry_point(), &constants));
                     }
-                    variants.push(variant(RECURRENT, "lstm_step", &cell.constants(gate, activation)));
                 } else {
                     variants.push(variant(RECURRENT, cell.entry_point(), &cell.constants(gate, activation)));
+                }
+                if cell == Cell::Lstm {
+                    variants.push(variant(RECURRENT, "lstm_step", &cell.constants(gate, activation)));
                 }
             }
         }

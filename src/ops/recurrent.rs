@@ -26,8 +26,16 @@ impl Cell {
     pub fn entry_point(self) -> &'static str {
         match self {
             Cell::Lstm => "lstm_sequence",
-            Cell::Gru { .. } => "gru_sequence",
+            Cell::Gru { reset_after: true } => "gru_sequence_rows",
+            Cell::Gru { reset_after: false } => "gru_sequence",
         }
+    }
+
+    /// Whether the kernel runs several sequences per workgroup (`ROWS` override): LSTM and
+    /// GRU with reset_after. GRU with reset_after = False needs r ⊙ h of all units before
+    /// its candidate, so it keeps one sequence per workgroup.
+    pub fn shares_rows(self) -> bool {
+        self != Cell::Gru { reset_after: false }
     }
 
     /// Override constants for this cell with the given gate / cell activations.
@@ -124,13 +132,19 @@ pub const MAX_UNITS: usize = 512;
 /// Sequences per workgroup in the LSTM kernel (`ROWS`, at most `MAX_ROWS` in recurrent.wgsl).
 const ROWS_PER_GROUP: usize = 4;
 
-/// The sequences-per-workgroup values the LSTM kernel is built with: shared groups, and
-/// one row per group for batches too small to share.
-pub const LSTM_ROW_GROUPS: [usize; 2] = [ROWS_PER_GROUP, 1];
+/// The sequences-per-workgroup values the row-sharing kernels are built with: shared
+/// groups, and one row per group for batches too small to share.
+pub const ROW_GROUPS: [usize; 2] = [ROWS_PER_GROUP, 1];
 
-/// Override constants of `lstm_sequence` with `rows` sequences per workgroup.
-pub fn lstm_sequence_constants(gate: Activation, cell: Activation, rows: usize) -> Vec<(&'static str, f64)> {
-    let mut constants = Cell::Lstm.constants(gate, cell).to_vec();
+/// Override constants of a row-sharing kernel ([`Cell::shares_rows`]) with `rows`
+/// sequences per workgroup.
+pub fn row_sharing_constants(
+    cell: Cell,
+    gate: Activation,
+    activation: Activation,
+    rows: usize,
+) -> Vec<(&'static str, f64)> {
+    let mut constants = cell.constants(gate, activation).to_vec();
     constants.push(("ROWS", rows as f64));
     constants
 }
@@ -225,13 +239,13 @@ impl Recurrent {
         } else {
             None
         };
-        // LSTM: ROWS_PER_GROUP sequences per workgroup, or one for tiny batches.
-        let (pipeline, narrow) = if config.cell == Cell::Lstm {
+        // ROWS_PER_GROUP sequences per workgroup, or one for tiny batches.
+        let (pipeline, narrow) = if config.cell.shares_rows() {
             let with_rows = |rows: usize| {
-                let c = lstm_sequence_constants(config.recurrent_activation, config.activation, rows);
-                gpu.pipeline(&shaders::RECURRENT, "lstm_sequence", &c)
+                let c = row_sharing_constants(config.cell, config.recurrent_activation, config.activation, rows);
+                gpu.pipeline(&shaders::RECURRENT, config.cell.entry_point(), &c)
             };
-            let [shared, single] = LSTM_ROW_GROUPS;
+            let [shared, single] = ROW_GROUPS;
             (with_rows(shared)?, Some(with_rows(single)?))
         } else {
             (gpu.pipeline(&shaders::RECURRENT, config.cell.entry_point(), &constants)?, None)
