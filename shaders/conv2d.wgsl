@@ -78,9 +78,40 @@ fn tap(p: Pixel, ky: u32, kx: u32) -> vec2<u32> {
 // as in dense.wgsl; keep in step with `PIXELS` in src/ops/conv2d.rs.
 const PIXELS: u32 = 16u;
 
+// POOLED = true: a MaxPooling2D with 2×2 windows, stride 2 and valid padding directly
+// follows, fused here. The 16 pixels of an invocation are then the 2×2 windows of 4
+// consecutive pooled pixels (in b*pooled_h*pooled_w order), each window reduced to its
+// max after bias and activation, so the conv output never reaches memory. `output` is
+// then the pooled tensor [batch, out_h / 2, out_w / 2, out_c] (floor, as Keras).
+override POOLED: bool = false;
+
+// Work items: conv output pixels, or with POOLED 4 per pooled pixel.
+fn work_items() -> u32 {
+    if POOLED {
+        return params.batch * (params.out_h / 2u) * (params.out_w / 2u) * 4u;
+    }
+    return params.batch * params.out_h * params.out_w;
+}
+
+// The conv output pixel (b*out_h*out_w order) that work item `item` computes.
+fn conv_pixel(item: u32) -> u32 {
+    if !POOLED {
+        return item;
+    }
+    let pooled = item / 4u;
+    let corner = item % 4u;
+    let ph = params.out_h / 2u;
+    let pw = params.out_w / 2u;
+    let b = pooled / (ph * pw);
+    let rest = pooled % (ph * pw);
+    let oy = 2u * (rest / pw) + corner / 2u;
+    let ox = 2u * (rest % pw) + corner % 2u;
+    return (b * params.out_h + oy) * params.out_w + ox;
+}
+
 @compute @workgroup_size(8, 8)
 fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let pixels = params.batch * params.out_h * params.out_w;
+    let pixels = work_items();
     let pix0 = gid.y * PIXELS;
     let co0 = gid.x * 8u;
     if pix0 >= pixels || co0 >= params.out_c {
@@ -90,7 +121,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
     let last_co = params.out_c - 1u;
     var p: array<Pixel, PIXELS>;
     for (var r = 0u; r < PIXELS; r++) {
-        p[r] = pixel(min(pix0 + r, last_pixel));
+        p[r] = pixel(conv_pixel(min(pix0 + r, last_pixel)));
     }
     var c: array<u32, 8>;
     for (var j = 0u; j < 8u; j++) {
@@ -127,6 +158,27 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 
+    if POOLED {
+        // 4 pooled pixels; pixels 4q..4q+3 are the corners of pooled pixel q.
+        for (var q = 0u; q < PIXELS / 4u; q++) {
+            let item = pix0 + 4u * q;
+            if item >= pixels {
+                break;
+            }
+            for (var j = 0u; j < 8u; j++) {
+                if co0 + j < out_c {
+                    var best = -3.4028235e38;
+                    for (var corner = 0u; corner < 4u; corner++) {
+                        let r = 4u * q + corner;
+                        let value = select(hi[r][j % 4u], lo[r][j % 4u], j < 4u);
+                        best = max(best, activate(value + bias[c[j]]));
+                    }
+                    output[(item / 4u) * out_c + co0 + j] = best;
+                }
+            }
+        }
+        return;
+    }
     for (var r = 0u; r < PIXELS; r++) {
         let index = pix0 + r;
         if index >= pixels {

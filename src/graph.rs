@@ -31,10 +31,12 @@ enum Op {
 }
 
 /// One op and the index of the model layer it came from (its input shape is the shape
-/// before that layer, its output the shape after: fused activations change neither).
+/// before that layer, its output the shape after: fused activations change neither). A
+/// Conv2D with a fused MaxPooling2D writes the pooling layer's output: `output_layer`.
 #[derive(Debug)]
 struct Step {
     layer: usize,
+    output_layer: usize,
     op: Op,
 }
 
@@ -153,14 +155,23 @@ impl Graph {
         }
         // Fuse first, on the host description, so each op compiles once with its final
         // activation (chains only: in a graph the op's output may have other readers).
+        // A 2×2 MaxPooling2D right after a Conv2D is fused into it (conv index → pool index);
+        // no activation after the pool is then fused into the conv (max and a non-monotonic
+        // activation such as GELU do not commute).
         let chain = spec.is_chain();
         let mut kinds: Vec<(usize, LayerKind)> = Vec::new();
+        let mut fused_pools: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
         for (index, layer) in spec.layers.iter().enumerate() {
             let previous = if chain { kinds.last_mut() } else { None };
             match (&layer.kind, previous) {
                 (LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. }, _) => {}
-                (LayerKind::Activation(a), Some((_, LayerKind::Conv2d { config, .. })))
-                    if config.activation == Activation::Linear =>
+                (LayerKind::Pool2d(pool), Some((conv, LayerKind::Conv2d { .. })))
+                    if Conv2d::fuses_max_pool(pool) && !fused_pools.contains_key(conv) =>
+                {
+                    fused_pools.insert(*conv, index);
+                }
+                (LayerKind::Activation(a), Some((conv, LayerKind::Conv2d { config, .. })))
+                    if config.activation == Activation::Linear && !fused_pools.contains_key(conv) =>
                 {
                     config.activation = *a
                 }
@@ -176,9 +187,11 @@ impl Graph {
         let mut steps = Vec::new();
         for (layer, kind) in kinds {
             let op = match kind {
-                LayerKind::Conv2d { config, kernel, bias } => {
-                    Op::Conv2d(Conv2d::with_precision(&gpu, config, &kernel, bias.as_deref(), precision)?)
-                }
+                LayerKind::Conv2d { config, kernel, bias } => Op::Conv2d(if fused_pools.contains_key(&layer) {
+                    Conv2d::with_max_pool(&gpu, config, &kernel, bias.as_deref(), precision)?
+                } else {
+                    Conv2d::with_precision(&gpu, config, &kernel, bias.as_deref(), precision)?
+                }),
                 LayerKind::Dense { in_features, out_features, kernel, bias, activation } => {
                     Op::Dense(Dense::with_precision(
                         &gpu,
@@ -208,7 +221,7 @@ impl Graph {
                 }
                 LayerKind::Flatten | LayerKind::Identity | LayerKind::Masking { .. } => continue,
             };
-            steps.push(Step { layer, op });
+            steps.push(Step { layer, output_layer: fused_pools.get(&layer).copied().unwrap_or(layer), op });
         }
         Ok(Self {
             gpu,
@@ -308,6 +321,9 @@ impl Graph {
             .iter()
             .map(|s| {
                 let kernel = match &s.op {
+                    Op::Conv2d(op) if op.pooled() => {
+                        format!("conv2d (activation {:?}) + max_pool 2×2", op.config().activation)
+                    }
                     Op::Conv2d(op) => format!("conv2d (activation {:?})", op.config().activation),
                     Op::Dense(op) => format!("dense (activation {:?})", op.activation()),
                     Op::Pool2d(_) => "pool2d".into(),
@@ -320,7 +336,7 @@ impl Graph {
                     Op::MeanOverSteps(_) => "mean over steps".into(),
                     Op::Embedding(_) => "embedding lookup".into(),
                 };
-                let out = shapes.get(s.layer + 1).map(|o| format!("{:?}", &o[1..])).unwrap_or_default();
+                let out = shapes.get(s.output_layer + 1).map(|o| format!("{:?}", &o[1..])).unwrap_or_default();
                 format!("{:<24} {kernel} -> {out}", self.spec.layers[s.layer].name)
             })
             .collect()
@@ -336,10 +352,11 @@ impl Graph {
         let Ok(shapes) = self.spec.shapes_for(1, steps) else { return 1 };
         let mut max = binding / shapes[0].iter().product::<usize>().max(1);
         for step in &self.steps {
-            let output = &shapes[step.layer + 1];
+            let output = &shapes[step.output_layer + 1];
             max = max.min(binding / output.iter().product::<usize>().max(1));
-            // conv2d and dense put (rows × pixels) / 32 workgroups on the y axis; the
-            // recurrence one workgroup per row.
+            // conv2d and dense put (rows × pixels) / 128 workgroups on the y axis (a fused
+            // max-pool: 4 work items per pooled pixel), bounded here by / 32; the recurrence
+            // at most one workgroup per row.
             let per_row = match &step.op {
                 Op::Conv2d(_) => output[1] * output[2],
                 Op::Dense(_) => output[1..output.len() - 1].iter().product(),
@@ -463,7 +480,8 @@ impl Graph {
                 continue;
             }
             let state_factor = if self.recurrent_per_step && matches!(step.op, Op::Recurrent(_)) { 2 } else { 1 };
-            let output = scratch(&format!("output of {}", layer.name), state_factor * len(&shapes[index + 1]))?;
+            let output =
+                scratch(&format!("output of {}", layer.name), state_factor * len(&shapes[step.output_layer + 1]))?;
             match &step.op {
                 Op::Conv2d(op) => dispatches.push(op.prepare(gpu, in_shape, &current, &output)?),
                 Op::Dense(op) => dispatches.push(op.prepare(gpu, in_shape, &current, &output)?),

@@ -120,6 +120,7 @@ pub struct PipelineVariant {
 /// Every (shader, entry point, constants) combination the ops build, from the same
 /// constant tables the ops use: what the offline translation test covers.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
+    use crate::ops::conv2d::conv2d_constants;
     use crate::ops::recurrent::{
         row_sharing_constants, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS, ROW_GROUPS,
     };
@@ -133,7 +134,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     for activation in Activation::ALL {
         for (dense, conv2d) in [(DENSE, CONV2D), (DENSE_F16, CONV2D_F16)] {
             variants.push(variant(dense, "dense", &activation.constants()));
-            variants.push(variant(conv2d, "conv2d", &activation.constants()));
+            for pooled in [false, true] {
+                variants.push(variant(conv2d, "conv2d", &conv2d_constants(activation, pooled)));
+            }
         }
         variants.push(variant(ELEMENTWISE, "activate_in_place", &activation.constants()));
     }

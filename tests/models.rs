@@ -147,3 +147,49 @@ fn the_backend_asked_for_is_the_one_used() {
         _ => {}
     }
 }
+
+#[test]
+fn activation_after_a_fused_max_pool_stays_after_it() {
+    // Conv2D (linear) → MaxPooling2D 2×2 → GELU: the pool is fused into the conv, and GELU,
+    // not monotonic, must still run after the max, not inside the conv's epilogue.
+    use siamese_wgpu::model::{Layer, LayerKind};
+    use siamese_wgpu::ops::{Activation, Conv2dConfig, Padding, Pool2dConfig, PoolKind};
+    let Some(gpu) = gpu() else { return };
+    let mut rng = common::rng(21);
+    let config = Conv2dConfig {
+        in_channels: 2,
+        filters: 5,
+        kernel: (3, 3),
+        strides: (1, 1),
+        dilation: (1, 1),
+        padding: Padding::Valid,
+        activation: Activation::Linear,
+    };
+    let kernel = common::random_vec(&mut rng, config.kernel_len());
+    let layer = |i: usize, name: &str, kind| Layer { name: name.into(), kind, inputs: vec![i] };
+    let spec = siamese_wgpu::ModelSpec {
+        name: "conv_pool_gelu".into(),
+        input_shape: vec![8, 9, 2],
+        layers: vec![
+            layer(0, "conv", LayerKind::Conv2d { config, kernel, bias: Some(common::random_vec(&mut rng, 5)) }),
+            layer(
+                1,
+                "pool",
+                LayerKind::Pool2d(Pool2dConfig {
+                    kind: PoolKind::Max,
+                    pool: (2, 2),
+                    strides: (2, 2),
+                    padding: Padding::Valid,
+                }),
+            ),
+            layer(2, "gelu", LayerKind::Activation(Activation::Gelu)),
+        ],
+    };
+    let model = SiameseModel::from_spec(gpu, spec.clone()).unwrap();
+    assert!(model.graph().describe()[0].contains("max_pool"), "{:?}", model.graph().describe());
+    let input = common::random_vec(&mut rng, 3 * 8 * 9 * 2).iter().map(|v| v * 3.0).collect::<Vec<f32>>();
+    let x = siamese_wgpu::Array::new(vec![3, 8, 9, 2], input.clone()).unwrap();
+    let got = model.embed(&x).unwrap();
+    let want = spec.reference_forward(&input, 3).unwrap();
+    assert_close("conv → fused pool → gelu", got.data(), &want, ATOL, RTOL);
+}

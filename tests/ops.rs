@@ -8,7 +8,7 @@ use common::{assert_close, gpu, random_vec, rng};
 use rand::Rng;
 use siamese_wgpu::ops::{
     Activation, ActivationOp, Conv2d, Conv2dConfig, Dense, Distance, GlobalAveragePool2d, Padding, PairDistance,
-    Pool2d, Pool2dConfig, PoolKind,
+    Pool2d, Pool2dConfig, PoolKind, Precision,
 };
 use siamese_wgpu::tensor::{run_dispatches, Array, Tensor};
 use siamese_wgpu::{reference, Gpu};
@@ -106,6 +106,62 @@ fn conv2d_matches_reference() {
     conv_case(&gpu, &mut rng, [1, 10, 10, 4], config(4, 3, (5, 5), (1, 1), (1, 1), Same, Linear));
     conv_case(&gpu, &mut rng, [2, 9, 8, 3], config(3, 33, (2, 3), (2, 3), (2, 1), Same, Elu));
     conv_case(&gpu, &mut rng, [5, 6, 6, 1], config(1, 2, (6, 6), (1, 1), (1, 1), Valid, Relu));
+}
+
+#[test]
+fn conv2d_with_fused_max_pool_matches_conv_then_pool() {
+    // Conv2D + MaxPooling2D(2×2, stride 2, valid) in one dispatch against the reference conv
+    // followed by the reference pool: odd conv outputs (the last row/column is dropped, as
+    // Keras floors), batch > 1, channels past one block of 8, and GELU, which is not
+    // monotonic (activation, then max: Keras order).
+    let Some(gpu) = gpu() else { return };
+    let mut rng = rng(5);
+    let pool = Pool2dConfig { kind: PoolKind::Max, pool: (2, 2), strides: (2, 2), padding: Padding::Valid };
+    assert!(Conv2d::fuses_max_pool(&pool));
+    let cases = [
+        ([3, 13, 13, 32], 64, (3, 3), Padding::Valid, Activation::Relu),
+        ([2, 9, 12, 3], 13, (2, 2), Padding::Same, Activation::Gelu),
+        ([5, 8, 7, 1], 9, (3, 3), Padding::Valid, Activation::Linear),
+        ([1, 28, 28, 1], 32, (3, 3), Padding::Valid, Activation::Tanh),
+    ];
+    for (shape, filters, kernel, padding, activation) in cases {
+        let config = Conv2dConfig {
+            in_channels: shape[3],
+            filters,
+            kernel,
+            strides: (1, 1),
+            dilation: (1, 1),
+            padding,
+            activation,
+        };
+        let input = random_vec(&mut rng, shape.iter().product());
+        let weights: Vec<f32> = random_vec(&mut rng, config.kernel_len()).iter().map(|v| v * 0.3).collect();
+        let bias = random_vec(&mut rng, filters);
+        let op = Conv2d::with_max_pool(&gpu, config.clone(), &weights, Some(&bias), Precision::F32).unwrap();
+        let out_shape = op.output_shape(&shape).unwrap();
+        let x = upload(&gpu, &shape, input.clone());
+        let y = Tensor::zeros(&gpu, &out_shape).unwrap();
+        run_dispatches(&gpu, &[&op.prepare(&gpu, &shape, x.buffer(), y.buffer()).unwrap()]).unwrap();
+        let (conv, conv_shape) = reference::conv2d(&input, shape, &config, &weights, &bias);
+        let (want, want_shape) = reference::pool2d(&conv, conv_shape, &pool);
+        assert_eq!(out_shape, want_shape.to_vec());
+        assert_close(
+            &format!("conv2d+max_pool {shape:?} -> {filters}"),
+            y.download(&gpu).unwrap().data(),
+            &want,
+            ATOL,
+            RTOL,
+        );
+    }
+    // Overlapping or padded pools are not fused.
+    for other in [
+        Pool2dConfig { strides: (1, 1), ..pool.clone() },
+        Pool2dConfig { padding: Padding::Same, ..pool.clone() },
+        Pool2dConfig { kind: PoolKind::Average, ..pool.clone() },
+        Pool2dConfig { pool: (3, 3), strides: (3, 3), ..pool.clone() },
+    ] {
+        assert!(!Conv2d::fuses_max_pool(&other), "{other:?}");
+    }
 }
 
 fn pool_case(gpu: &Gpu, rng: &mut impl Rng, shape: [usize; 4], config: Pool2dConfig) {

@@ -131,6 +131,14 @@ pub struct Conv2d {
     kernel_stride: u32,
     bias: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
+    /// A fused 2×2 / stride 2 / valid MaxPooling2D follows (conv2d.wgsl `POOLED`).
+    pooled: bool,
+}
+
+/// Override constants of conv2d.wgsl.
+pub(crate) fn conv2d_constants(activation: Activation, pooled: bool) -> [(&'static str, f64); 2] {
+    let [activation] = activation.constants();
+    [activation, ("POOLED", if pooled { 1.0 } else { 0.0 })]
 }
 
 impl Conv2d {
@@ -147,6 +155,38 @@ impl Conv2d {
         kernel: &[f32],
         bias: Option<&[f32]>,
         precision: Precision,
+    ) -> Result<Self> {
+        Self::build(gpu, config, kernel, bias, precision, false)
+    }
+
+    /// The convolution followed by a MaxPooling2D with 2×2 windows, stride 2 and valid
+    /// padding ([`fuses_max_pool`](Self::fuses_max_pool)), in one dispatch: the conv
+    /// output never reaches memory, and the op's output is the pooled tensor.
+    pub fn with_max_pool(
+        gpu: &Gpu,
+        config: Conv2dConfig,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        precision: Precision,
+    ) -> Result<Self> {
+        Self::build(gpu, config, kernel, bias, precision, true)
+    }
+
+    /// Whether a pooling layer can be fused into the convolution before it.
+    pub fn fuses_max_pool(pool: &super::Pool2dConfig) -> bool {
+        pool.kind == super::PoolKind::Max
+            && pool.pool == (2, 2)
+            && pool.strides == (2, 2)
+            && pool.padding == Padding::Valid
+    }
+
+    fn build(
+        gpu: &Gpu,
+        config: Conv2dConfig,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        precision: Precision,
+        pooled: bool,
     ) -> Result<Self> {
         config.check()?;
         if kernel.len() != config.kernel_len() {
@@ -183,9 +223,10 @@ impl Conv2d {
             pipeline: gpu.pipeline(
                 precision.pick(&shaders::CONV2D, &shaders::CONV2D_F16),
                 "conv2d",
-                &config.activation.constants(),
+                &conv2d_constants(config.activation, pooled),
             )?,
             config,
+            pooled,
         })
     }
 
@@ -194,14 +235,27 @@ impl Conv2d {
         &self.config
     }
 
-    /// Output shape for a `[batch, h, w, c]` input.
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        self.config.output_shape(input)
+    /// Whether a 2×2 max-pool is fused in.
+    pub fn pooled(&self) -> bool {
+        self.pooled
     }
 
-    /// Multiply-adds ×2 for one batch of `input` shape.
+    /// Output shape for a `[batch, h, w, c]` input (pooled when a max-pool is fused in).
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let mut out = self.config.output_shape(input)?;
+        if self.pooled {
+            if out[1] < 2 || out[2] < 2 {
+                return Err(Error::shape("max pooling after conv2d", "a conv output of at least 2×2", shape_str(&out)));
+            }
+            out[1] /= 2;
+            out[2] /= 2;
+        }
+        Ok(out)
+    }
+
+    /// Multiply-adds ×2 for one batch of `input` shape (the pooling is not counted).
     pub fn flops(&self, input: &[usize]) -> u64 {
-        let Ok(out) = self.output_shape(input) else { return 0 };
+        let Ok(out) = self.config.output_shape(input) else { return 0 };
         let per_output = self.config.kernel.0 * self.config.kernel.1 * self.config.in_channels;
         2 * (out.iter().product::<usize>() * per_output) as u64
     }
@@ -214,7 +268,8 @@ impl Conv2d {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<Dispatch> {
-        let out = self.output_shape(input_shape)?;
+        self.output_shape(input_shape)?;
+        let out = self.config.output_shape(input_shape)?;
         let window = self.config.window(input_shape[1], input_shape[2]).ok_or_else(|| {
             Error::shape("conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
         })?;
@@ -237,7 +292,8 @@ impl Conv2d {
             pad_left: window.pad.1 as u32,
             kernel_stride: self.kernel_stride,
         };
-        let pixels = out[0] * out[1] * out[2];
+        // Work items (conv2d.wgsl `work_items`): conv pixels, or 4 per pooled pixel.
+        let pixels = if self.pooled { out[0] * (out[1] / 2) * (out[2] / 2) * 4 } else { out[0] * out[1] * out[2] };
         let workgroups = [
             groups(gpu, "conv2d", c.filters, CHANNELS * WORKGROUP)?,
             groups(gpu, "conv2d", pixels, PIXELS * WORKGROUP)?,
