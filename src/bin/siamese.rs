@@ -220,6 +220,9 @@ struct BenchArgs {
     /// Timed steady-state calls per batch size (the median is reported).
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Untimed calls for this long after the first call, before timing (per batch size).
+    #[arg(long, default_value_t = 500)]
+    warmup_ms: u64,
     /// Distance used.
     #[arg(long, default_value = "euclidean")]
     distance: Distance,
@@ -747,6 +750,12 @@ fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
         let t = Instant::now();
         model.distances(&left, &right, distance)?;
         let first_ms = t.elapsed().as_secs_f64() * 1e3;
+        // Untimed warm-up: a software adapter's worker threads and the CPU clock settle
+        // over the first few hundred milliseconds (lavapipe: up to 2× slower medians).
+        let t = Instant::now();
+        while t.elapsed().as_secs_f64() * 1e3 < args.warmup_ms as f64 {
+            model.distances(&left, &right, distance)?;
+        }
         let (submits, buffers) = (gpu.submit_count(), gpu.buffer_count());
         let mut times = Vec::with_capacity(iters);
         for _ in 0..iters {
