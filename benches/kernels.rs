@@ -7,7 +7,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use siamese_wgpu::ops::{
-    Activation, Conv2d, Conv2dConfig, Dense, Distance, Padding, PairDistance, Pool2d, Pool2dConfig, PoolKind,
+    Activation, Cell, Conv2d, Conv2dConfig, Dense, DirectionWeights, Distance, Padding, PairDistance, Pool2d,
+    Pool2dConfig, PoolKind, Recurrent, RecurrentConfig, SelfAttention,
 };
 use siamese_wgpu::tensor::{run_dispatches, Array, Tensor};
 use siamese_wgpu::Gpu;
@@ -66,6 +67,57 @@ fn kernels(c: &mut Criterion) {
     let dispatch = pool.prepare(&gpu, &shape, x.buffer(), y.buffer()).unwrap();
     group.throughput(Throughput::Bytes((shape.iter().product::<usize>() * 4) as u64));
     group.bench_function("max_pool2d 128x26x26x32", |b| b.iter(|| run_dispatches(&gpu, &[&dispatch]).unwrap()));
+
+    // The seed LSTM twin at 64 pairs, T = 50: its input projection and its recurrence.
+    let (rows, steps, features, units) = (128, 50, 100, 64);
+    let config = RecurrentConfig {
+        cell: Cell::Lstm,
+        input_size: features,
+        units,
+        directions: 1,
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        return_sequences: false,
+    };
+    let g = 4 * units;
+    let weights = DirectionWeights {
+        kernel: values(features * g).iter().map(|v| v * 0.1).collect(),
+        recurrent_kernel: values(units * g).iter().map(|v| v * 0.1).collect(),
+        input_bias: values(g),
+        recurrent_bias: vec![0.0; g],
+    };
+    let lstm = Recurrent::new(&gpu, config, &[weights]).unwrap();
+    let shape = [rows, steps, features];
+    let x = tensor(&gpu, &shape);
+    let ones = |len: usize| {
+        gpu.create_buffer_init("ones", bytemuck::cast_slice(&vec![1u32; len]), wgpu::BufferUsages::STORAGE)
+    };
+    let mask = ones(rows * steps);
+    let projected = Tensor::zeros(&gpu, &[lstm.projection_len(&shape)]).unwrap();
+    let y = Tensor::zeros(&gpu, &[rows, units]).unwrap();
+    let [projection, recurrence] =
+        lstm.prepare(&gpu, &shape, x.buffer(), &mask, projected.buffer(), y.buffer()).unwrap();
+    group.throughput(Throughput::Elements((2 * rows * steps * features * g) as u64));
+    group.bench_function("lstm input projection 6400x100x256 (elements = FLOP)", |b| {
+        b.iter(|| run_dispatches(&gpu, &[&projection]).unwrap())
+    });
+    group.throughput(Throughput::Elements((2 * rows * steps * units * g) as u64));
+    group.bench_function("lstm recurrence 128 rows x 50 steps x 64 units (elements = FLOP)", |b| {
+        b.iter(|| run_dispatches(&gpu, &[&recurrence]).unwrap())
+    });
+
+    // The seed MHA twin's attention at 64 pairs: 128 samples × 10 tokens, 4 heads of 64.
+    let (batch, tokens, heads, head_dim) = (128, 10, 4, 64);
+    let attention = SelfAttention::new(&gpu, heads, head_dim, 1.0 / (head_dim as f32).sqrt()).unwrap();
+    let width = heads * head_dim;
+    let qkv = tensor(&gpu, &[batch * tokens, 3 * width]);
+    let mask = ones(batch * tokens);
+    let context = Tensor::zeros(&gpu, &[batch * tokens, width]).unwrap();
+    let dispatch = attention.prepare(&gpu, batch, tokens, qkv.buffer(), &mask, context.buffer()).unwrap();
+    group.throughput(Throughput::Elements((2 * 2 * batch * heads * tokens * tokens * head_dim) as u64));
+    group.bench_function("attention 128 x 10 tokens x 4 heads x 64 (elements = FLOP)", |b| {
+        b.iter(|| run_dispatches(&gpu, &[&dispatch]).unwrap())
+    });
 
     let (pairs, dim) = (512, 128);
     let distance = PairDistance::new(&gpu, Distance::Euclidean).unwrap();
