@@ -103,7 +103,9 @@ fn embedding_lookup_matches_reference() {
 fn self_attention_matches_reference() {
     let Some(gpu) = gpu() else { return };
     let mut rng = rng(23);
-    for (batch, steps, heads, head_dim) in [(1, 1, 1, 1), (2, 5, 3, 4), (3, 13, 12, 32), (2, 9, 4, 64)] {
+    for (batch, steps, heads, head_dim) in
+        [(1, 1, 1, 1), (2, 5, 3, 4), (2, 6, 2, 7), (3, 13, 12, 32), (2, 9, 4, 64), (1, 4, 1, 128)]
+    {
         let hidden = heads * head_dim;
         let qkv = random_vec(&mut rng, batch * steps * 3 * hidden);
         let mask = ragged_mask(&mut rng, batch, steps);
