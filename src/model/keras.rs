@@ -226,22 +226,25 @@ fn sequential_entries<'a>(config: &'a Value, file: &str) -> Result<Vec<Entry<'a>
     layer_list(config, file)?.iter().map(|l| entry(l, file)).collect()
 }
 
+/// The layer names of a Functional model config's `input_layers` / `output_layers` (`key`).
+/// Keras 3 writes `["name", 0, 0]` for one and `[["name", 0, 0], ...]` for several; Keras 2
+/// always nests.
+pub(crate) fn endpoints(config: &Value, key: &str) -> Vec<String> {
+    let list = config.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    if list.first().is_some_and(Value::is_string) {
+        list.first().and_then(Value::as_str).map(str::to_string).into_iter().collect()
+    } else {
+        list.iter().filter_map(|item| item.get(0).and_then(Value::as_str).map(str::to_string)).collect()
+    }
+}
+
 /// A Functional model's layers in the order Keras writes them (topological), each with
 /// the names of the layers it reads. Checks: one input and one output (the last layer),
 /// every input written earlier, every layer used, several inputs only for Add (two) and
 /// self-attention MultiHeadAttention (query = value = key).
 fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>, Vec<String>)>> {
     let format_error = |reason: String| Error::ModelFormat { file: file.to_string(), reason };
-    let endpoint = |key: &str| -> Vec<String> {
-        let list = config.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        // Keras 3: ["name", 0, 0] for one, [["name", 0, 0], ...] for several; Keras 2: nested.
-        if list.first().is_some_and(Value::is_string) {
-            list.first().and_then(Value::as_str).map(str::to_string).into_iter().collect()
-        } else {
-            list.iter().filter_map(|item| item.get(0).and_then(Value::as_str).map(str::to_string)).collect()
-        }
-    };
-    let (inputs, outputs) = (endpoint("input_layers"), endpoint("output_layers"));
+    let (inputs, outputs) = (endpoints(config, "input_layers"), endpoints(config, "output_layers"));
     let (Some(input), Some(output), 1, 1) = (inputs.first(), outputs.first(), inputs.len(), outputs.len()) else {
         return Err(format_error(format!(
             "the encoder must have exactly one input and one output, found inputs {inputs:?} and outputs {outputs:?} \

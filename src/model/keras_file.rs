@@ -701,20 +701,11 @@ impl<'a> ModelView<'a> {
                 Ok(Entry { name: layer_name, class, value: layer })
             })
             .collect::<Result<Vec<_>>>()?;
-        let endpoints = |key: &str| -> Vec<String> {
-            let list = config.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-            // Keras 3: ["name", 0, 0] for one, [["name", 0, 0], ...] for several; Keras 2: nested.
-            if list.first().is_some_and(Value::is_string) {
-                list.first().and_then(Value::as_str).map(str::to_string).into_iter().collect()
-            } else {
-                list.iter().filter_map(|item| item.get(0).and_then(Value::as_str).map(str::to_string)).collect()
-            }
-        };
         let (inputs, outputs) = if class == "Sequential" {
             let first = entries.first().filter(|e| e.class == "InputLayer").map(|e| e.name.clone());
             (first.into_iter().collect(), entries.last().map(|e| e.name.clone()).into_iter().collect())
         } else {
-            (endpoints("input_layers"), endpoints("output_layers"))
+            (keras::endpoints(config, "input_layers"), keras::endpoints(config, "output_layers"))
         };
         Ok(Self { class, name, entries, inputs, outputs })
     }
