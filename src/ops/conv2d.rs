@@ -268,7 +268,8 @@ impl Conv2d {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<Dispatch> {
-        self.output_shape(input_shape)?;
+        // What the op writes (pooled or not), and the convolution's own output size.
+        let written = self.output_shape(input_shape)?;
         let out = self.config.output_shape(input_shape)?;
         let window = self.config.window(input_shape[1], input_shape[2]).ok_or_else(|| {
             Error::shape("conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
@@ -292,8 +293,8 @@ impl Conv2d {
             pad_left: window.pad.1 as u32,
             kernel_stride: self.kernel_stride,
         };
-        // Work items (conv2d.wgsl `work_items`): conv pixels, or 4 per pooled pixel.
-        let pixels = if self.pooled { out[0] * (out[1] / 2) * (out[2] / 2) * 4 } else { out[0] * out[1] * out[2] };
+        // Work items (conv2d.wgsl `work_items`): one per written pixel, 4 per pooled pixel.
+        let pixels = written[..3].iter().product::<usize>() * if self.pooled { 4 } else { 1 };
         let workgroups = [
             groups(gpu, "conv2d", c.filters, CHANNELS * WORKGROUP)?,
             groups(gpu, "conv2d", pixels, PIXELS * WORKGROUP)?,

@@ -129,7 +129,8 @@ pub const RECURRENT_CELL_ACTIVATIONS: [Activation; 4] =
 /// The largest state recurrent.wgsl holds in workgroup memory.
 pub const MAX_UNITS: usize = 512;
 
-/// Sequences per workgroup in the LSTM kernel (`ROWS`, at most `MAX_ROWS` in recurrent.wgsl).
+/// Sequences per workgroup in the row-sharing kernels (`ROWS`, at most `MAX_ROWS` in
+/// recurrent.wgsl): LSTM and GRU with reset_after.
 const ROWS_PER_GROUP: usize = 4;
 
 /// The sequences-per-workgroup values the row-sharing kernels are built with: shared
@@ -156,7 +157,8 @@ pub struct Recurrent {
     projection: Dense,
     recurrent: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
-    /// LSTM: the same kernel with one row per workgroup, for batches too small to share.
+    /// Row-sharing cells: the same kernel with one row per workgroup, for batches too small
+    /// to share.
     narrow: Option<wgpu::ComputePipeline>,
     /// The one-dispatch-per-step baseline (`lstm_step`), LSTM last-state layers only.
     per_step: Option<wgpu::ComputePipeline>,
