@@ -430,34 +430,27 @@ fn search_finds_each_query_in_a_png_gallery_and_saved_galleries_agree() {
 fn keras_files_run_directly_and_inspect_names_encoder_and_head() {
     let Some(_) = gpu() else { return };
     let f = "tests/fixtures/keras_files";
+    // `siamese pairs` on fixture `stem` saved as `file`, checked against what Keras gave;
+    // returns stderr.
+    let pairs_match_keras = |stem: &str, file: &str| -> String {
+        let output = siamese(&[
+            "pairs",
+            "--model",
+            &format!("{f}/{file}"),
+            "--left",
+            &format!("{f}/{stem}.left.npy"),
+            "--right",
+            &format!("{f}/{stem}.right.npy"),
+        ]);
+        let printed = parse_lines(&stdout_of(&output));
+        let want = read_npy(root().join(f).join(format!("{stem}.keras_out.npy"))).unwrap();
+        assert_close(&format!("{file} via the CLI"), &printed, want.data(), 1e-4, 1e-3);
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
     // The learned head (Subtract → Multiply → Dense(1, sigmoid)) runs as it is, by default.
-    let output = siamese(&[
-        "pairs",
-        "--model",
-        &format!("{f}/cnn_head.keras"),
-        "--left",
-        &format!("{f}/cnn_head.left.npy"),
-        "--right",
-        &format!("{f}/cnn_head.right.npy"),
-    ]);
-    let printed = parse_lines(&stdout_of(&output));
-    let want = read_npy(root().join(f).join("cnn_head.keras_out.npy")).unwrap();
-    assert_close("cnn_head.keras via the CLI", &printed, want.data(), 1e-4, 1e-3);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("shared encoder \"encoder\"; head: learned"));
+    assert!(pairs_match_keras("cnn_head", "cnn_head.keras").contains("shared encoder \"encoder\"; head: learned"));
     // A Lambda head is replaced by --distance and the output says so.
-    let output = siamese(&[
-        "pairs",
-        "--model",
-        &format!("{f}/cnn_twin.h5"),
-        "--left",
-        &format!("{f}/cnn_twin.left.npy"),
-        "--right",
-        &format!("{f}/cnn_twin.right.npy"),
-    ]);
-    let printed = parse_lines(&stdout_of(&output));
-    let want = read_npy(root().join(f).join("cnn_twin.keras_out.npy")).unwrap();
-    assert_close("cnn_twin.h5 via the CLI", &printed, want.data(), 1e-4, 1e-3);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("replaced by the run-time --distance"));
+    assert!(pairs_match_keras("cnn_twin", "cnn_twin.h5").contains("replaced by the run-time --distance"));
 
     let text = stdout_of(&siamese(&["inspect", "--model", &format!("{f}/mha_twin.keras")]));
     assert!(
