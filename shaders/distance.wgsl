@@ -19,7 +19,11 @@
 // Numeric guards: identical rows give exactly 0 for every metric (Σ|a-b| = 0 short-cuts
 // cosine, whose rounding would otherwise leave ~1e-7); cosine uses |x| =
 // sqrt(max(Σx², 1e-12)) like Keras' l2_normalize, so zero vectors give no NaN; cosine is
-// clamped at 0 from below.
+// clamped at 0 from below. Large finite embeddings give finite distances: a first pass
+// finds the largest |a|, |b| of the pair and the sums run over values scaled by powers of
+// two (metric.wgsl's pow2_exponent), so Σ(a-b)² cannot overflow when the distance itself
+// fits f32. A NaN or infinite embedding value makes its pair's result NaN (never a
+// clamped 0 or 1), which the host reports naming the twin and row.
 
 override SQUARED: u32 = 0u;
 
@@ -35,9 +39,11 @@ struct DistanceParams {
 @group(0) @binding(2) var<storage, read_write> distance: array<f32>;
 @group(0) @binding(3) var<storage, read> head: array<f32>;
 
-// x: Σ(a-b)², y: Σ|a-b|, z: Σab; norms: x Σa², y Σb².
+// x: Σ(a-b)², y: Σ|a-b|, z: Σab; norms: x Σa², y Σb² (all of scaled values).
 var<workgroup> partial_diff: array<vec3<f32>, LINEAR_WORKGROUP>;
 var<workgroup> partial_norm: array<vec2<f32>, LINEAR_WORKGROUP>;
+// First pass: x max|a|, y max|b|, z 1.0 when a value is NaN or infinite.
+var<workgroup> partial_max: array<vec3<f32>, LINEAR_WORKGROUP>;
 
 @compute @workgroup_size(LINEAR_WORKGROUP)
 fn pair_distance(
@@ -53,14 +59,47 @@ fn pair_distance(
     }
     let left = pair * params.dim;
     let right = (pair + params.pairs) * params.dim;
+    var largest = vec3<f32>(0.0);
+    for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
+        let a = embedding[left + i];
+        let b = embedding[right + i];
+        let bad = not_finite(a) || not_finite(b);
+        largest = max(largest, vec3<f32>(abs(a), abs(b), select(0.0, 1.0, bad)));
+    }
+    partial_max[local] = largest;
+    workgroupBarrier();
+    for (var stride = LINEAR_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if local < stride {
+            partial_max[local] = max(partial_max[local], partial_max[local + stride]);
+        }
+        workgroupBarrier();
+    }
+    let extremes = partial_max[0];
+    // A non-finite value: this pair's result is NaN, whatever the metric (uniform exit).
+    if extremes.z != 0.0 {
+        if local == 0u {
+            distance[pair] = nan_bits();
+        }
+        return;
+    }
+    // One scale for the difference (from the larger of the two rows), one per row for
+    // cosine's dot product and norms.
+    let e = pow2_exponent(max(extremes.x, extremes.y));
+    let e_a = pow2_exponent(extremes.x);
+    let e_b = pow2_exponent(extremes.y);
+    let s = scale_of(e);
+    let s_a = scale_of(e_a);
+    let s_b = scale_of(e_b);
     var diff = vec3<f32>(0.0);
     var norm = vec2<f32>(0.0);
     for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
         let a = embedding[left + i];
         let b = embedding[right + i];
-        let d = a - b;
-        diff += vec3<f32>(d * d, abs(d), a * b);
-        norm += vec2<f32>(a * a, b * b);
+        let d = a * s - b * s;
+        let a1 = a * s_a;
+        let b1 = b * s_b;
+        diff += vec3<f32>(d * d, abs(d), a1 * b1);
+        norm += vec2<f32>(a1 * a1, b1 * b1);
     }
     partial_diff[local] = diff;
     partial_norm[local] = norm;
@@ -78,8 +117,7 @@ fn pair_distance(
     let total = partial_diff[0];
     let norms = partial_norm[0];
     let summed = select(total.y, total.x, metric_squares());
-    let result = finish_metric(summed, total.z, norms.x, norms.y);
-    distance[pair] = result;
+    distance[pair] = finish_metric_scaled(summed, total.z, norms.x, norms.y, e, e_a, e_b);
 }
 
 @compute @workgroup_size(REDUCE_WORKGROUP)
@@ -95,12 +133,17 @@ fn pair_match_probability(
     let left = pair * params.dim;
     let right = (pair + params.pairs) * params.dim;
     var sum = 0.0;
+    var bad = 0.0;
     for (var i = local; i < params.dim; i += REDUCE_WORKGROUP) {
-        let d = embedding[left + i] - embedding[right + i];
+        let a = embedding[left + i];
+        let b = embedding[right + i];
+        let d = a - b;
         sum += head[i] * select(abs(d), d * d, SQUARED == 1u);
+        bad = max(bad, select(0.0, 1.0, not_finite(a) || not_finite(b)));
     }
     let z = workgroup_sum(local, sum) + head[params.dim];
+    let any_bad = workgroup_sum(local, bad);
     if local == 0u {
-        distance[pair] = 1.0 / (1.0 + exp(-z));
+        distance[pair] = select(1.0 / (1.0 + exp(-z)), nan_bits(), any_bad != 0.0);
     }
 }

@@ -75,6 +75,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A computed value is NaN or infinite: an embedding (the encoder overflowed f32) or a
+    /// distance beyond f32's range. Never returned when non-finite values are allowed.
+    #[error("{what} is not finite: {reason}")]
+    NonFinite {
+        /// Which value: the twin and row, or the pair.
+        what: String,
+        /// What it is and why.
+        reason: String,
+    },
     /// A size goes beyond what this device allows.
     #[error("{what} needs {needed}, but this device allows at most {limit}")]
     LimitExceeded {

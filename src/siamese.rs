@@ -199,12 +199,19 @@ impl SiameseModel {
                 ));
             }
         }
-        let steps = if sequence { shape[1] } else { 1 };
+        // Steps of the time axis the recurrent layers run over: the batch's own for a
+        // variable axis, the model's for a fixed one (`Input((20, 8))` -> LSTM), else 1.
+        let recurrent = self.graph.has_recurrent();
+        let steps = match (sequence, recurrent) {
+            (true, _) => shape[1],
+            (false, true) => expected.first().copied().unwrap_or(1).max(1),
+            (false, false) => 1,
+        };
         if let Some(lengths) = lengths {
-            if !sequence {
+            if !sequence && !recurrent {
                 return Err(Error::input(format!("{what} lengths"), "this model's input has no time axis"));
             }
-            if !self.graph.has_recurrent() {
+            if !recurrent {
                 return Err(Error::input(
                     format!("{what} lengths"),
                     "only recurrent layers skip padding: attention and pooling in this model would read it",
@@ -229,13 +236,14 @@ impl SiameseModel {
 
     /// Pads one twin's sequences to `steps` and builds its mask: a step is real when it is
     /// inside the row's length (if given), inside the array, and (with a Masking layer) not
-    /// entirely equal to the mask value.
+    /// entirely equal to the mask value. `array` was checked by `check_batch`, whose
+    /// `steps` are at least the array's own.
     fn prepare(&self, array: &Array, lengths: Option<&[usize]>, steps: usize) -> Prepared {
         if !self.graph.has_recurrent() && !self.is_sequence() {
             return Prepared { values: array.data().to_vec(), mask: Vec::new() };
         }
         let rows = array.batch();
-        let own_steps = array.shape()[1];
+        let own_steps = array.shape().get(1).copied().unwrap_or(1).min(steps);
         let features = array.row_len() / own_steps.max(1);
         let mask_value = self.spec().mask_value();
         let mut values = vec![0.0; rows * steps * features];
@@ -310,6 +318,14 @@ impl SiameseModel {
             let parts = [&left.values[rows.clone()], &right.values[rows]];
             let batch = Batch { parts: &parts, rows: 2 * (end - start), steps, mask: &mask };
             let run = self.graph.run_pairs(&batch, metric, embeddings)?;
+            if let Some(i) = run.distances.iter().position(|d| !d.is_finite()).filter(|_| !self.allow_nonfinite) {
+                // Rare: read this chunk's embeddings back to say which twin overflowed.
+                let values = match run.embeddings {
+                    Some(values) => values,
+                    None => self.graph.run_pairs(&batch, metric, true)?.embeddings.unwrap_or_default(),
+                };
+                return Err(nonfinite_pair(start, end - start, i, &values, dim, metric, run.distances[i]));
+            }
             distances.extend_from_slice(&run.distances);
             if let Some(values) = run.embeddings {
                 let (l, r) = values.split_at((end - start) * dim);
@@ -344,7 +360,53 @@ impl SiameseModel {
             let parts = [&prepared.values[start * sample..end * sample]];
             values.extend(self.graph.run_embed(&Batch { parts: &parts, rows: end - start, steps, mask })?);
         }
-        let shape = std::iter::once(n).chain(self.graph.embedding_shape(steps)?).collect();
+        let shape: Vec<usize> = std::iter::once(n).chain(self.graph.embedding_shape(steps)?).collect();
+        if !self.allow_nonfinite {
+            let dim = shape[1..].iter().product::<usize>().max(1);
+            if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: format!("the embedding of input row {}", j / dim),
+                    reason: format!("value {} at index {}: {OVERFLOW}", values[j], j % dim),
+                });
+            }
+        }
         Array::new(shape, values)
+    }
+}
+
+/// Why an embedding is not finite when the inputs were.
+const OVERFLOW: &str = "the encoder overflowed float32 (weights or inputs too large; \
+                        non-finite values pass only when allowed)";
+
+/// The error for pair `i` of a chunk of `pairs` pairs starting at pair `first`, whose
+/// distance came out NaN or infinite: the twin and row whose embedding is not finite, else
+/// the distance itself beyond f32. `embeddings` holds the chunk's `[2 · pairs, dim]` rows,
+/// left twin first.
+fn nonfinite_pair(
+    first: usize,
+    pairs: usize,
+    i: usize,
+    embeddings: &[f32],
+    dim: usize,
+    metric: Distance,
+    value: f32,
+) -> Error {
+    let rows = [("left", i), ("right", pairs + i)];
+    for (twin, row) in rows {
+        let values = embeddings.get(row * dim..(row + 1) * dim).unwrap_or_default();
+        if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+            return Error::NonFinite {
+                what: format!("the {twin} embedding of pair {} (row {} of {twin})", first + i, first + i),
+                reason: format!("value {} at index {j}: {OVERFLOW}", values[j]),
+            };
+        }
+    }
+    let largest = rows
+        .iter()
+        .flat_map(|&(_, row)| embeddings.get(row * dim..(row + 1) * dim).unwrap_or_default())
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    Error::NonFinite {
+        what: format!("the {metric} distance of pair {}", first + i),
+        reason: format!("{value}: beyond float32's range (embedding values up to {largest:e})"),
     }
 }
