@@ -13,7 +13,11 @@ pub struct Array {
 impl Array {
     /// Wraps `data` as `shape`; errors when the sizes disagree.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        let expected: usize = shape.iter().product();
+        // Checked: an unchecked product of `[2^60, 28, 28, 1]` wraps to 0 and would accept
+        // an empty vector.
+        let Some(expected) = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+            return Err(Error::shape("array", "a shape whose size fits in memory", format!("{shape:?}")));
+        };
         if expected != data.len() {
             return Err(Error::shape(
                 "array",

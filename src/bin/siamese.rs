@@ -14,6 +14,7 @@ use siamese_wgpu::plot::{verification_png, ScorePlot};
 use siamese_wgpu::sentence::find_installed_minilm;
 use siamese_wgpu::verify::{
     accuracy_at, contrastive_loss, evaluate, pairs_from_labels, read_labels_csv, read_pairs_csv, ModelDecision,
+    DECISION_FILE,
 };
 use siamese_wgpu::{
     reference, Array, Distance, Gallery, Gpu, GpuOptions, GpuSearch, Precision, SentenceModel, SiameseModel,
@@ -341,7 +342,7 @@ fn similarity(
     };
     let started = Instant::now();
     let model = SentenceModel::load_with_precision(Arc::new(Gpu::new()?), &dir, precision)
-        .with_context(|| format!("loading {}", dir.display()))?;
+        .map_err(|e| loading(&dir, e))?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let started = Instant::now();
@@ -374,15 +375,29 @@ fn similarity(
 }
 
 fn verify(args: &VerifyArgs, precision: Precision) -> Result<()> {
+    for (flag, value) in [("--threshold", args.threshold), ("--margin", args.margin)] {
+        if let Some(v) = value.filter(|v| !v.is_finite()) {
+            bail!("{flag} {v}: expected a finite number");
+        }
+    }
+    if let Some(margin) = args.margin.filter(|&m| m < 0.0) {
+        bail!("--margin {margin}: the contrastive-loss margin cannot be negative");
+    }
     let model = load(&args.model, precision)?;
     if let Some(head) = &args.head {
         model.set_learned_head(&LearnedHead::load(head)?)?;
     }
     let decision = if args.model.is_dir() { ModelDecision::load(&args.model)? } else { None };
-    let metric = match (args.distance, decision.as_ref().map(ModelDecision::metric).transpose()?.flatten()) {
-        (Some(metric), _) | (None, Some(metric)) => metric,
-        (None, None) => default_metric(&model, None, args.head.is_some()),
-    };
+    // The model's own metric is read only when none is given, so a bad one cannot block
+    // an explicit --distance.
+    let metric = match (args.distance, &decision) {
+        (Some(metric), _) => Some(metric),
+        (None, Some(decision)) => decision.metric().with_context(|| {
+            format!("{}: field \"distance\" (give --distance to override)", args.model.join(DECISION_FILE).display())
+        })?,
+        (None, None) => None,
+    }
+    .unwrap_or_else(|| default_metric(&model, None, args.head.is_some()));
     let channels = model.input_shape().last().copied();
     let (left, right, labels) = match (&args.pairs, &args.left, &args.right, &args.labels) {
         (Some(csv), ..) => {
@@ -594,14 +609,14 @@ fn emit(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+        other => other.context("writing to standard output"),
     }
 }
 
 fn load(path: &Path, precision: Precision) -> Result<SiameseModel> {
     let gpu = Arc::new(Gpu::new()?);
     let model = SiameseModel::load_with_precision(gpu, path, precision)
-        .with_context(|| format!("loading model {}", path.display()))?;
+        .map_err(|e| loading(path, e))?;
     if let Some((encoder, head)) = model.keras_twin() {
         match encoder {
             Some(name) => eprintln!("{}: Siamese model, shared encoder {name:?}; head: {head}", path.display()),
@@ -609,6 +624,16 @@ fn load(path: &Path, precision: Precision) -> Result<SiameseModel> {
         }
     }
     Ok(model)
+}
+
+/// A model-loading error, prefixed with the model's path unless it already names it (or
+/// a file inside it), so that a path is never printed twice.
+fn loading(path: &Path, error: siamese_wgpu::Error) -> anyhow::Error {
+    if error.to_string().contains(&path.display().to_string()) {
+        error.into()
+    } else {
+        anyhow::Error::from(error).context(format!("loading model {}", path.display()))
+    }
 }
 
 /// The metric when none is given: a Keras twin's learned head, else Euclidean.
@@ -632,7 +657,7 @@ fn inspect(path: &Path) -> Result<()> {
         }
         return emit(&text);
     }
-    let spec = siamese_wgpu::model::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let spec = siamese_wgpu::model::load(path).map_err(|e| loading(path, e))?;
     let shapes = spec.shapes(1)?;
     let mut out = String::new();
     writeln!(
@@ -654,26 +679,41 @@ fn inspect(path: &Path) -> Result<()> {
 fn info() -> Result<()> {
     let options = GpuOptions::from_env()?;
     let adapters = list_adapters(None);
-    println!("adapters found:");
+    let mut out = String::from("adapters found:\n");
     if adapters.is_empty() {
-        println!("  (none)");
+        out.push_str("  (none)\n");
     }
     for adapter in &adapters {
-        println!("  {}", describe_adapter(adapter));
+        writeln!(out, "  {}", describe_adapter(adapter))?;
     }
+    // Printed before opening the device, so that a failure there still shows the list.
+    emit(&out)?;
+    out.clear();
     let gpu = Gpu::with_options(&options)?;
     let limits = gpu.limits();
-    println!("chosen: {}", describe_adapter(gpu.adapter_info()));
-    println!("backend: {:?}", gpu.adapter_info().backend);
-    println!("shader f16: {}", if gpu.has_f16() { "yes" } else { "no" });
-    println!("subgroups: {}", if gpu.adapter().features().contains(wgpu::Features::SUBGROUP) { "yes" } else { "no" });
-    println!("max storage buffer binding: {} MiB", limits.max_storage_buffer_binding_size >> 20);
-    println!("max buffer size: {} MiB", limits.max_buffer_size >> 20);
-    println!("max storage buffers per stage: {}", limits.max_storage_buffers_per_shader_stage);
-    println!("max workgroups per dimension: {}", limits.max_compute_workgroups_per_dimension);
-    println!("max invocations per workgroup: {}", limits.max_compute_invocations_per_workgroup);
-    println!("workgroup memory: {} KiB", limits.max_compute_workgroup_storage_size >> 10);
-    Ok(())
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    writeln!(out, "chosen: {}", describe_adapter(gpu.adapter_info()))?;
+    writeln!(out, "backend: {:?}", gpu.adapter_info().backend)?;
+    writeln!(out, "shader f16: {}", yes(gpu.has_f16()))?;
+    writeln!(out, "subgroups: {}", yes(gpu.adapter().features().contains(wgpu::Features::SUBGROUP)))?;
+    writeln!(out, "max storage buffer binding: {} MiB", limits.max_storage_buffer_binding_size >> 20)?;
+    writeln!(out, "max buffer size: {} MiB", limits.max_buffer_size >> 20)?;
+    writeln!(out, "max storage buffers per stage: {}", limits.max_storage_buffers_per_shader_stage)?;
+    writeln!(out, "max workgroups per dimension: {}", limits.max_compute_workgroups_per_dimension)?;
+    writeln!(out, "max invocations per workgroup: {}", limits.max_compute_invocations_per_workgroup)?;
+    writeln!(out, "workgroup memory: {} KiB", limits.max_compute_workgroup_storage_size >> 10)?;
+    emit(&out)
+}
+
+/// One JSON object on its own line (`bench --json`).
+fn emit_json(value: &serde_json::Value) -> Result<()> {
+    emit(&format!("{value}\n"))
+}
+
+/// `value` rounded to `digits` decimals, for JSON figures that need no more.
+fn rounded(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
 }
 
 fn median(times: &mut [f64]) -> f64 {
@@ -686,14 +726,39 @@ fn median(times: &mut [f64]) -> f64 {
     }
 }
 
-/// Deterministic pseudo-random inputs in [0, 1) (a tiny LCG: bench data needs no quality).
-fn bench_input(shape: &[usize], seed: u64) -> Result<Array> {
-    let len = shape.iter().product();
+/// The most bytes of random inputs `bench` makes for one twin (the run needs about as
+/// much again on the GPU and for the padded copy).
+const BENCH_INPUT_LIMIT: usize = 256 << 20;
+
+/// Values in a `shape` (batch first) of bench inputs, when within [`BENCH_INPUT_LIMIT`].
+fn bench_input_len(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n.checked_mul(4).is_some_and(|bytes| bytes <= BENCH_INPUT_LIMIT))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "inputs of shape {shape:?} (batch first) would take more than {} MiB per twin: \
+                 use a smaller --batch or --seq-len",
+                BENCH_INPUT_LIMIT >> 20
+            )
+        })
+}
+
+/// Deterministic pseudo-random inputs (a tiny LCG: bench data needs no quality): values in
+/// [0, 1), or token ids in 0..vocab for a model that reads them. The size is checked
+/// before anything is allocated.
+fn bench_input(shape: &[usize], vocab: Option<usize>, seed: u64) -> Result<Array> {
+    let len = bench_input_len(shape)?;
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let data = (0..len)
         .map(|_| {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 40) as f32 / (1u64 << 24) as f32
+            let uniform = (state >> 40) as f64 / (1u64 << 24) as f64;
+            match vocab {
+                Some(vocab) => (uniform * vocab as f64).floor().min(vocab as f64 - 1.0) as f32,
+                None => uniform as f32,
+            }
         })
         .collect();
     Ok(Array::new(shape.to_vec(), data)?)
@@ -705,48 +770,60 @@ fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
     if batches.is_empty() || batches.contains(&0) {
         bail!("--batch needs positive batch sizes, e.g. --batch 1,64,512");
     }
+    if seq_len == 0 {
+        bail!("--seq-len must be at least 1");
+    }
     let iters = args.iters.max(1);
     let gpu = Arc::new(Gpu::new()?);
     let started = Instant::now();
     let mut model = SiameseModel::load_with_precision(gpu.clone(), model_dir, precision)
-        .with_context(|| format!("loading {}", model_dir.display()))?;
+        .map_err(|e| loading(model_dir, e))?;
     model.set_recurrent_per_step(args.recurrent_per_step)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = gpu.adapter_info();
-    if seq_len == 0 {
-        bail!("--seq-len must be at least 1");
+    let vocab = model.spec().token_vocab();
+    // Every batch's inputs are checked before the first is timed.
+    for &pairs in batches {
+        let shape: Vec<usize> = std::iter::once(pairs).chain(model.spec().sample_shape(seq_len)).collect();
+        bench_input_len(&shape)?;
     }
     let flops_per_pair = 2 * model.graph().flops_per_sample(seq_len);
     let peak = if args.peak { Some(siamese_wgpu::ops::peak::measure_peak(&gpu)?) } else { None };
-    if let (Some(p), false) = (peak, json) {
-        println!(
-            "peak (our microkernels): {:.2} GFLOP/s f32 multiply-add, {:.2} GB/s streaming copy",
+    let backend = format!("{:?}", info.backend);
+    match (peak, json) {
+        (Some(p), false) => emit(&format!(
+            "peak (our microkernels): {:.2} GFLOP/s f32 multiply-add, {:.2} GB/s streaming copy\n",
             p.gflops, p.gbps
-        );
-    }
-    if let (Some(p), true) = (peak, json) {
-        println!(
-            "{{\"adapter\":{:?},\"backend\":\"{:?}\",\"peak_gflops\":{:.3},\"peak_gbps\":{:.3}}}",
-            info.name, info.backend, p.gflops, p.gbps
-        );
+        ))?,
+        (Some(p), true) => emit_json(&serde_json::json!({
+            "adapter": info.name,
+            "backend": backend,
+            "peak_gflops": rounded(p.gflops, 3),
+            "peak_gbps": rounded(p.gbps, 3),
+        }))?,
+        (None, _) => {}
     }
     if !json {
-        println!("model {} on {} ({:?})", model_dir.display(), info.name, info.backend);
-        println!(
+        let mut out = String::new();
+        writeln!(out, "model {} on {} ({backend})", model_dir.display(), info.name)?;
+        writeln!(
+            out,
             "load (weights upload + {} pipelines compiled): {load_ms:.1} ms; {:.2} MFLOP per pair; {} dispatches per call",
             gpu.pipeline_count(),
             flops_per_pair as f64 / 1e6,
             model.graph().dispatches_per_call(seq_len)
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "{:>6} {:>14} {:>14} {:>12} {:>10} {:>8} {:>9} {:>16}",
             "pairs", "first call ms", "steady ms", "pairs/s", "GFLOP/s", "submits", "buffers", "naive pairs/s"
-        );
+        )?;
+        emit(&out)?;
     }
     for &pairs in batches.iter() {
         let shape: Vec<usize> = std::iter::once(pairs).chain(model.spec().sample_shape(seq_len)).collect();
-        let left = bench_input(&shape, 1)?;
-        let right = bench_input(&shape, 2)?;
+        let left = bench_input(&shape, vocab, 1)?;
+        let right = bench_input(&shape, vocab, 2)?;
         let t = Instant::now();
         model.distances(&left, &right, distance)?;
         let first_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -785,26 +862,29 @@ fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
             None
         };
         if json {
-            println!(
-                "{{\"model\":{:?},\"adapter\":{:?},\"backend\":\"{:?}\",\"batch_pairs\":{pairs},\"load_ms\":{load_ms:.3},\
-                 \"first_call_ms\":{first_ms:.3},\"steady_ms_median\":{:.3},\"pairs_per_s\":{pairs_per_s:.1},\
-                 \"gflops\":{gflops:.3},\"peak_fraction\":{},\"submits_per_call\":{submits_per_call},\"dispatches_per_call\":{},\
-                 \"buffers_created_per_call\":{buffers_per_call},\"naive_pairs_per_s\":{}}}",
-                model_dir.display().to_string(),
-                info.name,
-                info.backend,
-                steady * 1e3,
-                peak.map_or("null".to_string(), |p| format!("{:.4}", gflops / p.gflops)),
-                model.graph().dispatches_per_call(seq_len),
-                naive_pairs_per_s.map_or("null".to_string(), |v| format!("{v:.1}")),
-            );
+            emit_json(&serde_json::json!({
+                "model": model_dir.display().to_string(),
+                "adapter": info.name,
+                "backend": backend,
+                "batch_pairs": pairs,
+                "load_ms": rounded(load_ms, 3),
+                "first_call_ms": rounded(first_ms, 3),
+                "steady_ms_median": rounded(steady * 1e3, 3),
+                "pairs_per_s": rounded(pairs_per_s, 1),
+                "gflops": rounded(gflops, 3),
+                "peak_fraction": peak.map(|p| rounded(gflops / p.gflops, 4)),
+                "submits_per_call": submits_per_call,
+                "dispatches_per_call": model.graph().dispatches_per_call(seq_len),
+                "buffers_created_per_call": buffers_per_call,
+                "naive_pairs_per_s": naive_pairs_per_s.map(|v| rounded(v, 1)),
+            }))?;
         } else {
-            println!(
-                "{pairs:>6} {first_ms:>14.2} {:>14.3} {pairs_per_s:>12.1} {gflops:>10.3} {submits_per_call:>8} {buffers_per_call:>9} {:>16}{}",
+            emit(&format!(
+                "{pairs:>6} {first_ms:>14.2} {:>14.3} {pairs_per_s:>12.1} {gflops:>10.3} {submits_per_call:>8} {buffers_per_call:>9} {:>16}{}\n",
                 steady * 1e3,
                 naive_pairs_per_s.map_or("-".to_string(), |v| format!("{v:.1}")),
                 peak.map_or(String::new(), |p| format!("  ({:.1}% of peak)", 100.0 * gflops / p.gflops)),
-            );
+            ))?;
         }
     }
     Ok(())
