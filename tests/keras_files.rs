@@ -468,3 +468,76 @@ fn keras_file_extensions() {
         assert_eq!(keras_file::is_keras_file(Path::new(name)), yes, "{name}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue #17: nothing silently wrong, nothing unbounded.
+
+/// Rewrites the uncompressed size that the local header and the central directory record
+/// for zip member `name` (zip32 fields), to make a lying header.
+fn patch_declared_size(zip: &mut [u8], name: &str, size: u32) {
+    let mut patched = 0;
+    // (signature, offset of the name length, of the name, of the uncompressed size)
+    for (signature, name_len_at, name_at, size_at) in [(0x0403_4b50u32, 26, 30, 22), (0x0201_4b50, 28, 46, 24)] {
+        let signature = signature.to_le_bytes();
+        let mut at = 0;
+        while let Some(found) = zip[at..].windows(4).position(|w| w == signature) {
+            let start = at + found;
+            at = start + 4;
+            let name_len = u16::from_le_bytes([zip[start + name_len_at], zip[start + name_len_at + 1]]) as usize;
+            if zip.get(start + name_at..start + name_at + name_len) == Some(name.as_bytes()) {
+                zip[start + size_at..start + size_at + 4].copy_from_slice(&size.to_le_bytes());
+                patched += 1;
+            }
+        }
+    }
+    assert_eq!(patched, 2, "{name}: its local header and central directory entry");
+}
+
+/// A small `.keras` whose config.json inflates far beyond any real config (a zip bomb) is
+/// refused by its declared size before inflating, and a header that understates the size
+/// cannot get past the cap either: reading stops at the declared size.
+#[test]
+fn zip_members_that_inflate_beyond_their_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(fixture("cnn_encoder.keras")).unwrap()).unwrap();
+        let mut data = Vec::new();
+        archive.by_name("model.weights.h5").unwrap().read_to_end(&mut data).unwrap();
+        data
+    };
+    // 80 MiB of spaces inside a JSON string: valid JSON, over the 64 MiB config limit.
+    let mut config = Vec::with_capacity(80 << 20);
+    config.extend_from_slice(br#"{"class_name": "Sequential", "pad": ""#);
+    config.resize(80 << 20, b' ');
+    config.extend_from_slice(br#""}"#);
+    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    writer.start_file("config.json", deflated).unwrap();
+    writer.write_all(&config).unwrap();
+    writer.start_file("model.weights.h5", deflated).unwrap();
+    writer.write_all(&weights).unwrap();
+    let bomb = writer.finish().unwrap().into_inner();
+    assert!(bomb.len() < 1 << 20, "the test zip is small: {} bytes", bomb.len());
+
+    let path = dir.path().join("bomb.keras");
+    std::fs::write(&path, &bomb).unwrap();
+    let err = load_err(&path);
+    let text = err.to_string();
+    println!("{text}");
+    assert!(matches!(err, Error::ModelFormat { .. }), "{text}");
+    for needle in ["bomb.keras", "config.json", &config.len().to_string(), "64 MiB"] {
+        assert!(text.contains(needle), "{needle:?} not in: {text}");
+    }
+    assert!(inspect(&path).is_err());
+
+    // The header says 1000 bytes; the data inflates to 80 MiB.
+    let mut lying = bomb.clone();
+    patch_declared_size(&mut lying, "config.json", 1000);
+    let path = dir.path().join("lying.keras");
+    std::fs::write(&path, &lying).unwrap();
+    let text = load_err(&path).to_string();
+    println!("{text}");
+    for needle in ["lying.keras", "config.json", "1000"] {
+        assert!(text.contains(needle), "{needle:?} not in: {text}");
+    }
+}

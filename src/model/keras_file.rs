@@ -58,6 +58,14 @@ pub const SUPPORTED_HEADS: &str = "a head with a Lambda layer (Python code: repl
                                    or exactly Subtract(a, b) -> Multiply(d, d) -> Dense(1, sigmoid) (the learned \
                                    squared head); Subtract -> Dense without a square or abs has no equivalent";
 
+/// The most bytes `config.json` or `metadata.json` of a `.keras` zip may inflate to: real
+/// ones are kilobytes (a 1,000-layer model's config is a few MiB).
+const MAX_JSON_MEMBER: u64 = 64 << 20;
+
+/// The most bytes `model.weights.h5` may inflate to: 4 GiB holds a billion float32
+/// weights, beyond any model one wgpu storage binding can run.
+const MAX_WEIGHTS_MEMBER: u64 = 4 << 30;
+
 /// A Keras model file, loaded: the shared encoder and what the file had after it.
 #[derive(Clone, Debug)]
 pub struct KerasFile {
@@ -177,21 +185,41 @@ impl Source {
         let format_error = |reason: String| Error::ModelFormat { file: file.clone(), reason };
         let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| format_error(format!("not a readable .keras (zip) file: {e}")))?;
-        let mut entry = |name: &str| -> Result<Option<Vec<u8>>> {
-            let mut member = match zip.by_name(name) {
+        // A member is refused by its declared size before anything is inflated, and read
+        // through `take` so a header that understates the size cannot get past the limit:
+        // memory is bounded by the smaller of the two, never by what the data inflates to.
+        let mut entry = |name: &str, limit: u64| -> Result<Option<Vec<u8>>> {
+            let member = match zip.by_name(name) {
                 Ok(member) => member,
                 Err(zip::result::ZipError::FileNotFound) => return Ok(None),
                 Err(e) => return Err(format_error(format!("cannot read {name} from the zip: {e}"))),
             };
+            let declared = member.size();
+            if declared > limit {
+                return Err(format_error(format!(
+                    "{name} in the zip declares {declared} bytes uncompressed, more than the {} limit for it",
+                    byte_size(limit)
+                )));
+            }
             let mut data = Vec::new();
-            member.read_to_end(&mut data).map_err(|e| format_error(format!("cannot read {name} from the zip: {e}")))?;
+            member
+                .take(declared + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| format_error(format!("cannot read {name} from the zip: {e}")))?;
+            if data.len() as u64 > declared {
+                return Err(format_error(format!(
+                    "{name} in the zip inflates to more than the {declared} bytes its header declares \
+                     (a damaged or forged zip); reading stopped there (limit {})",
+                    byte_size(limit)
+                )));
+            }
             Ok(Some(data))
         };
-        let config = entry("config.json")?.ok_or_else(|| {
+        let config = entry("config.json", MAX_JSON_MEMBER)?.ok_or_else(|| {
             format_error("a zip without config.json: not a Keras 3 .keras model file (save with model.save)".into())
         })?;
-        let metadata = entry("metadata.json")?;
-        let weights = entry("model.weights.h5")?.ok_or_else(|| {
+        let metadata = entry("metadata.json", MAX_JSON_MEMBER)?;
+        let weights = entry("model.weights.h5", MAX_WEIGHTS_MEMBER)?.ok_or_else(|| {
             format_error("the .keras zip has no model.weights.h5 (sharded or npz weights are not supported)".into())
         })?;
         let mut root: Value =
@@ -413,6 +441,15 @@ impl Source {
             return Err(bad(format!("{} values for shape {shape:?}", data.len())));
         }
         Ok(Weight { shape, data })
+    }
+}
+
+/// `64 MiB`, `4 GiB`: a limit as people write it.
+fn byte_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b => format!("{b} bytes"),
     }
 }
 
