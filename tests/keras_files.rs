@@ -541,3 +541,30 @@ fn zip_members_that_inflate_beyond_their_limit_are_refused() {
         assert!(text.contains(needle), "{needle:?} not in: {text}");
     }
 }
+/// Shapes in errors read as Keras writes them (`[None, -28, 28, 1]`), and a misplaced
+/// InputLayer says where InputLayer may go.
+#[test]
+fn input_shape_and_input_layer_errors_read_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dims, bad) in [(serde_json::json!([null, -28, 28, 1]), "-28"), (serde_json::json!([null, 28, 0, 1]), "0")] {
+        let path = edited(dir.path(), "cnn_encoder.keras", |json| {
+            json["config"]["layers"][0]["config"]["batch_shape"] = dims.clone();
+        });
+        let text = load_err(&path).to_string();
+        let written = dims.to_string().replace("null", "None").replace(',', ", ");
+        assert!(text.contains(&written), "{written} not in: {text}");
+        assert!(text.contains(&format!("dimension {bad} is not a positive size")), "{text}");
+        assert!(!text.contains("Some("), "{text}");
+    }
+
+    let path = edited(dir.path(), "cnn_encoder.keras", |json| {
+        let layers = json["config"]["layers"].as_array_mut().unwrap();
+        let mut input = layers[0].clone();
+        input["config"]["name"] = "x".into();
+        layers.insert(2, input);
+    });
+    let err = load_err(&path);
+    let text = err.to_string();
+    assert!(!matches!(err, Error::UnsupportedLayer { .. }), "{text}");
+    assert!(text.contains("InputLayer \"x\" may only be the first layer of a Sequential model"), "{text}");
+}

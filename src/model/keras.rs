@@ -123,25 +123,37 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
             "cannot find the input shape: add an Input / InputLayer, or build the model before to_json()".into(),
         )
     })?;
+    // Errors show the shape as the file writes it: `[None, -28, 28, 1]`.
+    let written = shape_as_written(&input_shape);
+    // Each sample dimension: None (variable) or a positive size.
+    let sample =
+        input_shape
+            .iter()
+            .skip(1)
+            .map(|d| match d {
+                Value::Null => Ok(None),
+                d => d.as_u64().and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0).map(Some).ok_or_else(|| {
+                    format_error(format!("input shape {written}: dimension {d} is not a positive size"))
+                }),
+            })
+            .collect::<Result<Vec<Option<usize>>>>()?;
     // A variable (None) axis is allowed only as the time axis of sequences [steps, features];
-    // it is stored as 0.
-    let sample: Vec<Option<usize>> = input_shape.into_iter().skip(1).collect();
-    // Token ids [steps] feeding an Embedding may have a variable length too.
+    // it is stored as 0. Token ids [steps] feeding an Embedding may have a variable length too.
     let reads_tokens = rest.iter().any(|(e, _)| e.class == "Embedding");
-    let variable_time = (sample.len() == 2 && sample[0].is_none() && sample[1].is_some_and(|f| f > 0))
+    let variable_time = (sample.len() == 2 && sample[0].is_none() && sample[1].is_some())
         || (sample.len() == 1 && sample[0].is_none() && reads_tokens);
     let input_shape = sample
         .iter()
         .enumerate()
         .map(|(axis, d)| match d {
-            Some(d) if *d > 0 => Some(*d),
+            Some(d) => Some(*d),
             None if axis == 0 && variable_time => Some(0),
-            _ => None,
+            None => None,
         })
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(|| {
             format_error(format!(
-                "input shape {sample:?} has a variable (None) dimension other than the time axis of \
+                "input shape {written} has a variable (None) dimension other than the time axis of \
                  [steps, features] sequences"
             ))
         })?;
@@ -149,7 +161,7 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
     // feature, and shapes are multiplied unchecked downstream: bound what the JSON declares.
     if input_shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1))).is_none_or(|n| n > MAX_INPUT_VALUES) {
         return Err(format_error(format!(
-            "input shape {input_shape:?} has more than {MAX_INPUT_VALUES} values per sample (2^26: 256 MiB of float32)"
+            "input shape {written} has more than {MAX_INPUT_VALUES} values per sample (2^26: 256 MiB of float32)"
         )));
     }
 
@@ -181,6 +193,15 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
                 })
                 .collect::<Result<_>>()?
         };
+        if entry.class == "InputLayer" {
+            return Err(format_error(match input_name.as_deref() {
+                Some(input) if class != "Sequential" => format!(
+                    "InputLayer {:?} is not the model's input {input:?}: an encoder has exactly one input",
+                    entry.name
+                ),
+                _ => format!("InputLayer {:?} may only be the first layer of a Sequential model", entry.name),
+            }));
+        }
         let kind = layer_kind(entry, &shapes[inputs[0]], &mut weights, file)?;
         if matches!(kind, LayerKind::Embedding { .. }) && inputs != [0] {
             return Err(Error::UnsupportedConfig {
@@ -326,17 +347,24 @@ fn inbound_layers(nodes: &Value) -> Vec<String> {
     parents
 }
 
-fn batch_shape(config: &Value) -> Option<Vec<Option<usize>>> {
-    let shape = config.get("batch_shape").or_else(|| config.get("batch_input_shape"))?.as_array()?;
-    Some(shape.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+/// An InputLayer's `batch_shape` (Keras 3) / `batch_input_shape` (Keras 2), as written.
+fn batch_shape(config: &Value) -> Option<Vec<Value>> {
+    config.get("batch_shape").or_else(|| config.get("batch_input_shape"))?.as_array().cloned()
 }
 
-fn sequential_input_shape(config: &Value) -> Option<Vec<Option<usize>>> {
-    let shape = config
+/// A Sequential's `build_input_shape` (or its first layer's build shape), as written.
+fn sequential_input_shape(config: &Value) -> Option<Vec<Value>> {
+    config
         .get("build_input_shape")
         .or_else(|| config.get("layers")?.get(0)?.get("build_config")?.get("input_shape"))?
-        .as_array()?;
-    Some(shape.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+        .as_array()
+        .cloned()
+}
+
+/// A shape as Keras users write it: `[None, -28, 28, 1]` (null is None).
+fn shape_as_written(dims: &[Value]) -> String {
+    let dims: Vec<String> = dims.iter().map(|d| if d.is_null() { "None".to_string() } else { d.to_string() }).collect();
+    format!("[{}]", dims.join(", "))
 }
 
 fn unsupported(entry: &Entry, key: &str, value: &Value, hint: &str) -> Error {
