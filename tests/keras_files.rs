@@ -568,3 +568,63 @@ fn input_shape_and_input_layer_errors_read_as_written() {
     assert!(!matches!(err, Error::UnsupportedLayer { .. }), "{text}");
     assert!(text.contains("InputLayer \"x\" may only be the first layer of a Sequential model"), "{text}");
 }
+/// Keras 3 writes the ops computing Masking's mask (NotEqual, Any) into a Functional
+/// config as nodes of their own, feeding the LSTM's `mask` argument: they are recognised,
+/// the mask is still applied (by the engine's Masking), and the numbers are Keras'.
+#[test]
+fn masking_op_nodes_of_functional_models_load_and_match_keras() {
+    // Tolerance: the crate's usual f32 one; a 4-unit LSTM over at most 6 steps sums few terms.
+    const ATOL: f32 = 1e-5;
+    const RTOL: f32 = 1e-4;
+    for (file, twin) in [("masked_lstm.keras", false), ("masked_lstm_twin.keras", true)] {
+        let loaded = load_keras_file(fixture(file)).unwrap();
+        let stem = file.trim_end_matches(".keras");
+        let (left, right, want) = golden(stem);
+        // Keras' twin head is sqrt(max(d^2, 1e-7)); the encoder file's golden is plain euclidean.
+        let keras_head = |d: &[f32]| -> Vec<f32> {
+            if twin {
+                d.iter().map(|d| (d * d).max(1e-7).sqrt()).collect()
+            } else {
+                d.to_vec()
+            }
+        };
+        let names: Vec<&str> = loaded.spec.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["masking", "lstm"], "{file}: the mask's op nodes are absorbed");
+        assert_eq!(loaded.spec.mask_value(), Some(0.0), "{file}");
+
+        let spec = &loaded.spec;
+        let embed = |x: &Array| spec.reference_forward_masked(x.data(), x.batch(), x.shape()[1], &[]).unwrap();
+        let (a, b) = (embed(&left), embed(&right));
+        let dim = a.len() / left.batch();
+        let cpu: Vec<f32> = (0..left.batch())
+            .map(|i| {
+                let (a, b) = (&a[i * dim..(i + 1) * dim], &b[i * dim..(i + 1) * dim]);
+                a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+            })
+            .collect();
+        assert_close(&format!("{file} (CPU reference) vs Keras"), &keras_head(&cpu), &want, ATOL, RTOL);
+
+        if let Some(gpu) = gpu() {
+            let model = SiameseModel::load_on(gpu, fixture(file)).unwrap();
+            let got = model.distances(&left, &right, Distance::Euclidean).unwrap();
+            assert_close(&format!("{file} (GPU) vs Keras"), &keras_head(&got), &want, ATOL, RTOL);
+        }
+
+        let inspection = inspect(fixture(file)).unwrap();
+        let text = inspection.to_string();
+        println!("{text}");
+        assert!(inspection.error.is_none(), "{text}");
+        for op in ["not_equal", "any"] {
+            let row = inspection.layers.iter().find(|l| l.name == op).unwrap();
+            assert!(!matches!(row.runs, Runs::Unsupported(_)), "{file}: {op}: {text}");
+        }
+    }
+
+    // An Any over another axis is not Masking's mask: an error naming the node.
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited(dir.path(), "masked_lstm.keras", |json| {
+        functional_layer(json, "any")["config"]["axis"] = 1.into();
+    });
+    let text = load_err(&path).to_string();
+    assert!(text.contains("\"any\"") && text.contains("Any"), "{text}");
+}

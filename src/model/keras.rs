@@ -51,6 +51,17 @@ pub(crate) const LAYER_CLASSES: &[&str] = &[
     "Embedding",
 ];
 
+/// Keras 3 operation nodes that a Functional config records for a Masking layer's mask,
+/// `any(not_equal(x, mask_value), axis=-1)`, fed to later layers' `mask` argument. The
+/// engine computes that mask itself (from the Masking layer), so these nodes are checked
+/// to be exactly that and skipped.
+pub(crate) const MASK_OP_CLASSES: [&str; 2] = ["NotEqual", "Any"];
+
+/// What [`MASK_OP_CLASSES`] nodes may be, for error messages.
+const MASK_OPS_SUPPORTED: &str = "Keras operation nodes only as the NotEqual(x, mask_value) -> Any(axis=-1) pair \
+                                  that computes the mask of a Masking layer reading the same x, used only as a \
+                                  layer's mask argument";
+
 /// The most values one input sample may declare (256 MiB of f32, more than one default
 /// wgpu storage binding holds).
 const MAX_INPUT_VALUES: usize = 1 << 26;
@@ -273,11 +284,20 @@ fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>,
         )));
     };
     let mut graph: Vec<(Entry, Vec<String>)> = Vec::new();
+    let mut mask_ops: Vec<(&Value, Entry, Vec<String>)> = Vec::new();
     let mut used = std::collections::HashSet::new();
     for layer in layer_list(config, file)? {
         let e = entry(layer, file)?;
         let layer_name = layer.get("name").and_then(Value::as_str).unwrap_or(&e.name).to_string();
         let mut parents = inbound_layers(layer.get("inbound_nodes").unwrap_or(&Value::Null));
+        if MASK_OP_CLASSES.contains(&e.class) {
+            mask_ops.push((layer, Entry { name: layer_name, ..e }, parents));
+            continue;
+        }
+        if let Some((_, op, _)) = mask_ops.iter().find(|(_, op, _)| parents.contains(&op.name)) {
+            // A mask op's value used as data, not as a mask: something else than Masking's mask.
+            return Err(mask_op_error(file, op));
+        }
         if e.class == "MultiHeadAttention" && parents.iter().all(|p| Some(p) == parents.first()) {
             parents.truncate(1);
         }
@@ -303,6 +323,7 @@ fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>,
         used.extend(parents.iter().cloned());
         graph.push((Entry { name: layer_name, ..e }, parents));
     }
+    check_mask_ops(&mask_ops, &graph, file)?;
     if graph.first().map(|(e, _)| &e.name) != Some(input) || graph.last().map(|(e, _)| &e.name) != Some(output) {
         return Err(format_error(format!(
             "expected the input {input:?} first and the output {output:?} last in the layer list"
@@ -312,6 +333,63 @@ fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>,
         return Err(format_error(format!("layer {:?} is not on the path from input to output", unused.name)));
     }
     Ok(graph)
+}
+
+/// Checks that the [`MASK_OP_CLASSES`] nodes of a Functional config compute exactly a
+/// Masking layer's mask: NotEqual(x, v) with a Masking(mask_value = v) reading the same x,
+/// and Any(axis=-1, keepdims=False) over such a NotEqual. Anything else is an error naming
+/// the node (skipping it would change the numbers).
+fn check_mask_ops(ops: &[(&Value, Entry, Vec<String>)], graph: &[(Entry, Vec<String>)], file: &str) -> Result<()> {
+    let single_call = |layer: &Value| -> Option<Value> {
+        match layer.get("inbound_nodes").and_then(Value::as_array).map(Vec::as_slice) {
+            Some([node]) => node.get("args").cloned(),
+            _ => None,
+        }
+    };
+    let mask_of = |x: &str, value: f64| {
+        graph.iter().any(|(e, parents)| {
+            e.class == "Masking"
+                && parents == &[x.to_string()]
+                && e.config.get("mask_value").and_then(Value::as_f64).unwrap_or(0.0) == value
+        })
+    };
+    let not_equal_ok = |layer: &Value, parents: &[String]| -> bool {
+        let value = single_call(layer).and_then(|args| args.get(1).and_then(Value::as_f64));
+        match (parents, value) {
+            ([x], Some(value)) => mask_of(x, value),
+            _ => false,
+        }
+    };
+    for (layer, op, parents) in ops {
+        let ok = match op.class {
+            "NotEqual" => not_equal_ok(layer, parents),
+            _ => {
+                let axis = op.config.get("axis").unwrap_or(&Value::Null);
+                let last_axis = axis.as_i64() == Some(-1)
+                    || axis.as_array().is_some_and(|a| a.len() == 1 && a[0].as_i64() == Some(-1));
+                let reads_mask = match parents.as_slice() {
+                    [source] => {
+                        ops.iter().any(|(l, o, p)| o.name == *source && o.class == "NotEqual" && not_equal_ok(l, p))
+                    }
+                    _ => false,
+                };
+                last_axis && !flag(op, "keepdims", false) && reads_mask && single_call(layer).is_some()
+            }
+        };
+        if !ok {
+            return Err(mask_op_error(file, op));
+        }
+    }
+    Ok(())
+}
+
+fn mask_op_error(file: &str, op: &Entry) -> Error {
+    Error::UnsupportedLayer {
+        file: file.to_string(),
+        layer: op.name.clone(),
+        class: op.class.to_string(),
+        supported: MASK_OPS_SUPPORTED,
+    }
 }
 
 /// Names of the layers feeding a Functional layer, in Keras 3 or Keras 2 node format.

@@ -973,6 +973,9 @@ pub enum Runs {
     LearnedHead,
     /// Part of a head replaced by the run-time `--distance`.
     Replaced,
+    /// A Keras 3 operation node computing a Masking layer's mask, which the Masking
+    /// layer computes here.
+    Mask,
     /// Not supported (the reason, when the loader gave one).
     Unsupported(String),
 }
@@ -985,6 +988,7 @@ impl std::fmt::Display for Runs {
             Runs::SharedEncoder => f.write_str("shared encoder (both inputs)"),
             Runs::LearnedHead => f.write_str("GPU (learned head, fused into the distance)"),
             Runs::Replaced => f.write_str("replaced by --distance"),
+            Runs::Mask => f.write_str("mask of the Masking layer (computed with it)"),
             Runs::Unsupported(reason) if reason.is_empty() => f.write_str("UNSUPPORTED"),
             Runs::Unsupported(reason) => write!(f, "UNSUPPORTED: {reason}"),
         }
@@ -1147,6 +1151,8 @@ fn class_runs(entry: &Entry) -> Runs {
         Runs::Input
     } else if keras::LAYER_CLASSES.contains(&entry.class.as_str()) {
         Runs::Gpu
+    } else if keras::MASK_OP_CLASSES.contains(&entry.class.as_str()) {
+        Runs::Mask
     } else {
         Runs::Unsupported(String::new())
     }
