@@ -628,3 +628,59 @@ fn masking_op_nodes_of_functional_models_load_and_match_keras() {
     let text = load_err(&path).to_string();
     assert!(text.contains("\"any\"") && text.contains("Any"), "{text}");
 }
+/// A Lambda head followed by a trained layer (Koch et al.: Lambda |a - b| -> Dense(1,
+/// sigmoid)) is refused: replacing the head by --distance would drop the trained Dense and
+/// print distances where Keras gives probabilities.
+#[test]
+fn trained_layers_after_a_lambda_head_are_errors_not_dropped() {
+    for file in ["koch_twin.keras", "koch_twin.h5"] {
+        let path = fixture(file);
+        let err = load_err(&path);
+        let text = err.to_string();
+        assert!(matches!(err, Error::UnsupportedLayer { .. } | Error::ModelFormat { .. }), "{file}: {text}");
+        for needle in [file, "Lambda", "\"l1_distance\"", "\"score\"", "Dense", "trained", "cannot run yet"] {
+            assert!(text.contains(needle), "{file}: {needle:?} not in: {text}");
+        }
+        // SiameseModel (what `siamese pairs` runs) refuses it the same way.
+        assert!(SiameseModel::load(&path).is_err(), "{file}");
+        // inspect still lists the file, with the head as unsupported.
+        let inspection = inspect(&path).unwrap();
+        let listing = inspection.to_string();
+        println!("{listing}");
+        let row = |name: &str| inspection.layers.iter().find(|l| l.name == name).unwrap();
+        assert_eq!(row("encoder").runs, Runs::SharedEncoder, "{listing}");
+        assert!(matches!(row("l1_distance").runs, Runs::Unsupported(_)), "{listing}");
+        assert!(matches!(row("score").runs, Runs::Unsupported(_)), "{listing}");
+        assert_eq!(row("score").parameters, 5, "{listing}");
+        assert!(listing.contains("loads: no") && listing.contains("cannot run yet"), "{listing}");
+    }
+
+    // A Lambda followed only by layers that pass its one value per pair through unchanged
+    // (Dropout, Flatten) is still replaced by --distance.
+    let dir = tempfile::tempdir().unwrap();
+    let after_distance = |json: &mut Value, class: &str, config: Value| {
+        let layers = json["config"]["layers"].as_array_mut().unwrap();
+        let distance = layers.iter().find(|l| l["name"] == "distance").unwrap().clone();
+        let mut tensor = distance["inbound_nodes"][0]["args"][0][0].clone();
+        tensor["config"]["keras_history"] = serde_json::json!(["distance", 0, 0]);
+        tensor["config"]["shape"] = serde_json::json!([null, 1]);
+        let mut config = config;
+        config["name"] = "after".into();
+        layers.push(serde_json::json!({
+            "module": "keras.layers", "class_name": class, "config": config, "registered_name": null,
+            "name": "after", "inbound_nodes": [{"args": [tensor], "kwargs": {}}],
+        }));
+        json["config"]["output_layers"] = serde_json::json!([["after", 0, 0]]);
+    };
+    let path = edited(dir.path(), "cnn_twin.keras", |json| {
+        after_distance(json, "Dropout", serde_json::json!({"rate": 0.5}));
+    });
+    let loaded = load_keras_file(&path).unwrap();
+    assert_eq!(loaded.head, TwinHead::Replaced { layer: "distance".into(), class: "Lambda".into() });
+    // A parameter-free layer that changes the value (a sigmoid) is not dropped either.
+    let path = edited(dir.path(), "cnn_twin.keras", |json| {
+        after_distance(json, "Activation", serde_json::json!({"activation": "sigmoid"}));
+    });
+    let text = load_err(&path).to_string();
+    assert!(text.contains("\"after\"") && text.contains("Activation") && text.contains("\"distance\""), "{text}");
+}

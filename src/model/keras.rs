@@ -51,6 +51,10 @@ pub(crate) const LAYER_CLASSES: &[&str] = &[
     "Embedding",
 ];
 
+/// Layer classes that pass their input through unchanged at inference (noise and dropout).
+pub(crate) const IDENTITY_AT_INFERENCE: [&str; 5] =
+    ["Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout"];
+
 /// Keras 3 operation nodes that a Functional config records for a Masking layer's mask,
 /// `any(not_equal(x, mask_value), axis=-1)`, fed to later layers' `mask` argument. The
 /// engine computes that mask itself (from the Masking layer), so these nodes are checked
@@ -592,7 +596,7 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
             }
             LayerKind::Activation(Activation::Relu)
         }
-        "Dropout" | "SpatialDropout2D" | "GaussianDropout" | "GaussianNoise" | "AlphaDropout" => LayerKind::Identity,
+        class if IDENTITY_AT_INFERENCE.contains(&class) => LayerKind::Identity,
         "Add" => LayerKind::Add,
         "GlobalAveragePooling1D" | "GlobalAvgPool1D" => {
             channels_last(entry)?;

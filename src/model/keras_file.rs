@@ -54,7 +54,9 @@ use crate::ops::LearnedHead;
 pub const EXTENSIONS: [&str; 3] = ["keras", "h5", "hdf5"];
 
 /// The twin heads that load, for error messages.
-pub const SUPPORTED_HEADS: &str = "a head with a Lambda layer (Python code: replaced by the run-time --distance), \
+pub const SUPPORTED_HEADS: &str = "a head with a Lambda layer (Python code: replaced by the run-time --distance; \
+                                   only with no trained layer in the head and nothing after the Lambda but \
+                                   Dropout, Flatten, Reshape or a linear Activation), \
                                    or exactly Subtract(a, b) -> Multiply(d, d) -> Dense(1, sigmoid) (the learned \
                                    squared head); Subtract -> Dense without a square or abs has no equivalent";
 
@@ -84,7 +86,9 @@ pub enum TwinHead {
     /// No head: an encoder-only file (or a twin that outputs both embeddings).
     None,
     /// The head holds a layer that cannot run here (a `Lambda`: Python code); the whole
-    /// head is replaced by the run-time `--distance`.
+    /// head is replaced by the run-time `--distance`. Only when that drops nothing: no
+    /// trained layer in the head, and only pass-through layers after the Lambda (otherwise
+    /// loading is an error).
     Replaced {
         /// The layer that cannot run.
         layer: String,
@@ -871,7 +875,8 @@ impl Plan {
         keras::from_value(&root, &source.file, Weights::from_map(&source.weights_file(), tensors))
     }
 
-    /// The twin's head: a Lambda anywhere → replaced; Subtract → Multiply(d, d) →
+    /// The twin's head: a Lambda with nothing trained around it → replaced (see
+    /// [`LambdaHead`]; with trained layers → an error); Subtract → Multiply(d, d) →
     /// Dense(1, sigmoid) → learned; nothing → None; anything else → an error.
     fn head(
         &self,
@@ -887,8 +892,14 @@ impl Plan {
         if layers.is_empty() {
             return Ok(TwinHead::None);
         }
-        if let Some(lambda) = layers.iter().find(|e| e.class == "Lambda") {
-            return Ok(TwinHead::Replaced { layer: lambda.name.clone(), class: lambda.class.clone() });
+        if let Some(lambda) = LambdaHead::of(&layers, weights) {
+            if lambda.blockers.is_empty() {
+                return Ok(TwinHead::Replaced {
+                    layer: lambda.lambda.name.clone(),
+                    class: lambda.lambda.class.clone(),
+                });
+            }
+            return Err(Error::ModelFormat { file: source.file.clone(), reason: lambda.reason(encoder) });
         }
         let unsupported = |supported: &'static str| Error::UnsupportedLayer {
             file: source.file.clone(),
@@ -954,6 +965,116 @@ impl Plan {
         let bias = if use_bias { tensors.take(&dense.name, "bias", &[1])?[0] } else { 0.0 };
         tensors.finish()?;
         Ok(TwinHead::Learned(LearnedHead { weights: kernel, bias, squared: true }))
+    }
+}
+
+/// A twin head holding a Lambda (Python code, which cannot run here). The run-time
+/// `--distance` replaces it only when nothing in the head would be lost: no layer of the
+/// head holds trained weights, and the layers after the Lambda only pass its one value per
+/// pair through (Dropout and the like, Flatten, Reshape, a linear Activation).
+struct LambdaHead<'a> {
+    /// The Lambda nearest the output (the last in the config's topological order).
+    lambda: Entry<'a>,
+    /// The layers that stop the replacement, in config order.
+    blockers: Vec<Blocker>,
+}
+
+/// A head layer that replacing a Lambda head by `--distance` would silently drop.
+struct Blocker {
+    name: String,
+    class: String,
+    /// Its stored weights (0: an untrained layer after the Lambda that changes its value).
+    parameters: usize,
+    /// Whether it reads the Lambda's output (directly or through other layers).
+    after: bool,
+}
+
+impl<'a> LambdaHead<'a> {
+    fn of(layers: &[&Entry<'a>], weights: &BTreeMap<String, BTreeMap<String, Weight>>) -> Option<Self> {
+        let lambda = (*layers.iter().rev().find(|e| e.class == "Lambda")?).clone();
+        // Layers downstream of the Lambda: config order is topological.
+        let mut after: Vec<&str> = vec![lambda.name.as_str()];
+        for entry in layers {
+            if entry.calls().iter().flatten().any(|(parent, _)| after.contains(&parent.as_str())) {
+                after.push(entry.name.as_str());
+            }
+        }
+        let passes_value_through = |e: &Entry| {
+            keras::IDENTITY_AT_INFERENCE.contains(&e.class.as_str())
+                || matches!(e.class.as_str(), "Flatten" | "Reshape")
+                || (e.class == "Activation"
+                    && e.config().get("activation").and_then(Value::as_str).is_none_or(|a| a == "linear"))
+        };
+        let blockers = layers
+            .iter()
+            .filter(|e| e.name != lambda.name)
+            .filter_map(|e| {
+                let parameters = weights.get(&e.name).map_or(0, |w| w.values().map(|w| w.data.len()).sum());
+                let after = after.contains(&e.name.as_str());
+                (parameters > 0 || (after && !passes_value_through(e))).then(|| Blocker {
+                    name: e.name.clone(),
+                    class: e.class.clone(),
+                    parameters,
+                    after,
+                })
+            })
+            .collect();
+        Some(Self { lambda, blockers })
+    }
+
+    /// Why the head cannot load (when there are blockers).
+    fn reason(&self, encoder: &str) -> String {
+        let list = |after: bool| -> Vec<String> {
+            self.blockers.iter().filter(|b| b.after == after).map(Blocker::describe).collect()
+        };
+        let mut clauses = Vec::new();
+        let (followed, before) = (list(true), list(false));
+        if !followed.is_empty() {
+            clauses.push(format!("is followed by {}", followed.join(", ")));
+        }
+        if !before.is_empty() {
+            clauses.push(format!("comes after {}", before.join(", ")));
+        }
+        format!(
+            "the head's {} {:?} (Python code, which cannot run here) {}: layers after or around a Lambda head \
+             cannot run yet, and replacing the head by the run-time --distance would drop them (printing \
+             distances where the model outputs their result); to compare embeddings with a --distance, save \
+             the shared encoder {encoder:?} alone",
+            self.lambda.class,
+            self.lambda.name,
+            clauses.join(" and ")
+        )
+    }
+
+    /// Each head layer's reason for `siamese inspect`, by name (the Lambda's too).
+    fn row_reasons(&self) -> HashMap<String, String> {
+        let mut out: HashMap<String, String> = self
+            .blockers
+            .iter()
+            .map(|b| {
+                let why = match (b.parameters, b.after) {
+                    (0, _) => format!("changes the value of {} {:?}", self.lambda.class, self.lambda.name),
+                    (_, true) => {
+                        format!("trained layer after {} {:?}: cannot run yet", self.lambda.class, self.lambda.name)
+                    }
+                    (_, false) => format!("trained layer in a {} head: cannot run yet", self.lambda.class),
+                };
+                (b.name.clone(), why)
+            })
+            .collect();
+        if !self.blockers.is_empty() {
+            out.insert(self.lambda.name.clone(), "Python code; the layers around it cannot run yet".into());
+        }
+        out
+    }
+}
+
+impl Blocker {
+    fn describe(&self) -> String {
+        match self.parameters {
+            0 => format!("layer {:?} ({}), which changes its value", self.name, self.class),
+            n => format!("trained layer {:?} ({}, {n} parameters)", self.name, self.class),
+        }
     }
 }
 
@@ -1090,6 +1211,8 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
         }
         Plan::Twin { encoder, head: head_names, .. } => {
             let declared = declared_shapes(&top);
+            let head_layers: Vec<&Entry> = head_names.iter().filter_map(|name| top.entry(name)).collect();
+            let lambda_rows = LambdaHead::of(&head_layers, &weights).map(|l| l.row_reasons()).unwrap_or_default();
             for entry in &top.entries {
                 let layer_weights = weights.get(&entry.name).cloned().unwrap_or_default();
                 let parameters = layer_weights.values().map(|w| w.data.len()).sum();
@@ -1100,6 +1223,8 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
                         Some(_) => Runs::SharedEncoder,
                         None => encoder_runs(entry),
                     }
+                } else if let Some(reason) = lambda_rows.get(&entry.name) {
+                    Runs::Unsupported(reason.clone())
                 } else if head_names.contains(&entry.name) {
                     match &head {
                         Some(TwinHead::Learned(_)) => Runs::LearnedHead,
