@@ -141,17 +141,17 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
     // Errors show the shape as the file writes it: `[None, -28, 28, 1]`.
     let written = shape_as_written(&input_shape);
     // Each sample dimension: None (variable) or a positive size.
-    let sample =
-        input_shape
-            .iter()
-            .skip(1)
-            .map(|d| match d {
-                Value::Null => Ok(None),
-                d => d.as_u64().and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0).map(Some).ok_or_else(|| {
-                    format_error(format!("input shape {written}: dimension {d} is not a positive size"))
-                }),
-            })
-            .collect::<Result<Vec<Option<usize>>>>()?;
+    let size = |d: &Value| d.as_u64().and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0);
+    let sample = input_shape
+        .iter()
+        .skip(1)
+        .map(|d| match d {
+            Value::Null => Ok(None),
+            d => size(d)
+                .map(Some)
+                .ok_or_else(|| format_error(format!("input shape {written}: dimension {d} is not a positive size"))),
+        })
+        .collect::<Result<Vec<Option<usize>>>>()?;
     // A variable (None) axis is allowed only as the time axis of sequences [steps, features];
     // it is stored as 0. Token ids [steps] feeding an Embedding may have a variable length too.
     let reads_tokens = rest.iter().any(|(e, _)| e.class == "Embedding");
