@@ -17,6 +17,12 @@ so a fixture whose file does not round-trip through Keras is never written.
   mha_twin.keras / .h5     twin over a Functional "encoder" (MultiHeadAttention self-attention,
                            Add, LayerNormalization, GlobalAveragePooling1D, Dense 8); head
                            as lstm_twin
+  koch_twin.keras / .h5    Koch-style twin: Lambda |a - b| -> Dense(1, sigmoid); a trained layer
+                           after a Lambda, which the loader must refuse (not drop)
+  masked_lstm.keras        Functional encoder Input [None, 8] -> Masking -> LSTM 4: Keras 3
+                           writes the mask's NotEqual / Any operation nodes into its config;
+                           inputs zero-padded to ragged lengths
+  masked_lstm_twin.keras   twin over that Functional encoder; head as lstm_twin
 
 Beside each model file NAME.{keras,h5}: NAME.left.npy, NAME.right.npy (float32, 4 pairs)
 and NAME.keras_out.npy (float32): the whole model's output for those pairs ([4, 1]); for
@@ -127,6 +133,49 @@ def mha_encoder() -> keras.Model:
     h = layers.GlobalAveragePooling1D(name="pool")(h)
     out = layers.Dense(8, name="dense")(h)
     return keras.Model(x, out, name="encoder")
+
+
+def masked_lstm_encoder() -> keras.Model:
+    """Functional, so Keras 3 records the ops computing Masking's mask (NotEqual, Any) as
+    nodes of their own, feeding the LSTM's `mask` argument."""
+    x = keras.Input((None, 8), name="sequence")
+    h = layers.Masking(mask_value=0.0, name="masking")(x)
+    out = layers.LSTM(4, name="lstm")(h)
+    return keras.Model(x, out, name="encoder")
+
+
+def dense_encoder() -> keras.Model:
+    return keras.Sequential(
+        [keras.Input((6,), name="features"), layers.Dense(4, activation="tanh", name="dense")],
+        name="encoder",
+    )
+
+
+def koch_twin(encoder: keras.Model, name: str) -> keras.Model:
+    """Koch et al.'s head: a Lambda |a - b| (Python code) and a trained Dense(1, sigmoid)."""
+    shape = encoder.inputs[0].shape[1:]
+    a = keras.Input(shape, name="input_a")
+    b = keras.Input(shape, name="input_b")
+    diff = layers.Lambda(
+        lambda v: __import__("keras").ops.abs(v[0] - v[1]), output_shape=(4,), name="l1_distance"
+    )([encoder(a), encoder(b)])
+    score = layers.Dense(1, activation="sigmoid", name="score")
+    out = score(diff)
+    kernel, bias = score.get_weights()
+    score.set_weights([kernel * 4.0, bias - 0.5])
+    return keras.Model([a, b], out, name=name)
+
+
+def padded_sequences(seed: int, lengths: list[int], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standard normal [PAIRS, steps, 8], each row zero after its length (Masking skips
+    those steps; the right twin's lengths are the left's rotated by one); the left twin's
+    row 3 also has an all-zero step inside it (t = 1), which Masking skips too."""
+    left, right = pair_inputs(seed, (steps, 8))
+    for row in range(PAIRS):
+        left[row, lengths[row] :] = 0.0
+        right[row, lengths[(row + 1) % PAIRS] :] = 0.0
+    left[3, 1] = 0.0
+    return left, right
 
 
 def twin(encoder: keras.Model, head, name: str) -> keras.Model:
@@ -240,9 +289,14 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | cnn_head.keras | Keras 3 zip | Functional `cnn_head`: `input_a`, `input_b` [28, 28, 1] -> `encoder` (called twice) -> layers head | Sequential `encoder`, same architecture as cnn_twin (other weights) | Subtract `diff` (a - b) -> Multiply `sq_diff` (diff * diff) -> Dense `score` (32 -> 1, sigmoid; kernel scaled x200 and bias +0.1 after init) | [4, 1] twin output (probability) |
 | lstm_twin.keras, lstm_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `lstm_twin`: `input_a`, `input_b` [None, 8] (time dim None; inputs have T = 7) -> `encoder` -> `distance` | Sequential `encoder`: InputLayer [None, 8], LSTM 16 (tanh/sigmoid, last state only), Dense 8 linear | Lambda `distance` over the registered function `euclidean_distance` (`"function": {"module": "builtins", "class_name": "function", "config": "siamese_wgpu>euclidean_distance", "registered_name": "function"}`): sqrt(max(sum((a-b)^2, axis=1, keepdims), 1e-7)) | [4, 1] twin output |
 | mha_twin.keras, mha_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `mha_twin`: `input_a`, `input_b` [10, 16] -> `encoder` -> `distance` | Functional `encoder`: InputLayer `tokens` [10, 16], MultiHeadAttention `mha` (2 heads, key_dim 8, self-attention mha(x, x)), Add `residual` (x + attn), LayerNormalization `layer_norm` (eps 1e-3), GlobalAveragePooling1D `pool`, Dense `dense` 8 linear | Lambda `distance` over `euclidean_distance`, as lstm_twin | [4, 1] twin output |
+| koch_twin.keras, koch_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `koch_twin`: `input_a`, `input_b` [6] -> `encoder` -> `l1_distance` -> `score` | Sequential `encoder`: InputLayer `features` [6], Dense `dense` 4 tanh | Lambda `l1_distance` over a Python `lambda`: abs(a - b), then Dense `score` (4 -> 1, sigmoid; kernel x4, bias -0.5 after init): a trained layer after a Lambda, which must not load (it cannot run yet, and must not be dropped) | [4, 1] twin output (probability) |
+| masked_lstm.keras | Keras 3 zip (no .h5: Keras cannot reload its legacy file of it) | Functional `encoder`: InputLayer `sequence` [None, 8], NotEqual `not_equal` and Any `any` (operation nodes Keras 3 records for the mask: any(x != 0, axis=-1), fed to the LSTM's `mask` argument), Masking `masking` (mask_value 0), LSTM `lstm` 4 | (the model itself) | none | [4] euclidean distance between encoder(left) and encoder(right), no epsilon |
+| masked_lstm_twin.keras | Keras 3 zip | Functional `masked_lstm_twin`: `input_a`, `input_b` [None, 8] -> `encoder` -> `distance` | the Functional `encoder` of masked_lstm.keras (same weights) | Lambda `distance` over `euclidean_distance`, as lstm_twin | [4, 1] twin output |
 
 Inputs: cnn_* are uniform [0, 1) of shape [4, 28, 28, 1]; lstm_twin standard normal
-[4, 7, 8]; mha_twin standard normal [4, 10, 16].
+[4, 7, 8]; mha_twin standard normal [4, 10, 16]; koch_twin standard normal [4, 6];
+masked_lstm and masked_lstm_twin (the same files) standard normal [4, 6, 8], zero after
+each row's length (left 6, 4, 1, 5; right 4, 1, 5, 6) and left row 3 zero at step 1 too.
 
 The `.keras` zips hold `metadata.json`, `config.json` and `model.weights.h5` (entries
 stored, not deflated). Weights, inputs and outputs are deterministic across
@@ -313,6 +367,21 @@ def main() -> int:
     model = twin(mha_encoder(), lambda_head_named_function(), "mha_twin")
     left, right = pair_inputs(5, (10, 16))
     save_and_check(model, out, "mha_twin", left, right, formats=("keras", "h5"))
+
+    # 6. Koch-style twin: Lambda |a - b| then a trained Dense (the loader refuses it).
+    keras.utils.set_random_seed(106)
+    model = koch_twin(dense_encoder(), "koch_twin")
+    left, right = pair_inputs(6, (6,))
+    save_and_check(model, out, "koch_twin", left, right, formats=("keras", "h5"))
+
+    # 7. Masking -> LSTM in a Functional encoder, alone and in a twin; ragged lengths.
+    keras.utils.set_random_seed(107)
+    enc = masked_lstm_encoder()
+    left, right = padded_sequences(7, [6, 4, 1, 5], 6)
+    # No .h5: Keras 3.15 cannot reload its own legacy file of it ("Unknown layer: 'NotEqual'").
+    save_and_check(enc, out, "masked_lstm", left, right, encoder_only=True)
+    model = twin(enc, lambda_head_named_function(), "masked_lstm_twin")
+    save_and_check(model, out, "masked_lstm_twin", left, right)
 
     import h5py
 

@@ -51,6 +51,21 @@ pub(crate) const LAYER_CLASSES: &[&str] = &[
     "Embedding",
 ];
 
+/// Layer classes that pass their input through unchanged at inference (noise and dropout).
+pub(crate) const IDENTITY_AT_INFERENCE: [&str; 5] =
+    ["Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout"];
+
+/// Keras 3 operation nodes that a Functional config records for a Masking layer's mask,
+/// `any(not_equal(x, mask_value), axis=-1)`, fed to later layers' `mask` argument. The
+/// engine computes that mask itself (from the Masking layer), so these nodes are checked
+/// to be exactly that and skipped.
+pub(crate) const MASK_OP_CLASSES: [&str; 2] = ["NotEqual", "Any"];
+
+/// What [`MASK_OP_CLASSES`] nodes may be, for error messages.
+const MASK_OPS_SUPPORTED: &str = "Keras operation nodes only as the NotEqual(x, mask_value) -> Any(axis=-1) pair \
+                                  that computes the mask of a Masking layer reading the same x, used only as a \
+                                  layer's mask argument";
+
 /// The most values one input sample may declare (256 MiB of f32, more than one default
 /// wgpu storage binding holds).
 const MAX_INPUT_VALUES: usize = 1 << 26;
@@ -123,25 +138,37 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
             "cannot find the input shape: add an Input / InputLayer, or build the model before to_json()".into(),
         )
     })?;
+    // Errors show the shape as the file writes it: `[None, -28, 28, 1]`.
+    let written = shape_as_written(&input_shape);
+    // Each sample dimension: None (variable) or a positive size.
+    let size = |d: &Value| d.as_u64().and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0);
+    let sample = input_shape
+        .iter()
+        .skip(1)
+        .map(|d| match d {
+            Value::Null => Ok(None),
+            d => size(d)
+                .map(Some)
+                .ok_or_else(|| format_error(format!("input shape {written}: dimension {d} is not a positive size"))),
+        })
+        .collect::<Result<Vec<Option<usize>>>>()?;
     // A variable (None) axis is allowed only as the time axis of sequences [steps, features];
-    // it is stored as 0.
-    let sample: Vec<Option<usize>> = input_shape.into_iter().skip(1).collect();
-    // Token ids [steps] feeding an Embedding may have a variable length too.
+    // it is stored as 0. Token ids [steps] feeding an Embedding may have a variable length too.
     let reads_tokens = rest.iter().any(|(e, _)| e.class == "Embedding");
-    let variable_time = (sample.len() == 2 && sample[0].is_none() && sample[1].is_some_and(|f| f > 0))
+    let variable_time = (sample.len() == 2 && sample[0].is_none() && sample[1].is_some())
         || (sample.len() == 1 && sample[0].is_none() && reads_tokens);
     let input_shape = sample
         .iter()
         .enumerate()
         .map(|(axis, d)| match d {
-            Some(d) if *d > 0 => Some(*d),
+            Some(d) => Some(*d),
             None if axis == 0 && variable_time => Some(0),
-            _ => None,
+            None => None,
         })
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(|| {
             format_error(format!(
-                "input shape {sample:?} has a variable (None) dimension other than the time axis of \
+                "input shape {written} has a variable (None) dimension other than the time axis of \
                  [steps, features] sequences"
             ))
         })?;
@@ -149,7 +176,7 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
     // feature, and shapes are multiplied unchecked downstream: bound what the JSON declares.
     if input_shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1))).is_none_or(|n| n > MAX_INPUT_VALUES) {
         return Err(format_error(format!(
-            "input shape {input_shape:?} has more than {MAX_INPUT_VALUES} values per sample (2^26: 256 MiB of float32)"
+            "input shape {written} has more than {MAX_INPUT_VALUES} values per sample (2^26: 256 MiB of float32)"
         )));
     }
 
@@ -181,6 +208,15 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
                 })
                 .collect::<Result<_>>()?
         };
+        if entry.class == "InputLayer" {
+            return Err(format_error(match input_name.as_deref() {
+                Some(input) if class != "Sequential" => format!(
+                    "InputLayer {:?} is not the model's input {input:?}: an encoder has exactly one input",
+                    entry.name
+                ),
+                _ => format!("InputLayer {:?} may only be the first layer of a Sequential model", entry.name),
+            }));
+        }
         let kind = layer_kind(entry, &shapes[inputs[0]], &mut weights, file)?;
         if matches!(kind, LayerKind::Embedding { .. }) && inputs != [0] {
             return Err(Error::UnsupportedConfig {
@@ -252,11 +288,20 @@ fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>,
         )));
     };
     let mut graph: Vec<(Entry, Vec<String>)> = Vec::new();
+    let mut mask_ops: Vec<(&Value, Entry, Vec<String>)> = Vec::new();
     let mut used = std::collections::HashSet::new();
     for layer in layer_list(config, file)? {
         let e = entry(layer, file)?;
         let layer_name = layer.get("name").and_then(Value::as_str).unwrap_or(&e.name).to_string();
         let mut parents = inbound_layers(layer.get("inbound_nodes").unwrap_or(&Value::Null));
+        if MASK_OP_CLASSES.contains(&e.class) {
+            mask_ops.push((layer, Entry { name: layer_name, ..e }, parents));
+            continue;
+        }
+        if let Some((_, op, _)) = mask_ops.iter().find(|(_, op, _)| parents.contains(&op.name)) {
+            // A mask op's value used as data, not as a mask: something else than Masking's mask.
+            return Err(mask_op_error(file, op));
+        }
         if e.class == "MultiHeadAttention" && parents.iter().all(|p| Some(p) == parents.first()) {
             parents.truncate(1);
         }
@@ -282,6 +327,7 @@ fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>,
         used.extend(parents.iter().cloned());
         graph.push((Entry { name: layer_name, ..e }, parents));
     }
+    check_mask_ops(&mask_ops, &graph, file)?;
     if graph.first().map(|(e, _)| &e.name) != Some(input) || graph.last().map(|(e, _)| &e.name) != Some(output) {
         return Err(format_error(format!(
             "expected the input {input:?} first and the output {output:?} last in the layer list"
@@ -291,6 +337,63 @@ fn functional_graph<'a>(config: &'a Value, file: &str) -> Result<Vec<(Entry<'a>,
         return Err(format_error(format!("layer {:?} is not on the path from input to output", unused.name)));
     }
     Ok(graph)
+}
+
+/// Checks that the [`MASK_OP_CLASSES`] nodes of a Functional config compute exactly a
+/// Masking layer's mask: NotEqual(x, v) with a Masking(mask_value = v) reading the same x,
+/// and Any(axis=-1, keepdims=False) over such a NotEqual. Anything else is an error naming
+/// the node (skipping it would change the numbers).
+fn check_mask_ops(ops: &[(&Value, Entry, Vec<String>)], graph: &[(Entry, Vec<String>)], file: &str) -> Result<()> {
+    let single_call = |layer: &Value| -> Option<Value> {
+        match layer.get("inbound_nodes").and_then(Value::as_array).map(Vec::as_slice) {
+            Some([node]) => node.get("args").cloned(),
+            _ => None,
+        }
+    };
+    let mask_of = |x: &str, value: f64| {
+        graph.iter().any(|(e, parents)| {
+            e.class == "Masking"
+                && parents == &[x.to_string()]
+                && e.config.get("mask_value").and_then(Value::as_f64).unwrap_or(0.0) == value
+        })
+    };
+    let not_equal_ok = |layer: &Value, parents: &[String]| -> bool {
+        let value = single_call(layer).and_then(|args| args.get(1).and_then(Value::as_f64));
+        match (parents, value) {
+            ([x], Some(value)) => mask_of(x, value),
+            _ => false,
+        }
+    };
+    for (layer, op, parents) in ops {
+        let ok = match op.class {
+            "NotEqual" => not_equal_ok(layer, parents),
+            _ => {
+                let axis = op.config.get("axis").unwrap_or(&Value::Null);
+                let last_axis = axis.as_i64() == Some(-1)
+                    || axis.as_array().is_some_and(|a| a.len() == 1 && a[0].as_i64() == Some(-1));
+                let reads_mask = match parents.as_slice() {
+                    [source] => {
+                        ops.iter().any(|(l, o, p)| o.name == *source && o.class == "NotEqual" && not_equal_ok(l, p))
+                    }
+                    _ => false,
+                };
+                last_axis && !flag(op, "keepdims", false) && reads_mask && single_call(layer).is_some()
+            }
+        };
+        if !ok {
+            return Err(mask_op_error(file, op));
+        }
+    }
+    Ok(())
+}
+
+fn mask_op_error(file: &str, op: &Entry) -> Error {
+    Error::UnsupportedLayer {
+        file: file.to_string(),
+        layer: op.name.clone(),
+        class: op.class.to_string(),
+        supported: MASK_OPS_SUPPORTED,
+    }
 }
 
 /// Names of the layers feeding a Functional layer, in Keras 3 or Keras 2 node format.
@@ -326,17 +429,24 @@ fn inbound_layers(nodes: &Value) -> Vec<String> {
     parents
 }
 
-fn batch_shape(config: &Value) -> Option<Vec<Option<usize>>> {
-    let shape = config.get("batch_shape").or_else(|| config.get("batch_input_shape"))?.as_array()?;
-    Some(shape.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+/// An InputLayer's `batch_shape` (Keras 3) / `batch_input_shape` (Keras 2), as written.
+fn batch_shape(config: &Value) -> Option<Vec<Value>> {
+    config.get("batch_shape").or_else(|| config.get("batch_input_shape"))?.as_array().cloned()
 }
 
-fn sequential_input_shape(config: &Value) -> Option<Vec<Option<usize>>> {
-    let shape = config
+/// A Sequential's `build_input_shape` (or its first layer's build shape), as written.
+fn sequential_input_shape(config: &Value) -> Option<Vec<Value>> {
+    config
         .get("build_input_shape")
         .or_else(|| config.get("layers")?.get(0)?.get("build_config")?.get("input_shape"))?
-        .as_array()?;
-    Some(shape.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+        .as_array()
+        .cloned()
+}
+
+/// A shape as Keras users write it: `[None, -28, 28, 1]` (null is None).
+fn shape_as_written(dims: &[Value]) -> String {
+    let dims: Vec<String> = dims.iter().map(|d| if d.is_null() { "None".to_string() } else { d.to_string() }).collect();
+    format!("[{}]", dims.join(", "))
 }
 
 fn unsupported(entry: &Entry, key: &str, value: &Value, hint: &str) -> Error {
@@ -486,7 +596,7 @@ fn layer_kind(entry: &Entry, input: &[usize], weights: &mut Weights, file: &str)
             }
             LayerKind::Activation(Activation::Relu)
         }
-        "Dropout" | "SpatialDropout2D" | "GaussianDropout" | "GaussianNoise" | "AlphaDropout" => LayerKind::Identity,
+        class if IDENTITY_AT_INFERENCE.contains(&class) => LayerKind::Identity,
         "Add" => LayerKind::Add,
         "GlobalAveragePooling1D" | "GlobalAvgPool1D" => {
             channels_last(entry)?;

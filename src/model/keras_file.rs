@@ -54,9 +54,19 @@ use crate::ops::LearnedHead;
 pub const EXTENSIONS: [&str; 3] = ["keras", "h5", "hdf5"];
 
 /// The twin heads that load, for error messages.
-pub const SUPPORTED_HEADS: &str = "a head with a Lambda layer (Python code: replaced by the run-time --distance), \
+pub const SUPPORTED_HEADS: &str = "a head with a Lambda layer (Python code: replaced by the run-time --distance; \
+                                   only with no trained layer in the head and nothing after the Lambda but \
+                                   Dropout, Flatten, Reshape or a linear Activation), \
                                    or exactly Subtract(a, b) -> Multiply(d, d) -> Dense(1, sigmoid) (the learned \
                                    squared head); Subtract -> Dense without a square or abs has no equivalent";
+
+/// The most bytes `config.json` or `metadata.json` of a `.keras` zip may inflate to: real
+/// ones are kilobytes (a 1,000-layer model's config is a few MiB).
+const MAX_JSON_MEMBER: u64 = 64 << 20;
+
+/// The most bytes `model.weights.h5` may inflate to: 4 GiB holds a billion float32
+/// weights, beyond any model one wgpu storage binding can run.
+const MAX_WEIGHTS_MEMBER: u64 = 4 << 30;
 
 /// A Keras model file, loaded: the shared encoder and what the file had after it.
 #[derive(Clone, Debug)]
@@ -76,7 +86,9 @@ pub enum TwinHead {
     /// No head: an encoder-only file (or a twin that outputs both embeddings).
     None,
     /// The head holds a layer that cannot run here (a `Lambda`: Python code); the whole
-    /// head is replaced by the run-time `--distance`.
+    /// head is replaced by the run-time `--distance`. Only when that drops nothing: no
+    /// trained layer in the head, and only pass-through layers after the Lambda (otherwise
+    /// loading is an error).
     Replaced {
         /// The layer that cannot run.
         layer: String,
@@ -177,21 +189,41 @@ impl Source {
         let format_error = |reason: String| Error::ModelFormat { file: file.clone(), reason };
         let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| format_error(format!("not a readable .keras (zip) file: {e}")))?;
-        let mut entry = |name: &str| -> Result<Option<Vec<u8>>> {
-            let mut member = match zip.by_name(name) {
+        // A member is refused by its declared size before anything is inflated, and read
+        // through `take` so a header that understates the size cannot get past the limit:
+        // memory is bounded by the smaller of the two, never by what the data inflates to.
+        let mut entry = |name: &str, limit: u64| -> Result<Option<Vec<u8>>> {
+            let member = match zip.by_name(name) {
                 Ok(member) => member,
                 Err(zip::result::ZipError::FileNotFound) => return Ok(None),
                 Err(e) => return Err(format_error(format!("cannot read {name} from the zip: {e}"))),
             };
+            let declared = member.size();
+            if declared > limit {
+                return Err(format_error(format!(
+                    "{name} in the zip declares {declared} bytes uncompressed, more than the {} limit for it",
+                    byte_size(limit)
+                )));
+            }
             let mut data = Vec::new();
-            member.read_to_end(&mut data).map_err(|e| format_error(format!("cannot read {name} from the zip: {e}")))?;
+            member
+                .take(declared + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| format_error(format!("cannot read {name} from the zip: {e}")))?;
+            if data.len() as u64 > declared {
+                return Err(format_error(format!(
+                    "{name} in the zip inflates to more than the {declared} bytes its header declares \
+                     (a damaged or forged zip); reading stopped there (limit {})",
+                    byte_size(limit)
+                )));
+            }
             Ok(Some(data))
         };
-        let config = entry("config.json")?.ok_or_else(|| {
+        let config = entry("config.json", MAX_JSON_MEMBER)?.ok_or_else(|| {
             format_error("a zip without config.json: not a Keras 3 .keras model file (save with model.save)".into())
         })?;
-        let metadata = entry("metadata.json")?;
-        let weights = entry("model.weights.h5")?.ok_or_else(|| {
+        let metadata = entry("metadata.json", MAX_JSON_MEMBER)?;
+        let weights = entry("model.weights.h5", MAX_WEIGHTS_MEMBER)?.ok_or_else(|| {
             format_error("the .keras zip has no model.weights.h5 (sharded or npz weights are not supported)".into())
         })?;
         let mut root: Value =
@@ -413,6 +445,15 @@ impl Source {
             return Err(bad(format!("{} values for shape {shape:?}", data.len())));
         }
         Ok(Weight { shape, data })
+    }
+}
+
+/// `64 MiB`, `4 GiB`: a limit as people write it.
+fn byte_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -834,7 +875,8 @@ impl Plan {
         keras::from_value(&root, &source.file, Weights::from_map(&source.weights_file(), tensors))
     }
 
-    /// The twin's head: a Lambda anywhere → replaced; Subtract → Multiply(d, d) →
+    /// The twin's head: a Lambda with nothing trained around it → replaced (see
+    /// [`LambdaHead`]; with trained layers → an error); Subtract → Multiply(d, d) →
     /// Dense(1, sigmoid) → learned; nothing → None; anything else → an error.
     fn head(
         &self,
@@ -850,8 +892,14 @@ impl Plan {
         if layers.is_empty() {
             return Ok(TwinHead::None);
         }
-        if let Some(lambda) = layers.iter().find(|e| e.class == "Lambda") {
-            return Ok(TwinHead::Replaced { layer: lambda.name.clone(), class: lambda.class.clone() });
+        if let Some(lambda) = LambdaHead::of(&layers, weights) {
+            if lambda.blockers.is_empty() {
+                return Ok(TwinHead::Replaced {
+                    layer: lambda.lambda.name.clone(),
+                    class: lambda.lambda.class.clone(),
+                });
+            }
+            return Err(Error::ModelFormat { file: source.file.clone(), reason: lambda.reason(encoder) });
         }
         let unsupported = |supported: &'static str| Error::UnsupportedLayer {
             file: source.file.clone(),
@@ -920,6 +968,116 @@ impl Plan {
     }
 }
 
+/// A twin head holding a Lambda (Python code, which cannot run here). The run-time
+/// `--distance` replaces it only when nothing in the head would be lost: no layer of the
+/// head holds trained weights, and the layers after the Lambda only pass its one value per
+/// pair through (Dropout and the like, Flatten, Reshape, a linear Activation).
+struct LambdaHead<'a> {
+    /// The Lambda nearest the output (the last in the config's topological order).
+    lambda: Entry<'a>,
+    /// The layers that stop the replacement, in config order.
+    blockers: Vec<Blocker>,
+}
+
+/// A head layer that replacing a Lambda head by `--distance` would silently drop.
+struct Blocker {
+    name: String,
+    class: String,
+    /// Its stored weights (0: an untrained layer after the Lambda that changes its value).
+    parameters: usize,
+    /// Whether it reads the Lambda's output (directly or through other layers).
+    after: bool,
+}
+
+impl<'a> LambdaHead<'a> {
+    fn of(layers: &[&Entry<'a>], weights: &BTreeMap<String, BTreeMap<String, Weight>>) -> Option<Self> {
+        let lambda = (*layers.iter().rev().find(|e| e.class == "Lambda")?).clone();
+        // Layers downstream of the Lambda: config order is topological.
+        let mut after: Vec<&str> = vec![lambda.name.as_str()];
+        for entry in layers {
+            if entry.calls().iter().flatten().any(|(parent, _)| after.contains(&parent.as_str())) {
+                after.push(entry.name.as_str());
+            }
+        }
+        let passes_value_through = |e: &Entry| {
+            keras::IDENTITY_AT_INFERENCE.contains(&e.class.as_str())
+                || matches!(e.class.as_str(), "Flatten" | "Reshape")
+                || (e.class == "Activation"
+                    && e.config().get("activation").and_then(Value::as_str).is_none_or(|a| a == "linear"))
+        };
+        let blockers = layers
+            .iter()
+            .filter(|e| e.name != lambda.name)
+            .filter_map(|e| {
+                let parameters = weights.get(&e.name).map_or(0, |w| w.values().map(|w| w.data.len()).sum());
+                let after = after.contains(&e.name.as_str());
+                (parameters > 0 || (after && !passes_value_through(e))).then(|| Blocker {
+                    name: e.name.clone(),
+                    class: e.class.clone(),
+                    parameters,
+                    after,
+                })
+            })
+            .collect();
+        Some(Self { lambda, blockers })
+    }
+
+    /// Why the head cannot load (when there are blockers).
+    fn reason(&self, encoder: &str) -> String {
+        let list = |after: bool| -> Vec<String> {
+            self.blockers.iter().filter(|b| b.after == after).map(Blocker::describe).collect()
+        };
+        let mut clauses = Vec::new();
+        let (followed, before) = (list(true), list(false));
+        if !followed.is_empty() {
+            clauses.push(format!("is followed by {}", followed.join(", ")));
+        }
+        if !before.is_empty() {
+            clauses.push(format!("comes after {}", before.join(", ")));
+        }
+        format!(
+            "the head's {} {:?} (Python code, which cannot run here) {}: layers after or around a Lambda head \
+             cannot run yet, and replacing the head by the run-time --distance would drop them (printing \
+             distances where the model outputs their result); to compare embeddings with a --distance, save \
+             the shared encoder {encoder:?} alone",
+            self.lambda.class,
+            self.lambda.name,
+            clauses.join(" and ")
+        )
+    }
+
+    /// Each head layer's reason for `siamese inspect`, by name (the Lambda's too).
+    fn row_reasons(&self) -> HashMap<String, String> {
+        let mut out: HashMap<String, String> = self
+            .blockers
+            .iter()
+            .map(|b| {
+                let why = match (b.parameters, b.after) {
+                    (0, _) => format!("changes the value of {} {:?}", self.lambda.class, self.lambda.name),
+                    (_, true) => {
+                        format!("trained layer after {} {:?}: cannot run yet", self.lambda.class, self.lambda.name)
+                    }
+                    (_, false) => format!("trained layer in a {} head: cannot run yet", self.lambda.class),
+                };
+                (b.name.clone(), why)
+            })
+            .collect();
+        if !self.blockers.is_empty() {
+            out.insert(self.lambda.name.clone(), "Python code; the layers around it cannot run yet".into());
+        }
+        out
+    }
+}
+
+impl Blocker {
+    fn describe(&self) -> String {
+        match self.parameters {
+            0 => format!("layer {:?} ({}), which changes its value", self.name, self.class),
+            n => format!("trained layer {:?} ({}, {n} parameters)", self.name, self.class),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Inspection.
 
@@ -936,6 +1094,9 @@ pub enum Runs {
     LearnedHead,
     /// Part of a head replaced by the run-time `--distance`.
     Replaced,
+    /// A Keras 3 operation node computing a Masking layer's mask, which the Masking
+    /// layer computes here.
+    Mask,
     /// Not supported (the reason, when the loader gave one).
     Unsupported(String),
 }
@@ -948,6 +1109,7 @@ impl std::fmt::Display for Runs {
             Runs::SharedEncoder => f.write_str("shared encoder (both inputs)"),
             Runs::LearnedHead => f.write_str("GPU (learned head, fused into the distance)"),
             Runs::Replaced => f.write_str("replaced by --distance"),
+            Runs::Mask => f.write_str("mask of the Masking layer (computed with it)"),
             Runs::Unsupported(reason) if reason.is_empty() => f.write_str("UNSUPPORTED"),
             Runs::Unsupported(reason) => write!(f, "UNSUPPORTED: {reason}"),
         }
@@ -1049,6 +1211,8 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
         }
         Plan::Twin { encoder, head: head_names, .. } => {
             let declared = declared_shapes(&top);
+            let head_layers: Vec<&Entry> = head_names.iter().filter_map(|name| top.entry(name)).collect();
+            let lambda_rows = LambdaHead::of(&head_layers, &weights).map(|l| l.row_reasons()).unwrap_or_default();
             for entry in &top.entries {
                 let layer_weights = weights.get(&entry.name).cloned().unwrap_or_default();
                 let parameters = layer_weights.values().map(|w| w.data.len()).sum();
@@ -1059,6 +1223,8 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
                         Some(_) => Runs::SharedEncoder,
                         None => encoder_runs(entry),
                     }
+                } else if let Some(reason) = lambda_rows.get(&entry.name) {
+                    Runs::Unsupported(reason.clone())
                 } else if head_names.contains(&entry.name) {
                     match &head {
                         Some(TwinHead::Learned(_)) => Runs::LearnedHead,
@@ -1110,6 +1276,8 @@ fn class_runs(entry: &Entry) -> Runs {
         Runs::Input
     } else if keras::LAYER_CLASSES.contains(&entry.class.as_str()) {
         Runs::Gpu
+    } else if keras::MASK_OP_CLASSES.contains(&entry.class.as_str()) {
+        Runs::Mask
     } else {
         Runs::Unsupported(String::new())
     }
