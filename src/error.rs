@@ -157,13 +157,27 @@ pub enum Error {
         got: String,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    ///
+    /// The OS error is part of the message and deliberately not also a `source()`: a chain
+    /// printer (anyhow's `{:#}`) would otherwise print it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (not named `source`: thiserror would make that the error's source).
+        error: std::io::Error,
+    },
+    /// A model configuration value is out of range (a BERT `config.json` size or epsilon).
+    #[error("{file}: {key} = {value} is not valid: expected {expected}")]
+    InvalidConfig {
+        /// The configuration file.
+        file: String,
+        /// The key.
+        key: String,
+        /// Its value, as written.
+        value: String,
+        /// What would be valid.
+        expected: String,
     },
     /// A `.npy` or PNG file could not be decoded.
     #[error("{path}: {reason}")]
@@ -187,7 +201,7 @@ impl Error {
         Error::InvalidInput { what: what.into(), reason: reason.into() }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io { path: path.into(), error }
     }
 }

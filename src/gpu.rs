@@ -4,6 +4,7 @@
 //! and hand it to every model (as wgpu's own examples separate `execute_gpu` from the work).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,10 +26,15 @@ pub struct GpuOptions {
 
 impl GpuOptions {
     /// Reads `SIAMESE_BACKEND` (vulkan|metal|dx12|gl) and `SIAMESE_ADAPTER` (name substring).
+    /// A value that is not valid Unicode is [`Error::InvalidEnv`], never ignored.
     pub fn from_env() -> Result<Self> {
-        let backend = std::env::var("SIAMESE_BACKEND").ok();
-        let adapter = std::env::var("SIAMESE_ADAPTER").ok();
-        Self::parse(backend.as_deref(), adapter.as_deref())
+        Self::from_os(std::env::var_os("SIAMESE_BACKEND").as_deref(), std::env::var_os("SIAMESE_ADAPTER").as_deref())
+    }
+
+    /// [`from_env`](Self::from_env) on values given rather than read from the process
+    /// environment (which tests share between threads).
+    pub fn from_os(backend: Option<&OsStr>, adapter: Option<&OsStr>) -> Result<Self> {
+        Self::parse(unicode("SIAMESE_BACKEND", backend)?, unicode("SIAMESE_ADAPTER", adapter)?)
     }
 
     /// Builds options from the values `SIAMESE_BACKEND` and `SIAMESE_ADAPTER` would hold
@@ -41,6 +47,20 @@ impl GpuOptions {
         let adapter_name = adapter.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
         Ok(Self { backends, adapter_name, limits: None })
     }
+}
+
+/// An environment variable's value as text: one that is not valid Unicode is an error
+/// naming the variable, not a value silently treated as unset.
+fn unicode<'a>(var: &'static str, value: Option<&'a OsStr>) -> Result<Option<&'a str>> {
+    value
+        .map(|v| {
+            v.to_str().ok_or_else(|| Error::InvalidEnv {
+                var,
+                value: v.to_string_lossy().into_owned(),
+                expected: "valid Unicode (UTF-8) text",
+            })
+        })
+        .transpose()
 }
 
 fn parse_backend(value: &str) -> Result<wgpu::Backends> {

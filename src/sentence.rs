@@ -40,6 +40,85 @@ pub struct BertConfig {
     /// LayerNorm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f32,
+    /// Vocabulary size (rows of the word embedding table), when the config gives it.
+    #[serde(default)]
+    pub vocab_size: Option<usize>,
+    /// Position embedding rows (the longest input), when the config gives it.
+    #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
+}
+
+/// Bounds on a BERT config's sizes: far beyond any published BERT (BERT-large has hidden
+/// 1024, feed-forward 4096, 24 layers, 16 heads), small enough that every buffer size
+/// computed from them stays far from overflow.
+const MAX_HIDDEN: usize = 1 << 16;
+const MAX_INTERMEDIATE: usize = 1 << 20;
+const MAX_LAYERS: usize = 1 << 10;
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_POSITIONS: usize = 1 << 20;
+
+impl BertConfig {
+    /// Reads and checks a `config.json`: every size positive and bounded, `hidden_size` a
+    /// multiple of `num_attention_heads`, `layer_norm_eps` finite and > 0 (a negative one
+    /// makes LayerNorm's square root NaN). A bad value is [`Error::InvalidConfig`] naming
+    /// the file, the key and the value.
+    pub fn read(path: &Path) -> Result<Self> {
+        let config: Self = read_json(path)?;
+        config.check(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    fn check(&self, file: &str) -> Result<()> {
+        let invalid = |key: &str, value: String, expected: String| Error::InvalidConfig {
+            file: file.to_string(),
+            key: key.to_string(),
+            value,
+            expected,
+        };
+        let sizes = [
+            ("hidden_size", Some(self.hidden_size), MAX_HIDDEN),
+            ("num_attention_heads", Some(self.num_attention_heads), MAX_HIDDEN),
+            ("num_hidden_layers", Some(self.num_hidden_layers), MAX_LAYERS),
+            ("intermediate_size", Some(self.intermediate_size), MAX_INTERMEDIATE),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+        ];
+        for (key, value, max) in sizes {
+            if let Some(value) = value.filter(|&v| v == 0 || v > max) {
+                return Err(invalid(key, value.to_string(), format!("an integer from 1 to {max}")));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(invalid(
+                "num_attention_heads",
+                self.num_attention_heads.to_string(),
+                format!("a divisor of hidden_size {}", self.hidden_size),
+            ));
+        }
+        // One layer's weights (Q|K|V and output projections, the two feed-forward matrices)
+        // in f32 bytes: checked so that no size later computed from the config can overflow.
+        let h = self.hidden_size;
+        let layer_values = h
+            .checked_mul(h)
+            .and_then(|hh| hh.checked_mul(4))
+            .and_then(|attention| h.checked_mul(self.intermediate_size)?.checked_mul(2)?.checked_add(attention))
+            .and_then(|values| values.checked_mul(4));
+        if layer_values.is_none() {
+            return Err(invalid(
+                "intermediate_size",
+                self.intermediate_size.to_string(),
+                format!("a size whose weights fit in memory with hidden_size {h}"),
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(invalid(
+                "layer_norm_eps",
+                self.layer_norm_eps.to_string(),
+                "a finite number > 0 (BERT uses 1e-12)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_act() -> String {
@@ -217,18 +296,9 @@ impl SentenceModel {
         if !dir.is_dir() {
             return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
         }
-        let config: BertConfig = read_json(&dir.join("config.json"))?;
+        let config = BertConfig::read(&dir.join("config.json"))?;
         let config_file = dir.join("config.json").display().to_string();
         let bad_config = |reason: String| Error::ModelFormat { file: config_file.clone(), reason };
-        if config.hidden_size == 0
-            || config.num_attention_heads == 0
-            || !config.hidden_size.is_multiple_of(config.num_attention_heads)
-        {
-            return Err(bad_config(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            )));
-        }
         let act = match config.hidden_act.as_str() {
             "gelu" => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,

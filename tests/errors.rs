@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::gpu;
 use serde_json::Value;
-use siamese_wgpu::io::{read_batch, read_npy, read_png};
+use siamese_wgpu::io::{read_batch, read_batch_for, read_npy, read_png, read_png_for, read_samples_for};
 use siamese_wgpu::{model, Array, Distance, Error, GpuOptions, SiameseModel};
 
 fn cnn_dir() -> PathBuf {
@@ -278,10 +278,37 @@ fn bad_arrays_and_files() {
     });
     assert!(matches!(read_npy(&unsigned64), Err(Error::Decode { reason, .. }) if reason.contains("u8")));
 
+    // i64::MIN.abs() overflows: it must still be refused, not cast.
+    let most_negative = write("min.npy", &|bytes| {
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[2]).writer(bytes).begin_nd().unwrap();
+        w.extend([1i64, i64::MIN]).unwrap();
+        w.finish().unwrap();
+    });
+    let err = read_npy(&most_negative).unwrap_err();
+    assert!(matches!(&err, Error::Decode { reason, .. } if reason.contains(&i64::MIN.to_string())), "{err}");
+
     let truncated = dir.path().join("truncated.npy");
     let good = std::fs::read(cnn_dir().join("pairs/left.npy")).unwrap();
     std::fs::write(&truncated, &good[..good.len() - 100]).unwrap();
-    assert!(matches!(read_npy(&truncated), Err(Error::Decode { .. })));
+    let full = read_npy(cnn_dir().join("pairs/left.npy")).unwrap();
+    let (values, bytes) = (full.data().len(), 4 * full.data().len());
+    let err = read_npy(&truncated).unwrap_err();
+    let says = format!(
+        "truncated .npy: the header declares shape {:?} ({values} values of dtype <f4 = {bytes} bytes), \
+         the file holds only {} bytes of data",
+        full.shape(),
+        bytes - 100
+    );
+    assert!(matches!(&err, Error::Decode { reason, .. } if *reason == says), "{err}");
+    let lengths = write("lengths.npy", &|bytes| {
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[4]).writer(bytes).begin_nd().unwrap();
+        w.extend([1i64, 2, 3, 4]).unwrap();
+        w.finish().unwrap();
+    });
+    let cut = std::fs::read(&lengths).unwrap();
+    std::fs::write(&lengths, &cut[..cut.len() - 3]).unwrap();
+    let err = siamese_wgpu::io::read_lengths(&lengths).unwrap_err();
+    assert!(err.to_string().contains("truncated .npy: the header declares shape [4]"), "{err}");
 
     let garbage = dir.path().join("garbage.npy");
     std::fs::write(&garbage, b"hello").unwrap();
@@ -298,6 +325,49 @@ fn bad_arrays_and_files() {
     siamese_wgpu::io::write_png_gray(&b, 5, 4, &[0.5; 20]).unwrap();
     assert!(matches!(read_batch(&[&a, &b], Some(1)), Err(Error::ShapeMismatch { .. })));
     assert!(matches!(read_batch(&[&a, &ints], Some(1)), Err(Error::Decode { .. })));
+
+    // A PNG for a model that takes no images says so (it used to say "cannot convert to
+    // 12 channels": the CLI passes the input's last dimension as the channel count).
+    let err = read_png(&a, Some(12)).unwrap_err();
+    assert!(err.to_string().contains("PNG images need a model whose input is [height, width, 1 or 3]"), "{err}");
+    let err = read_png_for(&a, &[12]).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { what, reason } if what.ends_with("a.png")
+            && reason.ends_with("need a model whose input is [height, width, 1 or 3]; this model's input is [12]")),
+        "{err}"
+    );
+    for input in [&[28, 28, 2][..], &[28, 28][..], &[0, 16][..]] {
+        assert!(matches!(read_batch_for(&[&a], input), Err(Error::InvalidInput { .. })), "{input:?}");
+        assert!(matches!(read_samples_for(&[&a], input), Err(Error::InvalidInput { .. })), "{input:?}");
+    }
+    // The right model shape reads; the wrong size is named from the header.
+    assert_eq!(read_png_for(&a, &[4, 5, 3]).unwrap().shape(), &[1, 4, 5, 3]);
+    assert_eq!(read_batch_for(&[&a, &a], &[4, 5, 1]).unwrap().shape(), &[2, 4, 5, 1]);
+    assert_eq!(read_samples_for(&[&a], &[4, 5, 1]).unwrap().shape(), &[1, 4, 5, 1]);
+    let err = read_batch_for(&[&a, &b], &[4, 5, 1]).unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { op, expected, got } if op.ends_with("b.png")
+            && expected.contains("4×5") && got.contains("5×4")),
+        "{err}"
+    );
+    // .npy inputs are the model's to check: not refused for an image-less model.
+    assert_eq!(read_samples_for(&[&ints], &[3]).unwrap().shape(), &[1, 3]);
+}
+
+#[test]
+fn a_missing_file_names_its_cause_once() {
+    // Error::Io displayed the OS error and also returned it as source(): anyhow's `{:#}`
+    // printed "No such file or directory (os error 2)" twice.
+    let err = read_npy("/no/such/dir/missing.npy").unwrap_err();
+    assert!(matches!(&err, Error::Io { .. }), "{err}");
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain += &format!(": {cause}");
+        source = cause.source();
+    }
+    assert!(chain.starts_with("/no/such/dir/missing.npy"), "{chain}");
+    assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
 }
 
 #[test]
@@ -309,6 +379,26 @@ fn bad_gpu_choice_is_a_typed_error() {
     let err = siamese_wgpu::Gpu::with_options(&options).unwrap_err();
     assert!(matches!(&err, Error::AdapterNotFound { .. }), "{err}");
     assert!(err.to_string().contains("adapters found"));
+}
+
+/// The environment's values as `from_env` reads them, given directly: the process
+/// environment is shared by the test threads.
+#[cfg(unix)]
+#[test]
+fn gpu_env_values_that_are_not_unicode_are_named() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    // Not valid Unicode: an error naming the variable, not silently "unset".
+    let not_unicode = OsStr::from_bytes(b"vulk\xffan");
+    let err = GpuOptions::from_os(Some(not_unicode), None).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidEnv { var: "SIAMESE_BACKEND", value, .. } if value.starts_with("vulk")),
+        "{err}"
+    );
+    let err = GpuOptions::from_os(None, Some(not_unicode)).unwrap_err();
+    assert!(matches!(&err, Error::InvalidEnv { var: "SIAMESE_ADAPTER", .. }), "{err}");
+    let options = GpuOptions::from_os(Some(OsStr::new("vulkan")), Some(OsStr::new(" llvmpipe "))).unwrap();
+    assert_eq!((options.backends, options.adapter_name.as_deref()), (Some(wgpu::Backends::VULKAN), Some("llvmpipe")));
 }
 
 #[test]

@@ -1,10 +1,14 @@
 //! Replays the inputs the fuzzers found (`fuzz/regressions/<target>/`) through the same
 //! entry points the fuzz targets call, so a fixed crash stays fixed on stable Rust and
 //! without a GPU. See `fuzz/README.md` for running the fuzzers themselves.
+//!
+//! Also here, because the measuring allocator is: a PNG that declares more pixels than it
+//! holds must be refused from its header, before its pixels are allocated.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 #[path = "../fuzz/src/lib.rs"]
@@ -22,6 +26,9 @@ const TIME_LIMIT_SECONDS: f64 = 10.0;
 struct Measured;
 
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by a test while it measures [`LARGEST`], which is one counter for all threads.
+static MEASURING: Mutex<()> = Mutex::new(());
 
 // SAFETY: forwards every call unchanged to `System`; it only records sizes.
 unsafe impl GlobalAlloc for Measured {
@@ -57,7 +64,8 @@ fn every_kept_fuzz_input_returns_without_panic_hang_or_huge_allocation() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
     let mut replayed = 0;
     let mut failures = Vec::new();
-    // Each input's largest allocation is its own: the other test only reads small seeds.
+    // Each input's largest allocation is its own: the seed test reads small seeds only.
+    let _measuring = MEASURING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     for (target, entry) in targets::TARGETS {
         let Ok(files) = std::fs::read_dir(root.join(target)) else { continue };
         let mut files: Vec<_> = files.filter_map(|f| f.ok()).map(|f| f.path()).filter(|p| p.is_file()).collect();
@@ -107,4 +115,76 @@ fn every_fixture_seed_parses_through_its_target() {
         let entry = targets::TARGETS.iter().find(|(t, _)| t == target).unwrap().1;
         entry(&std::fs::read(root.join(seed)).unwrap());
     }
+}
+
+/// CRC-32 (ISO-HDLC, as PNG chunks use), bit by bit: fast enough for a few chunks.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A valid PNG header declaring an 8-bit grayscale `width`×`height` image, followed by an
+/// IDAT chunk holding a few bytes only: a few hundred bytes that a decoder trusting the
+/// header would allocate `width * height` bytes for.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8; 4], data: &[u8]| -> Vec<u8> {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+        chunk.extend_from_slice(&body);
+        chunk.extend_from_slice(&crc32(&body).to_be_bytes());
+        chunk
+    };
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit, grayscale, deflate, adaptive filter, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &header));
+    // A zlib stream header and one stored block of zeros: the start of row 0.
+    png.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x00, 0x10, 0x00, 0xef, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn a_png_declaring_a_huge_image_is_refused_from_its_header() {
+    use siamese_wgpu::io::{read_batch, read_png, read_png_for, read_samples};
+    use siamese_wgpu::Error;
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.png");
+    std::fs::write(&huge, png_declaring(20_000, 20_000)).unwrap();
+    let name = huge.display().to_string();
+    let _measuring = MEASURING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+
+    // Whatever the caller expects: the absolute cap (64 megapixels), from the header.
+    let refused = |err: Error| {
+        let message = err.to_string();
+        assert!(matches!(err, Error::Decode { .. }), "{message}");
+        assert!(
+            message.starts_with(&name) && message.contains("20000×20000") && message.contains("at most 67108864"),
+            "{message}"
+        );
+    };
+    LARGEST.store(0, Ordering::Relaxed);
+    refused(read_png(&huge, Some(1)).unwrap_err());
+    refused(read_png(&huge, None).unwrap_err());
+    refused(read_batch(&[&huge], Some(1)).unwrap_err());
+    refused(read_samples(&[&huge, &huge], Some(3)).unwrap_err());
+    // With the model's input shape: the expected size is named too.
+    let err = read_png_for(&huge, &[28, 28, 1]).unwrap_err();
+    assert!(
+        matches!(&err, Error::ShapeMismatch { op, expected, got } if *op == name && expected.contains("28×28") && got.contains("20000×20000")),
+        "{err}"
+    );
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(largest < ALLOCATION_LIMIT, "refusing a 20000×20000 PNG allocated {largest} bytes at once");
 }

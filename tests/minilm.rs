@@ -110,3 +110,52 @@ fn f16_weights_stay_close_to_sentence_transformers() {
     assert!(worst < 2e-3, "f16 MiniLM moved a similarity by {worst:.2e}");
     assert!(worst > 0.0, "f16 MiniLM gave exactly the f32 similarities");
 }
+
+/// A copy of the MiniLM folder (its files linked, not copied) whose `config.json` has
+/// `key` set to `value`.
+#[cfg(unix)]
+fn with_config(key: &str, value: serde_json::Value) -> tempfile::TempDir {
+    let from = find_installed_minilm().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "config.json" {
+            std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(from.join("config.json")).unwrap()).unwrap();
+    config[key] = value;
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+#[cfg(unix)]
+#[test]
+fn bad_config_values_are_named() {
+    // layer_norm_eps -1 used to load and give similarity 1 for different sentences.
+    let Some(gpu) = gpu() else { return };
+    let cases: &[(&str, serde_json::Value, &str)] = &[
+        ("layer_norm_eps", (-1.0).into(), "-1"),
+        ("layer_norm_eps", 0.0.into(), "0"),
+        ("hidden_size", 0.into(), "0"),
+        ("hidden_size", (1u64 << 40).into(), "1099511627776"),
+        ("num_attention_heads", 7.into(), "7"),
+        ("num_attention_heads", 0.into(), "0"),
+        ("intermediate_size", 0.into(), "0"),
+        ("num_hidden_layers", 0.into(), "0"),
+        ("num_hidden_layers", u64::MAX.into(), "18446744073709551615"),
+        ("vocab_size", 0.into(), "0"),
+        ("max_position_embeddings", 0.into(), "0"),
+    ];
+    for (key, value, shown) in cases {
+        let dir = with_config(key, value.clone());
+        let err = SentenceModel::load_on(gpu.clone(), dir.path()).unwrap_err();
+        match &err {
+            siamese_wgpu::Error::InvalidConfig { file, key: k, value: v, .. } => {
+                assert!(file.ends_with("config.json") && k == key && v == shown, "{key}={value}: {err}");
+            }
+            other => panic!("{key}={value}: expected InvalidConfig, got {other}"),
+        }
+    }
+}
