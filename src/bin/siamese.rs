@@ -8,7 +8,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use siamese_wgpu::gpu::{describe_adapter, list_adapters};
-use siamese_wgpu::io::{read_batch, read_lengths, read_npy, read_pairs_tsv, read_samples, write_npy};
+use siamese_wgpu::io::{
+    read_batch_for, read_lengths, read_npy, read_pairs_tsv, read_samples, read_samples_for, write_npy,
+};
 use siamese_wgpu::ops::LearnedHead;
 use siamese_wgpu::plot::{verification_png, ScorePlot};
 use siamese_wgpu::sentence::find_installed_minilm;
@@ -275,9 +277,8 @@ fn run(cli: Cli) -> Result<()> {
                 model.set_learned_head(&LearnedHead::load(head)?)?;
             }
             let distance = default_metric(&model, distance, head.is_some());
-            let channels = model.input_shape().last().copied();
-            let left = read_batch(&left, channels).context("reading --left")?;
-            let right = read_batch(&right, channels).context("reading --right")?;
+            let left = read_batch_for(&left, model.input_shape()).context("reading --left")?;
+            let right = read_batch_for(&right, model.input_shape()).context("reading --right")?;
             let left_lengths = left_lengths.map(read_lengths).transpose().context("reading --left-lengths")?;
             let right_lengths = right_lengths.map(read_lengths).transpose().context("reading --right-lengths")?;
             let output = model.pairs_ragged(
@@ -307,7 +308,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed { model, input, lengths, out, allow_nonfinite } => {
             let mut model = load(&model)?;
             model.set_allow_nonfinite(allow_nonfinite);
-            let input = read_batch(&input, model.input_shape().last().copied()).context("reading --input")?;
+            let input = read_batch_for(&input, model.input_shape()).context("reading --input")?;
             let lengths = lengths.map(read_lengths).transpose().context("reading --lengths")?;
             write_npy(&out, &model.embed_ragged(&input, lengths.as_deref())?)?;
             Ok(())
@@ -398,12 +399,11 @@ fn verify(args: &VerifyArgs, precision: Precision) -> Result<()> {
         (None, None) => None,
     }
     .unwrap_or_else(|| default_metric(&model, None, args.head.is_some()));
-    let channels = model.input_shape().last().copied();
     let (left, right, labels) = match (&args.pairs, &args.left, &args.right, &args.labels) {
         (Some(csv), ..) => {
             let pairs = read_pairs_csv(csv)?;
-            let left = read_samples(&pairs.left, channels).context("reading the left inputs")?;
-            let right = read_samples(&pairs.right, channels).context("reading the right inputs")?;
+            let left = read_samples_for(&pairs.left, model.input_shape()).context("reading the left inputs")?;
+            let right = read_samples_for(&pairs.right, model.input_shape()).context("reading the right inputs")?;
             (left, right, pairs.labels)
         }
         (None, Some(l), Some(r), Some(y)) => {
