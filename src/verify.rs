@@ -353,19 +353,25 @@ pub fn pairs_from_labels_with<L: Eq + Hash>(labels: &[L], seed: u64, max_same: u
     let mut rng = StdRng::seed_from_u64(seed);
     let capped = same_available > max_same as u64;
     let positives = if capped {
-        draw_distinct(&mut rng, same_available, max_same, || classes.same_pairs(), |rng| Some(classes.random_same(rng)))
+        draw_distinct(
+            &mut rng,
+            same_available,
+            max_same,
+            || classes.same_pairs(),
+            |rng| Some(classes.random_same(rng)),
+        )?
     } else {
-        classes.same_pairs()
+        classes.same_pairs()?
     };
     let wanted = (positives.len() as u64).min(different_available) as usize;
-    let negatives = if capped {
+    let negatives: Vec<(usize, usize)> = if capped {
         draw_distinct(
             &mut rng,
             different_available,
             wanted,
             || classes.different_pairs(),
             |rng| Some(classes.random_different(rng)),
-        )
+        )?
     } else {
         // Uniform pairs of items, kept when different: the draw pairs_from_labels always
         // made, so that a seed gives the pairs it gave (different pairs are then at least
@@ -381,7 +387,7 @@ pub fn pairs_from_labels_with<L: Eq + Hash>(labels: &[L], seed: u64, max_same: u
                 let (i, j) = (i.min(j), i.max(j));
                 (i != j && labels[i] != labels[j]).then_some((i, j))
             },
-        )
+        )?
     };
     let mut pairs: Vec<(usize, usize, bool)> = positives.into_iter().map(|(i, j)| (i, j, true)).collect();
     pairs.extend(negatives.into_iter().map(|(i, j)| (i, j, false)));
@@ -396,23 +402,36 @@ fn draw_distinct(
     rng: &mut StdRng,
     total: u64,
     wanted: usize,
-    all: impl FnOnce() -> Vec<(usize, usize)>,
+    all: impl FnOnce() -> Result<Vec<(usize, usize)>>,
     mut draw: impl FnMut(&mut StdRng) -> Option<(usize, usize)>,
-) -> Vec<(usize, usize)> {
+) -> Result<Vec<(usize, usize)>> {
     if wanted as u64 * 2 >= total {
-        let mut all = all();
+        let mut all = all()?;
         all.shuffle(rng);
         all.truncate(wanted);
-        return all;
+        return Ok(all);
     }
-    let mut seen = HashSet::with_capacity(wanted);
-    let mut drawn = Vec::with_capacity(wanted);
+    let mut seen = HashSet::new();
+    seen.try_reserve(wanted).map_err(|_| too_many_pairs(wanted as u64))?;
+    let mut drawn = pair_list(wanted as u64)?;
     while drawn.len() < wanted {
         if let Some(pair) = draw(rng).filter(|&pair| seen.insert(pair)) {
             drawn.push(pair);
         }
     }
-    drawn
+    Ok(drawn)
+}
+
+/// An empty list with room for `len` pairs, or an error saying they do not fit in memory
+/// (a cap set far above what the set needs).
+fn pair_list(len: u64) -> Result<Vec<(usize, usize)>> {
+    let mut list = Vec::new();
+    usize::try_from(len).ok().and_then(|len| list.try_reserve_exact(len).ok()).ok_or_else(|| too_many_pairs(len))?;
+    Ok(list)
+}
+
+fn too_many_pairs(len: u64) -> Error {
+    Error::input("max_same", format!("{len} pairs do not fit in memory: ask for fewer same pairs"))
 }
 
 /// A labelled set grouped by class: `members` holds the item indices class by class
@@ -478,8 +497,8 @@ impl Classes {
     }
 
     /// Every same pair, in `(i, j)` order.
-    fn same_pairs(&self) -> Vec<(usize, usize)> {
-        let mut pairs = Vec::with_capacity(self.same_total() as usize);
+    fn same_pairs(&self) -> Result<Vec<(usize, usize)>> {
+        let mut pairs = pair_list(self.same_total())?;
         for k in 0..self.same_cumulative.len() {
             let class = self.class(k);
             for (a, &i) in class.iter().enumerate() {
@@ -487,12 +506,12 @@ impl Classes {
             }
         }
         pairs.sort_unstable();
-        pairs
+        Ok(pairs)
     }
 
     /// Every different pair, in `(i, j)` order.
-    fn different_pairs(&self) -> Vec<(usize, usize)> {
-        let mut pairs = Vec::with_capacity(self.different_total() as usize);
+    fn different_pairs(&self) -> Result<Vec<(usize, usize)>> {
+        let mut pairs = pair_list(self.different_total())?;
         let classes = self.same_cumulative.len();
         for k in 0..classes {
             for l in k + 1..classes {
@@ -502,7 +521,7 @@ impl Classes {
             }
         }
         pairs.sort_unstable();
-        pairs
+        Ok(pairs)
     }
 
     /// The class a uniform draw below the last of `cumulative` falls in.
