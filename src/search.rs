@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::model::{LayerKind, ModelSpec};
 use crate::ops::search::{order_key, MATRIX_QUERY_TILE, MATRIX_ROW_TILE};
 use crate::ops::{submit_and_read, weight_buffer, Distance, DistanceMatrix, MatrixShape, TopK, TopKShape};
 use crate::siamese::SiameseModel;
@@ -42,6 +43,8 @@ const EMBEDDINGS_TENSOR: &str = "embeddings";
 /// Metadata keys of a gallery file.
 const IDS_KEY: &str = "ids";
 const MODEL_KEY: &str = "model";
+const FINGERPRINT_KEY: &str = "model_fingerprint";
+const DIM_KEY: &str = "embedding_dim";
 const METRIC_KEY: &str = "metric";
 const FORMAT_KEY: &str = "format";
 const FORMAT: &str = "siamese-gallery/1";
@@ -50,7 +53,8 @@ const FORMAT: &str = "siamese-gallery/1";
 ///
 /// On disk (see [`save`](Self::save)) a safetensors file: tensor `"embeddings"` f32
 /// `[G, D]`, and in `__metadata__` the ids as a JSON array of strings under `"ids"`,
-/// `"format": "siamese-gallery/1"`, plus `"model"` and `"metric"` when set.
+/// `"format": "siamese-gallery/1"`, `"embedding_dim": "D"`, plus `"model"`,
+/// `"model_fingerprint"` and `"metric"` when set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gallery {
     /// The id of each row (file name, label...), `G` of them.
@@ -59,22 +63,121 @@ pub struct Gallery {
     pub embeddings: Array,
     /// What made the embeddings (e.g. the model directory), if known.
     pub model: Option<String>,
+    /// The [`model_fingerprint`] of the encoder that made the embeddings, if recorded
+    /// ([`embed`](Self::embed) does): [`check_model`](Self::check_model) compares it.
+    pub model_fingerprint: Option<String>,
     /// The metric the gallery is meant to be searched with, if recorded.
     pub metric: Option<Distance>,
+}
+
+/// What [`Gallery::check_model`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelCheck {
+    /// The gallery was embedded by this model (same fingerprint).
+    Same,
+    /// The gallery records no model (saved by an older version, or built with
+    /// [`Gallery::new`]): nothing to check against.
+    NotRecorded,
+}
+
+/// A stable fingerprint of an encoder, 16 hex digits: FNV-1a 64 over its input shape and,
+/// layer by layer, its kind and settings, the values it reads and the bits of every
+/// weight. Names (the model's, its layers') are left out: renaming changes no embedding.
+/// Equal fingerprints: the same encoder (the `--precision` the weights are stored in
+/// aside); different ones: embeddings that must not be compared.
+pub fn model_fingerprint(spec: &ModelSpec) -> String {
+    let mut hash = Fnv1a::default();
+    hash.sizes(&spec.input_shape);
+    for layer in &spec.layers {
+        let (settings, weights) = layer_settings_and_weights(&layer.kind);
+        hash.bytes(settings.as_bytes());
+        hash.sizes(&[settings.len(), weights.len()]);
+        for values in weights {
+            hash.sizes(&[values.len()]);
+            values.iter().for_each(|v| hash.bytes(&v.to_le_bytes()));
+        }
+        hash.sizes(&layer.inputs);
+    }
+    format!("{:016x}", hash.0)
+}
+
+/// A layer's kind with its settings as text, and its weight arrays in a fixed order.
+fn layer_settings_and_weights(kind: &LayerKind) -> (String, Vec<&[f32]>) {
+    match kind {
+        LayerKind::Conv2d { config, kernel, bias: b } => {
+            (format!("conv2d {config:?} bias {}", b.is_some()), vec![kernel, b.as_deref().unwrap_or(&[])])
+        }
+        LayerKind::Dense { in_features, out_features, kernel, bias: b, activation } => (
+            format!("dense {in_features} {out_features} {activation:?} bias {}", b.is_some()),
+            vec![kernel, b.as_deref().unwrap_or(&[])],
+        ),
+        LayerKind::Pool2d(config) => (format!("pool2d {config:?}"), vec![]),
+        LayerKind::GlobalAveragePool2d { keepdims } => (format!("global_average_pool2d keepdims {keepdims}"), vec![]),
+        LayerKind::Flatten => ("flatten".into(), vec![]),
+        LayerKind::Activation(activation) => (format!("activation {activation:?}"), vec![]),
+        LayerKind::Identity => ("identity".into(), vec![]),
+        LayerKind::Masking { mask_value } => (format!("masking {:08x}", mask_value.to_bits()), vec![]),
+        LayerKind::Add => ("add".into(), vec![]),
+        LayerKind::LayerNorm { gamma, beta, eps } => (format!("layer_norm {:08x}", eps.to_bits()), vec![gamma, beta]),
+        LayerKind::MultiHeadAttention { heads, key_dim, weights } => (
+            format!("multi_head_attention {heads} {key_dim}"),
+            weights
+                .kernels
+                .iter()
+                .chain(&weights.biases)
+                .chain([&weights.output_kernel, &weights.output_bias])
+                .map(Vec::as_slice)
+                .collect(),
+        ),
+        LayerKind::GlobalAveragePool1d => ("global_average_pool1d".into(), vec![]),
+        LayerKind::Embedding { vocab, dim, table } => (format!("embedding {vocab} {dim}"), vec![table]),
+        LayerKind::Recurrent { config, weights } => (
+            format!("recurrent {config:?}"),
+            weights
+                .iter()
+                .flat_map(|w| [&w.kernel, &w.recurrent_kernel, &w.input_bias, &w.recurrent_bias])
+                .map(Vec::as_slice)
+                .collect(),
+        ),
+    }
+}
+
+/// FNV-1a, 64 bits: tiny and stable across platforms and versions (std's hashers promise
+/// neither), which a fingerprint written into files needs.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// Sizes as little-endian u64, whatever the platform's usize.
+    fn sizes(&mut self, sizes: &[usize]) {
+        sizes.iter().for_each(|&size| self.bytes(&(size as u64).to_le_bytes()));
+    }
 }
 
 impl Gallery {
     /// A gallery from ids and `[G, D]` embeddings (checked: one id per row, finite values,
     /// `D >= 1`).
     pub fn new(ids: Vec<String>, embeddings: Array) -> Result<Self> {
-        let gallery = Self { ids, embeddings, model: None, metric: None };
+        let gallery = Self { ids, embeddings, model: None, model_fingerprint: None, metric: None };
         gallery.check()?;
         Ok(gallery)
     }
 
     /// Embeds `inputs` (`[G, ...model input shape]`) with `model`, `EMBED_CHUNK` samples
-    /// per call, one id per sample. With `progress`, a progress bar goes to stderr when it
-    /// is a terminal. Embeddings of any shape are flattened to `[G, D]`.
+    /// per call, one id per sample, recording the model's [`model_fingerprint`]. With
+    /// `progress`, a progress bar goes to stderr when it is a terminal. Embeddings of any
+    /// shape are flattened to `[G, D]`.
     pub fn embed(model: &SiameseModel, ids: Vec<String>, inputs: &Array, progress: bool) -> Result<Self> {
         let count = inputs.batch();
         if inputs.shape().len() < 2 {
@@ -100,7 +203,31 @@ impl Gallery {
             bar.inc((end - start) as u64);
         }
         bar.finish_and_clear();
-        Self::new(ids, Array::new(vec![count, dim], values)?)
+        let mut gallery = Self::new(ids, Array::new(vec![count, dim], values)?)?;
+        gallery.model_fingerprint = Some(model_fingerprint(model.spec()));
+        Ok(gallery)
+    }
+
+    /// Checks that `model` is the encoder that embedded this gallery (by
+    /// [`model_fingerprint`]). Another model's query embeddings live in another space:
+    /// its neighbours would be meaningless, so a different recorded fingerprint is an
+    /// [`Error::InvalidInput`] naming both. A gallery that records none is
+    /// [`ModelCheck::NotRecorded`], not an error.
+    pub fn check_model(&self, model: &SiameseModel) -> Result<ModelCheck> {
+        let Some(saved) = &self.model_fingerprint else { return Ok(ModelCheck::NotRecorded) };
+        let current = model_fingerprint(model.spec());
+        if *saved == current {
+            return Ok(ModelCheck::Same);
+        }
+        let made_by = self.model.as_ref().map_or(String::new(), |m| format!(" {m}"));
+        Err(Error::input(
+            "gallery",
+            format!(
+                "it was embedded by model{made_by} (fingerprint {saved}), but this model's fingerprint is {current}: \
+                 its neighbours would be meaningless; search with the model that embedded the gallery, or embed \
+                 the gallery again with this one"
+            ),
+        ))
     }
 
     /// Number of rows `G`.
@@ -142,8 +269,12 @@ impl Gallery {
         let mut metadata = HashMap::new();
         metadata.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
         metadata.insert(IDS_KEY.to_string(), serde_json::to_string(&self.ids).map_err(|e| encode(e.to_string()))?);
+        metadata.insert(DIM_KEY.to_string(), self.dim().to_string());
         if let Some(model) = &self.model {
             metadata.insert(MODEL_KEY.to_string(), model.clone());
+        }
+        if let Some(fingerprint) = &self.model_fingerprint {
+            metadata.insert(FINGERPRINT_KEY.to_string(), fingerprint.clone());
         }
         if let Some(metric) = self.metric {
             metadata.insert(METRIC_KEY.to_string(), metric.name().to_string());
@@ -178,6 +309,7 @@ impl Gallery {
         if shape.len() != 2 || shape[1] == 0 {
             return Err(bad(format!("tensor {EMBEDDINGS_TENSOR:?} has shape {shape:?}, expected [G, D] with D >= 1")));
         }
+        let shape_dim = shape[1];
         let values: Vec<f32> =
             view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let embeddings = Array::new(shape, values).map_err(|e| bad(e.to_string()))?;
@@ -190,7 +322,20 @@ impl Gallery {
             Some(name) => Some(name.parse::<Distance>().map_err(|e| bad(format!("metadata {METRIC_KEY:?}: {e}")))?),
             None => None,
         };
-        let gallery = Self { ids, embeddings, model: metadata.get(MODEL_KEY).cloned(), metric };
+        if let Some(dim) = metadata.get(DIM_KEY) {
+            if dim.parse::<usize>().ok() != Some(shape_dim) {
+                return Err(bad(format!(
+                    "metadata {DIM_KEY:?} is {dim:?}, but the embeddings have {shape_dim} values per row"
+                )));
+            }
+        }
+        let gallery = Self {
+            ids,
+            embeddings,
+            model: metadata.get(MODEL_KEY).cloned(),
+            model_fingerprint: metadata.get(FINGERPRINT_KEY).cloned(),
+            metric,
+        };
         gallery.check().map_err(|e| bad(e.to_string()))?;
         Ok(gallery)
     }
@@ -310,6 +455,25 @@ pub struct GpuSearch {
     scratch: Mutex<Scratch>,
 }
 
+/// The search sums squares of `dim`-value embeddings in f32 (Σ(a−b)² up to 4·m²·dim, and
+/// cosine's norms): values so large that these could overflow are refused, since an
+/// overflowed sum would rank rows wrongly with no sign of it (a cosine of inf norms is 1).
+/// Embeddings up to ~1e18 in 128 dimensions pass; trained encoders stay far below.
+fn check_sum_range(what: &str, values: &[f32], dim: usize) -> Result<()> {
+    let largest = values.iter().fold(0.0f64, |m, &v| m.max(f64::from(v.abs())));
+    let limit = (f64::from(f32::MAX) / (4.0 * dim.max(1) as f64)).sqrt();
+    if largest > limit {
+        return Err(Error::input(
+            what,
+            format!(
+                "embedding values up to {largest:e} are too large for the search's float32 sums of squares \
+                 (at most {limit:e} for {dim}-value embeddings)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// f32 values one storage binding (and one buffer) holds, capped so that u32 indices in
 /// the shaders cannot overflow.
 fn binding_elements(limits: &wgpu::Limits) -> usize {
@@ -326,6 +490,7 @@ impl GpuSearch {
             return Err(Error::input("gallery", "is empty: nothing to search"));
         }
         let (rows, dim) = (gallery.len(), gallery.dim());
+        check_sum_range("gallery", gallery.embeddings.data(), dim)?;
         let block_rows = binding_elements(&gpu.limits()) / dim;
         if block_rows == 0 {
             return Err(Error::LimitExceeded {
@@ -416,6 +581,7 @@ impl GpuSearch {
             return Err(Error::input("queries", "the batch is empty (Q = 0)"));
         }
         queries.check_finite("queries")?;
+        check_sum_range("queries", queries.data(), self.dim)?;
         // No more results than gallery rows: top_k then never pads.
         let k = k.min(self.rows);
 
@@ -438,6 +604,16 @@ impl GpuSearch {
             }
             Ok(())
         })?;
+        // A gallery of large but finite embeddings can still overflow a metric's sums
+        // (squared Euclidean beyond f32): never hand out inf or NaN as a distance.
+        for (q, matches) in nearest.iter().enumerate() {
+            if let Some(&(row, d)) = matches.iter().find(|(_, d)| !d.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: format!("the {metric} distance of query {q} to gallery row {row}"),
+                    reason: format!("{d}: beyond float32's range (embedding values too large for this metric)"),
+                });
+            }
+        }
         Ok(nearest)
     }
 

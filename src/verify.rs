@@ -7,10 +7,13 @@
 //! score where higher means closer (the learned head's probability) when it is
 //! `>= threshold`.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -205,8 +208,8 @@ fn parse_csv(
     fields: usize,
     first_header: &str,
 ) -> Result<Vec<(usize, Vec<String>)>> {
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_reader(source);
+    // No comment lines: a row starting with '#' is data (a file may be named `#1.png`).
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).from_reader(source);
     let mut rows = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let record = record.map_err(|e| csv_error(path, format!("line {}: {e}", index + 1)))?;
@@ -229,7 +232,8 @@ fn parse_csv(
 }
 
 /// Reads `left,right,label` rows (a header line is optional; paths relative to the CSV's
-/// folder; labels 1/0, true/false or same/different).
+/// folder; labels 1/0, true/false or same/different). There are no comment lines: a row
+/// whose first path starts with `#` is a pair like any other.
 pub fn read_pairs_csv(path: impl AsRef<Path>) -> Result<LabelledPairs> {
     let path = path.as_ref();
     pairs_from_rows(read_csv(path, 3, "left")?, path)
@@ -256,73 +260,298 @@ fn pairs_from_rows(rows: Vec<(usize, Vec<String>)>, path: &Path) -> Result<Label
 }
 
 /// Reads `path,label` rows (a header line is optional; paths relative to the CSV's
-/// folder; the label is any class name).
+/// folder; the label is any class name, not empty). A path listed twice is an error
+/// naming both lines (it would pair an image with itself). There are no comment lines: a
+/// row starting with `#` is an item like any other.
 pub fn read_labels_csv(path: impl AsRef<Path>) -> Result<Vec<(PathBuf, String)>> {
     let path = path.as_ref();
-    Ok(labels_from_rows(read_csv(path, 2, "path")?, path))
+    labels_from_rows(read_csv(path, 2, "path")?, path)
 }
 
 /// [`read_labels_csv`] on a file already in memory; `path` names it in errors, and paths
 /// in it are relative to its folder.
 pub fn parse_labels_csv(bytes: &[u8], path: &Path) -> Result<Vec<(PathBuf, String)>> {
-    Ok(labels_from_rows(parse_csv(bytes, path, 2, "path")?, path))
+    labels_from_rows(parse_csv(bytes, path, 2, "path")?, path)
 }
 
-fn labels_from_rows(rows: Vec<(usize, Vec<String>)>, path: &Path) -> Vec<(PathBuf, String)> {
+fn labels_from_rows(rows: Vec<(usize, Vec<String>)>, path: &Path) -> Result<Vec<(PathBuf, String)>> {
     let base = path.parent().unwrap_or(Path::new("."));
-    rows.into_iter().map(|(_, row)| (base.join(&row[0]), row[1].clone())).collect()
+    // Paths compare by components, so `a.png` and `./a.png` are one file.
+    let mut first_line: HashMap<PathBuf, usize> = HashMap::with_capacity(rows.len());
+    let mut items = Vec::with_capacity(rows.len());
+    for (line, mut row) in rows {
+        if row[0].is_empty() {
+            return Err(csv_error(path, format!("line {line}: empty path")));
+        }
+        if row[1].is_empty() {
+            return Err(csv_error(path, format!("line {line}: empty label for {:?}", row[0])));
+        }
+        let item = base.join(&row[0]);
+        if let Some(first) = first_line.insert(item.clone(), line) {
+            return Err(csv_error(
+                path,
+                format!("line {line}: {:?} was already listed on line {first}: it would pair with itself", row[0]),
+            ));
+        }
+        items.push((item, row.swap_remove(1)));
+    }
+    Ok(items)
 }
 
-/// Pairs from a labelled set: every same-class pair `(i, j)`, `i < j`, and as many
-/// different-class pairs drawn at random without repetition (fewer when fewer exist), in
-/// a shuffled order; deterministic for a `seed`. Returns `(i, j, same)`.
-pub fn pairs_from_labels<L: PartialEq>(labels: &[L], seed: u64) -> Result<Vec<(usize, usize, bool)>> {
-    let n = labels.len();
-    let mut positives = Vec::new();
-    let mut negatives_total = 0usize;
-    for i in 0..n {
-        for j in i + 1..n {
-            if labels[i] == labels[j] {
-                positives.push((i, j, true));
-            } else {
-                negatives_total += 1;
-            }
-        }
+/// The most same pairs [`pairs_from_labels`] returns (and `siamese pairs-from` writes
+/// unless `--max-pairs` says otherwise); beyond it they are drawn at random.
+pub const DEFAULT_MAX_SAME_PAIRS: usize = 50_000;
+
+/// Pairs drawn from a labelled set ([`pairs_from_labels_with`]), and how many there were
+/// to draw from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrawnPairs {
+    /// `(i, j, same)` with `i < j`, shuffled.
+    pub pairs: Vec<(usize, usize, bool)>,
+    /// Same-class pairs in the set: the sum of `c(c - 1)/2` over the class sizes `c`.
+    pub same_available: u64,
+    /// Different-class pairs in the set.
+    pub different_available: u64,
+}
+
+impl DrawnPairs {
+    /// Same pairs drawn.
+    pub fn same(&self) -> usize {
+        self.pairs.iter().filter(|p| p.2).count()
     }
-    if positives.is_empty() {
+
+    /// Whether the cap left same pairs out (they were then drawn at random).
+    pub fn capped(&self) -> bool {
+        (self.same() as u64) < self.same_available
+    }
+}
+
+/// [`pairs_from_labels_with`] at most [`DEFAULT_MAX_SAME_PAIRS`] same pairs, returning
+/// only the pairs.
+pub fn pairs_from_labels<L: Eq + Hash>(labels: &[L], seed: u64) -> Result<Vec<(usize, usize, bool)>> {
+    Ok(pairs_from_labels_with(labels, seed, DEFAULT_MAX_SAME_PAIRS)?.pairs)
+}
+
+/// Pairs from a labelled set: every same-class pair `(i, j)`, `i < j` (when there are more
+/// than `max_same`, `max_same` distinct ones drawn at random), and as many different-class
+/// pairs drawn at random without repetition (fewer when fewer exist), in a shuffled
+/// order; deterministic for a `seed`. Time and memory grow with the pairs returned, not
+/// with the pairs that exist (counted per class, never listed beyond twice the pairs
+/// wanted).
+pub fn pairs_from_labels_with<L: Eq + Hash>(labels: &[L], seed: u64, max_same: usize) -> Result<DrawnPairs> {
+    let classes = Classes::new(labels)?;
+    let (same_available, different_available) = (classes.same_total(), classes.different_total());
+    if same_available == 0 {
         return Err(Error::input("labels", "no two items share a label: there are no same pairs"));
     }
-    if negatives_total == 0 {
+    if different_available == 0 {
         return Err(Error::input("labels", "every item has the same label: there are no different pairs"));
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let wanted = positives.len().min(negatives_total);
-    let mut negatives = Vec::with_capacity(wanted);
-    if wanted * 2 >= negatives_total {
-        // Dense: list them all and take a random subset.
-        let mut all: Vec<(usize, usize, bool)> = (0..n)
-            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
-            .filter(|&(i, j)| labels[i] != labels[j])
-            .map(|(i, j)| (i, j, false))
-            .collect();
-        all.shuffle(&mut rng);
-        all.truncate(wanted);
-        negatives = all;
+    if max_same == 0 {
+        return Err(Error::input("max_same", "the most same pairs must be at least 1"));
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let capped = same_available > max_same as u64;
+    let positives = if capped {
+        draw_distinct(
+            &mut rng,
+            same_available,
+            max_same,
+            || classes.same_pairs(),
+            |rng| Some(classes.random_same(rng)),
+        )?
     } else {
-        let mut seen = std::collections::HashSet::new();
-        while negatives.len() < wanted {
-            let i = rand::Rng::random_range(&mut rng, 0..n);
-            let j = rand::Rng::random_range(&mut rng, 0..n);
-            let (i, j) = (i.min(j), i.max(j));
-            if i != j && labels[i] != labels[j] && seen.insert((i, j)) {
-                negatives.push((i, j, false));
-            }
+        classes.same_pairs()?
+    };
+    let wanted = (positives.len() as u64).min(different_available) as usize;
+    let negatives: Vec<(usize, usize)> = if capped {
+        draw_distinct(
+            &mut rng,
+            different_available,
+            wanted,
+            || classes.different_pairs(),
+            |rng| Some(classes.random_different(rng)),
+        )?
+    } else {
+        // Uniform pairs of items, kept when different: the draw pairs_from_labels always
+        // made, so that a seed gives the pairs it gave (different pairs are then at least
+        // two thirds of all pairs, so few draws miss).
+        let n = labels.len();
+        draw_distinct(
+            &mut rng,
+            different_available,
+            wanted,
+            || classes.different_pairs(),
+            |rng| {
+                let (i, j) = (rng.random_range(0..n), rng.random_range(0..n));
+                let (i, j) = (i.min(j), i.max(j));
+                (i != j && labels[i] != labels[j]).then_some((i, j))
+            },
+        )?
+    };
+    let mut pairs: Vec<(usize, usize, bool)> = positives.into_iter().map(|(i, j)| (i, j, true)).collect();
+    pairs.extend(negatives.into_iter().map(|(i, j)| (i, j, false)));
+    pairs.shuffle(&mut rng);
+    Ok(DrawnPairs { pairs, same_available, different_available })
+}
+
+/// `wanted` distinct pairs of the `total` that exist: when they are at least half of them,
+/// all listed (`all`, in `(i, j)` order) and a random subset kept; else drawn one at a
+/// time (`draw`, None: not one of them) until `wanted` distinct ones came.
+fn draw_distinct(
+    rng: &mut StdRng,
+    total: u64,
+    wanted: usize,
+    all: impl FnOnce() -> Result<Vec<(usize, usize)>>,
+    mut draw: impl FnMut(&mut StdRng) -> Option<(usize, usize)>,
+) -> Result<Vec<(usize, usize)>> {
+    if wanted as u64 * 2 >= total {
+        let mut all = all()?;
+        all.shuffle(rng);
+        all.truncate(wanted);
+        return Ok(all);
+    }
+    let mut seen = HashSet::new();
+    seen.try_reserve(wanted).map_err(|_| too_many_pairs(wanted as u64))?;
+    let mut drawn = pair_list(wanted as u64)?;
+    while drawn.len() < wanted {
+        if let Some(pair) = draw(rng).filter(|&pair| seen.insert(pair)) {
+            drawn.push(pair);
         }
     }
-    let mut pairs = positives;
-    pairs.extend(negatives);
-    pairs.shuffle(&mut rng);
-    Ok(pairs)
+    Ok(drawn)
+}
+
+/// An empty list with room for `len` pairs, or an error saying they do not fit in memory
+/// (a cap set far above what the set needs).
+fn pair_list(len: u64) -> Result<Vec<(usize, usize)>> {
+    let mut list = Vec::new();
+    usize::try_from(len).ok().and_then(|len| list.try_reserve_exact(len).ok()).ok_or_else(|| too_many_pairs(len))?;
+    Ok(list)
+}
+
+fn too_many_pairs(len: u64) -> Error {
+    Error::input("max_same", format!("{len} pairs do not fit in memory: ask for fewer same pairs"))
+}
+
+/// A labelled set grouped by class: `members` holds the item indices class by class
+/// (classes in order of first appearance, items ascending), class `k` at
+/// `starts[k]..starts[k + 1]`.
+struct Classes {
+    members: Vec<usize>,
+    starts: Vec<usize>,
+    /// Running totals over the classes of `c(c - 1)/2` (same pairs in the class) and of
+    /// `c(n - c)` (ordered different pairs starting in it): the weights of a random pick.
+    same_cumulative: Vec<u64>,
+    different_cumulative: Vec<u64>,
+}
+
+impl Classes {
+    fn new<L: Eq + Hash>(labels: &[L]) -> Result<Self> {
+        let mut ids: HashMap<&L, usize> = HashMap::new();
+        let class_of: Vec<usize> = labels
+            .iter()
+            .map(|label| {
+                let next = ids.len();
+                *ids.entry(label).or_insert(next)
+            })
+            .collect();
+        let mut starts = vec![0; ids.len() + 1];
+        for &k in &class_of {
+            starts[k + 1] += 1;
+        }
+        for k in 0..ids.len() {
+            starts[k + 1] += starts[k];
+        }
+        let mut members = vec![0; labels.len()];
+        let mut next = starts.clone();
+        for (i, &k) in class_of.iter().enumerate() {
+            members[next[k]] = i;
+            next[k] += 1;
+        }
+        let too_many = || Error::input("labels", format!("{} items: too many to count their pairs", labels.len()));
+        let n = labels.len() as u64;
+        let (mut same, mut different) = (0u64, 0u64);
+        let (mut same_cumulative, mut different_cumulative) = (Vec::new(), Vec::new());
+        for k in 0..ids.len() {
+            let c = (starts[k + 1] - starts[k]) as u64;
+            same = c.checked_mul(c - 1).map(|p| p / 2).and_then(|p| same.checked_add(p)).ok_or_else(too_many)?;
+            different = c.checked_mul(n - c).and_then(|p| different.checked_add(p)).ok_or_else(too_many)?;
+            same_cumulative.push(same);
+            different_cumulative.push(different);
+        }
+        Ok(Self { members, starts, same_cumulative, different_cumulative })
+    }
+
+    fn class(&self, k: usize) -> &[usize] {
+        &self.members[self.starts[k]..self.starts[k + 1]]
+    }
+
+    fn same_total(&self) -> u64 {
+        self.same_cumulative.last().copied().unwrap_or(0)
+    }
+
+    fn different_total(&self) -> u64 {
+        // Each different pair starts in either of its two classes.
+        self.different_cumulative.last().copied().unwrap_or(0) / 2
+    }
+
+    /// Every same pair, in `(i, j)` order.
+    fn same_pairs(&self) -> Result<Vec<(usize, usize)>> {
+        let mut pairs = pair_list(self.same_total())?;
+        for k in 0..self.same_cumulative.len() {
+            let class = self.class(k);
+            for (a, &i) in class.iter().enumerate() {
+                pairs.extend(class[a + 1..].iter().map(|&j| (i, j)));
+            }
+        }
+        pairs.sort_unstable();
+        Ok(pairs)
+    }
+
+    /// Every different pair, in `(i, j)` order.
+    fn different_pairs(&self) -> Result<Vec<(usize, usize)>> {
+        let mut pairs = pair_list(self.different_total())?;
+        let classes = self.same_cumulative.len();
+        for k in 0..classes {
+            for l in k + 1..classes {
+                for &i in self.class(k) {
+                    pairs.extend(self.class(l).iter().map(|&j| (i.min(j), i.max(j))));
+                }
+            }
+        }
+        pairs.sort_unstable();
+        Ok(pairs)
+    }
+
+    /// The class a uniform draw below the last of `cumulative` falls in.
+    fn pick(cumulative: &[u64], rng: &mut StdRng) -> usize {
+        let last = cumulative.last().copied().unwrap_or(0);
+        let r = rng.random_range(0..last);
+        cumulative.partition_point(|&total| total <= r)
+    }
+
+    /// A same pair, each one equally likely: a class by its number of pairs, then two
+    /// distinct members.
+    fn random_same(&self, rng: &mut StdRng) -> (usize, usize) {
+        let class = self.class(Self::pick(&self.same_cumulative, rng));
+        let a = rng.random_range(0..class.len());
+        let b = rng.random_range(0..class.len() - 1);
+        let (i, j) = (class[a], class[if b >= a { b + 1 } else { b }]);
+        (i.min(j), i.max(j))
+    }
+
+    /// A different pair, each one equally likely: an item by its number of different
+    /// partners (its class by `c(n - c)`, then a member), then any item of another class
+    /// (the classes are contiguous in `members`, so that is one draw skipping its own).
+    fn random_different(&self, rng: &mut StdRng) -> (usize, usize) {
+        let k = Self::pick(&self.different_cumulative, rng);
+        let class = self.class(k);
+        let i = class[rng.random_range(0..class.len())];
+        let other = rng.random_range(0..self.members.len() - class.len());
+        let j = self.members[if other < self.starts[k] { other } else { other + class.len() }];
+        (i.min(j), i.max(j))
+    }
 }
 
 /// The decision a trained model ships with: `siamese.json` in its directory.

@@ -460,3 +460,116 @@ fn keras_files_run_directly_and_inspect_names_encoder_and_head() {
     let text = stdout_of(&siamese(&["inspect", "--model", "models/digits"]));
     assert!(text.contains("223744 parameters"), "{text}");
 }
+
+// Issue #17 (nothing silently wrong, nothing unbounded): pairs-from and saved galleries.
+
+#[test]
+fn pairs_from_caps_the_same_pairs_and_refuses_bad_label_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    // 40,000 items in 2 classes: 399,980,000 same pairs, once listed in 6.4 GB.
+    let rows: String = (0..40_000).map(|i| format!("img{i}.png,class{}\n", i % 2)).collect();
+    std::fs::write(&labels, format!("path,label\n{rows}")).unwrap();
+    let out = dir.path().join("pairs.csv");
+    let output = siamese(&["pairs-from", "--labels", labels.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("40000 items have 399980000 same pairs; wrote 50000 of them at random (--max-pairs)"),
+        "{stderr}"
+    );
+    let pairs = siamese_wgpu::verify::read_pairs_csv(&out).unwrap();
+    assert_eq!(pairs.labels.len(), 100_000);
+    assert_eq!(pairs.labels.iter().filter(|&&l| l).count(), 50_000);
+    let output = siamese(&["pairs-from", "--labels", labels.to_str().unwrap(), "--max-pairs", "10"]);
+    assert_eq!(stdout_of(&output).lines().count(), 1 + 20);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("wrote 10 of them"));
+    assert!(!siamese(&["pairs-from", "--labels", labels.to_str().unwrap(), "--max-pairs", "0"]).status.success());
+
+    // An empty label is not a class, a path listed twice not a pair.
+    for (text, wanted) in [
+        ("path,label\na.png,x\nb.png,\nc.png,x\nd.png,y\n", ["line 3", "empty label"]),
+        ("a.png,x\nb.png,y\nc.png,x\n./a.png,y\n", ["line 4", "line 1"]),
+    ] {
+        std::fs::write(&labels, text).unwrap();
+        let output = siamese(&["pairs-from", "--labels", labels.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text:?} was accepted");
+        assert!(wanted.iter().all(|w| stderr.contains(w)) && !stderr.contains("panicked"), "{stderr}");
+    }
+
+    // A file named `#1.png` is a pair like any other, not a comment.
+    let folder = tempfile::tempdir().unwrap();
+    for name in ["#1.png", "2.png", "#3.png", "4.png"] {
+        std::fs::copy(root().join("models/digits/heldout/images/0024_d4.png"), folder.path().join(name)).unwrap();
+    }
+    std::fs::write(&labels, "#1.png,a\n2.png,a\n#3.png,b\n4.png,b\n").unwrap();
+    std::fs::copy(&labels, folder.path().join("labels.csv")).unwrap();
+    let labels = folder.path().join("labels.csv");
+    let csv = folder.path().join("pairs.csv");
+    let output = siamese(&["pairs-from", "--labels", labels.to_str().unwrap(), "--out", csv.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(std::fs::read_to_string(&csv).unwrap().lines().any(|l| l.starts_with("#1.png,")), "the case is tested");
+    let pairs = siamese_wgpu::verify::read_pairs_csv(&csv).unwrap();
+    assert_eq!(pairs.labels.len(), 4, "2 same, 2 different");
+    assert!(pairs.left.iter().chain(&pairs.right).all(|p| p.is_file()));
+}
+
+#[test]
+fn a_saved_gallery_is_searched_only_with_the_model_that_embedded_it() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("gallery.safetensors");
+    let images = "models/digits/heldout/images";
+    let query = format!("{images}/0024_d4.png");
+    let search = |model: &str, extra: &[&str]| {
+        let mut args = vec!["search", "--model", model, "--gallery", saved.to_str().unwrap(), "-k", "2"];
+        args.extend(extra);
+        args.extend(["--query", &query]);
+        siamese(&args)
+    };
+    let output = siamese(&[
+        "search",
+        "--model",
+        "models/digits",
+        "--gallery",
+        images,
+        "--distance",
+        "cosine",
+        "--save",
+        saved.to_str().unwrap(),
+        "--query",
+        &query,
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let fingerprint =
+        |dir: &str| siamese_wgpu::search::model_fingerprint(&siamese_wgpu::model::load(root().join(dir)).unwrap());
+    // Another model: refused, naming both fingerprints and the way out.
+    let output = search("models/cnn", &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "searched the digits gallery with models/cnn: {stderr}");
+    for part in [fingerprint("models/digits"), fingerprint("models/cnn"), "--allow-model-mismatch".into()] {
+        assert!(stderr.contains(&part), "{stderr} does not name {part}");
+    }
+    let output = search("models/cnn", &["--allow-model-mismatch"]);
+    stdout_of(&output);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("warning"));
+    // Its own model: no warning, and the saved metric is the default.
+    let output = search("models/digits", &[]);
+    let text = stdout_of(&output);
+    assert!(text.lines().nth(1).unwrap().contains("0024_d4.png"), "{text}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("warning") && stderr.contains("cosine"), "{stderr}");
+    // Another metric: searched, with a warning.
+    let output = search("models/digits", &["--distance", "euclidean"]);
+    stdout_of(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("saved for cosine") && stderr.contains("euclidean"), "{stderr}");
+    // A gallery saved before models were recorded: searched, with a warning.
+    let mut old = siamese_wgpu::Gallery::load(&saved).unwrap();
+    (old.model, old.model_fingerprint, old.metric) = (None, None, None);
+    old.save(&saved).unwrap();
+    let output = search("models/cnn", &[]);
+    stdout_of(&output);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("saved by an older version: model not recorded"));
+}

@@ -14,8 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{gpu, rng};
-use rand::Rng;
 use npyz::WriterBuilder;
+use rand::Rng;
 use siamese_wgpu::io::{write_npy, write_png_gray};
 use siamese_wgpu::Array;
 
@@ -168,10 +168,9 @@ fn model_errors_name_the_path_once() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("model.json"), "{").unwrap();
     let model = dir.path().display().to_string();
-    for args in [
-        vec!["pairs", "--model", &model, "--left", "a.npy", "--right", "b.npy"],
-        vec!["inspect", "--model", &model],
-    ] {
+    for args in
+        [vec!["pairs", "--model", &model, "--left", "a.npy", "--right", "b.npy"], vec!["inspect", "--model", &model]]
+    {
         let output = siamese(&args);
         let line = one_line_error(&output, &[&model]);
         assert_eq!(line.matches(&model).count(), 1, "{line}");
@@ -276,7 +275,9 @@ fn generated_bad_inputs_fail_cleanly_or_give_finite_numbers() {
                 .to_vec(),
             2 => {
                 let k = rng.random_range(0..6).to_string();
-                ["search", "--model", &model, "--gallery", &left, "--query", &right, "-k", &k].map(String::from).to_vec()
+                ["search", "--model", &model, "--gallery", &left, "--query", &right, "-k", &k]
+                    .map(String::from)
+                    .to_vec()
             }
             _ => {
                 let labels = work.join("labels.npy");

@@ -214,3 +214,24 @@ fn overflowing_encoders_and_distances_are_errors() {
     let text = error.to_string();
     assert!(text.contains("sqeuclidean distance of pair 1") && text.contains("beyond float32"), "{text}");
 }
+
+/// Search over a gallery of ~1e19 embeddings, whose f32 sums of squares could overflow
+/// (a cosine of inf norms would read as 1, a wrong ranking with no sign of it): refused,
+/// naming the gallery; queries likewise.
+#[test]
+fn search_refuses_embeddings_beyond_its_sums_range() {
+    let Some(gpu) = gpu() else { return };
+    let (left, right) = overflow_inputs();
+    let ids: Vec<String> = (0..3).map(|i| i.to_string()).collect();
+    let large = SiameseModel::from_spec(gpu.clone(), scaled_dense(1e19)).unwrap();
+    let gallery = siamese_wgpu::Gallery::embed(&large, ids.clone(), &left, false).unwrap();
+    let error = siamese_wgpu::GpuSearch::new(gpu.clone(), &gallery).unwrap_err();
+    assert!(error.to_string().contains("gallery") && error.to_string().contains("too large"), "{error}");
+    let small = SiameseModel::from_spec(gpu.clone(), scaled_dense(1.0)).unwrap();
+    let gallery = siamese_wgpu::Gallery::embed(&small, ids, &left, false).unwrap();
+    let index = siamese_wgpu::GpuSearch::new(gpu, &gallery).unwrap();
+    let error = index.search(&large.embed(&right).unwrap(), 2, Distance::Cosine).unwrap_err();
+    assert!(error.to_string().contains("queries") && error.to_string().contains("too large"), "{error}");
+    let nearest = index.search(&small.embed(&left).unwrap(), 1, Distance::Euclidean).unwrap();
+    assert_eq!(nearest[0][0], (0, 0.0));
+}

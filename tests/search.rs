@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 use common::{assert_close, gpu, random_vec, rng};
 use rand::Rng;
+use siamese_wgpu::model::LayerKind;
 use siamese_wgpu::ops::search::{order_key, NO_INDEX};
 use siamese_wgpu::ops::{DistanceMatrix, MatrixShape, TopK, TopKShape};
-use siamese_wgpu::search::{brute_force_top_k, Gallery, GpuSearch};
+use siamese_wgpu::search::{brute_force_top_k, model_fingerprint, Gallery, GpuSearch, ModelCheck};
 use siamese_wgpu::tensor::{run_dispatches, Array, Tensor};
 use siamese_wgpu::{reference, Distance, Error, Gpu, GpuOptions, SiameseModel};
 
@@ -529,4 +530,79 @@ fn gallery_embed_matches_model_embed() {
     assert_eq!(nearest[0][1], (left.batch(), 0.0));
     // One id short is a typed error before any GPU work.
     assert!(matches!(Gallery::embed(&model, ids[1..].to_vec(), &inputs, false), Err(Error::ShapeMismatch { .. })));
+}
+
+#[test]
+fn model_fingerprint_is_stable_and_tells_models_apart() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let digits = siamese_wgpu::model::load(root.join("models/digits")).unwrap();
+    let print = model_fingerprint(&digits);
+    assert_eq!(print.len(), 16, "{print}");
+    assert!(print.chars().all(|c| c.is_ascii_hexdigit()), "{print}");
+    assert_eq!(model_fingerprint(&siamese_wgpu::model::load(root.join("models/digits")).unwrap()), print);
+    // Layer names are not part of it; the weights and the architecture are.
+    let mut renamed = digits.clone();
+    renamed.name = "another name".into();
+    renamed.layers[0].name = "renamed".into();
+    assert_eq!(model_fingerprint(&renamed), print);
+    let mut nudged = digits.clone();
+    let layer = nudged.layers.iter_mut().find(|l| l.kind.parameter_count() > 0).unwrap();
+    match &mut layer.kind {
+        LayerKind::Conv2d { kernel, .. } | LayerKind::Dense { kernel, .. } => {
+            kernel[0] = f32::from_bits(kernel[0].to_bits() ^ 1)
+        }
+        other => panic!("expected the digits encoder to start with conv2d or dense, got {other:?}"),
+    }
+    assert_ne!(model_fingerprint(&nudged), print, "one weight bit");
+    let others = ["models/cnn", "tests/fixtures/chain_a", "tests/fixtures/chain_b"]
+        .map(|dir| model_fingerprint(&siamese_wgpu::model::load(root.join(dir)).unwrap()));
+    for (i, other) in others.iter().enumerate() {
+        assert_ne!(other, &print);
+        assert!(others[..i].iter().all(|o| o != other), "{others:?}");
+    }
+}
+
+#[test]
+fn a_saved_gallery_records_its_model_and_refuses_another() {
+    let Some(gpu) = gpu() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let digits = SiameseModel::load_on(gpu.clone(), root.join("models/digits")).unwrap();
+    let cnn = SiameseModel::load_on(gpu.clone(), root.join("models/cnn")).unwrap();
+    let images = Array::new(vec![3, 28, 28, 1], random_vec(&mut rng(5), 3 * 28 * 28)).unwrap();
+    let mut gallery = Gallery::embed(&digits, vec!["a".into(), "b".into(), "c".into()], &images, false).unwrap();
+    assert_eq!(gallery.model_fingerprint.as_deref(), Some(model_fingerprint(digits.spec()).as_str()));
+    gallery.model = Some("models/digits".into());
+    gallery.metric = Some(Distance::Cosine);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gallery.safetensors");
+    gallery.save(&path).unwrap();
+    let loaded = Gallery::load(&path).unwrap();
+    assert_eq!(loaded, gallery);
+    assert_eq!(loaded.check_model(&digits).unwrap(), ModelCheck::Same);
+    match loaded.check_model(&cnn) {
+        Err(error @ Error::InvalidInput { .. }) => {
+            let message = error.to_string();
+            for part in
+                [gallery.model_fingerprint.clone().unwrap(), model_fingerprint(cnn.spec()), "models/digits".into()]
+            {
+                assert!(message.contains(&part), "{message} does not name {part}");
+            }
+        }
+        other => panic!("expected Error::InvalidInput, got {other:?}"),
+    }
+    // A gallery without the record (an older file, or Gallery::new) cannot be checked.
+    let old = Gallery::new(gallery.ids.clone(), gallery.embeddings.clone()).unwrap();
+    old.save(&path).unwrap();
+    assert_eq!(Gallery::load(&path).unwrap().check_model(&cnn).unwrap(), ModelCheck::NotRecorded);
+    // The recorded embedding size must match the tensor.
+    let bytes: Vec<u8> = [1.0f32; 6].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3], &bytes).unwrap();
+    let metadata = [("ids", "[\"a\",\"b\"]"), ("embedding_dim", "4")].map(|(k, v)| (k.to_string(), v.to_string()));
+    std::fs::write(
+        &path,
+        safetensors::serialize([("embeddings", view)], Some(metadata.into_iter().collect())).unwrap(),
+    )
+    .unwrap();
+    let message = Gallery::load(&path).unwrap_err().to_string();
+    assert!(message.contains("embedding_dim"), "{message}");
 }

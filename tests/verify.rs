@@ -14,7 +14,8 @@ use siamese_wgpu::io::{read_npy, read_samples};
 use siamese_wgpu::ops::{LearnedHead, PairDistance};
 use siamese_wgpu::tensor::{run_dispatches, Array, Tensor};
 use siamese_wgpu::verify::{
-    accuracy_at, contrastive_loss, evaluate, pairs_from_labels, read_labels_csv, read_pairs_csv, ModelDecision,
+    accuracy_at, contrastive_loss, evaluate, pairs_from_labels, pairs_from_labels_with, read_labels_csv,
+    read_pairs_csv, ModelDecision, DEFAULT_MAX_SAME_PAIRS,
 };
 use siamese_wgpu::{Distance, SiameseModel};
 
@@ -242,4 +243,113 @@ fn learned_distance_without_a_head_is_a_typed_error() {
     assert!(err.contains("head"), "{err}");
     let head = LearnedHead { weights: vec![0.5; 3], bias: 0.0, squared: false };
     assert!(model.set_learned_head(&head).unwrap_err().to_string().contains("learned head"));
+}
+
+/// FNV-1a 64 of the pairs, to pin a seed's output without pasting thousands of pairs.
+fn pairs_digest(pairs: &[(usize, usize, bool)]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for &(i, j, same) in pairs {
+        for byte in (i as u64).to_le_bytes().into_iter().chain((j as u64).to_le_bytes()).chain([same as u8]) {
+            hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+#[test]
+fn pairs_from_labels_under_the_cap_is_unchanged() {
+    // Digests of what pairs_from_labels gave before the same pairs were capped: a dense
+    // case (different pairs listed), a sparse one (different pairs drawn) and the
+    // labelled digits.
+    let dense: Vec<usize> = (0..30).map(|i| i % 2).collect();
+    let sparse: Vec<usize> = (0..300).map(|i| i % 40).collect();
+    let digits: Vec<String> = read_labels_csv(root().join("models/digits/heldout/labels.csv"))
+        .unwrap()
+        .into_iter()
+        .map(|(_, label)| label)
+        .collect();
+    let got = [
+        pairs_digest(&pairs_from_labels(&dense, 3).unwrap()),
+        pairs_digest(&pairs_from_labels(&sparse, 1).unwrap()),
+        pairs_digest(&pairs_from_labels(&digits, 5).unwrap()),
+    ];
+    assert_eq!(got, [0xebdc3afba276e341, 0x3e7ff146a0b6fa75, 0x743c0e45add4fc89], "{got:#x?}");
+}
+
+#[test]
+fn pairs_from_labels_is_bounded_on_large_classes() {
+    // 40,000 items in 2 classes have 399,980,000 same pairs: listing them took 6.4 GB.
+    // Capped, the default draws 50,000 of them at random and as many different pairs.
+    let labels: Vec<u8> = (0..40_000).map(|i| (i % 2) as u8).collect();
+    let started = std::time::Instant::now();
+    let pairs = pairs_from_labels(&labels, 0).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(pairs.len(), 2 * DEFAULT_MAX_SAME_PAIRS);
+    assert_eq!(pairs.iter().filter(|p| p.2).count(), DEFAULT_MAX_SAME_PAIRS);
+    let mut unique: Vec<(usize, usize)> = pairs.iter().map(|p| (p.0, p.1)).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), pairs.len(), "no pair twice");
+    for &(i, j, same) in &pairs {
+        assert!(i < j && j < labels.len());
+        assert_eq!(labels[i] == labels[j], same);
+    }
+    // Not a timed assertion of speed, a guard against the quadratic walk (minutes).
+    assert!(elapsed.as_secs() < 20, "took {elapsed:?}");
+
+    // The counts and the cap, and the same seed gives the same draw.
+    let drawn = pairs_from_labels_with(&labels, 0, 1000).unwrap();
+    assert_eq!((drawn.same_available, drawn.different_available), (399_980_000, 400_000_000));
+    assert_eq!(drawn.pairs.len(), 2000);
+    assert!(drawn.capped());
+    assert_eq!(pairs_from_labels_with(&labels, 0, 1000).unwrap(), drawn);
+    assert_ne!(pairs_from_labels_with(&labels, 1, 1000).unwrap().pairs, drawn.pairs);
+    // Under the cap nothing is capped, and the pairs are pairs_from_labels'.
+    let small = ["a", "b", "a", "c", "b", "a", "c"];
+    let all = pairs_from_labels_with(&small, 7, 5).unwrap();
+    assert!(!all.capped());
+    assert_eq!(all.pairs, pairs_from_labels(&small, 7).unwrap());
+    assert_eq!((all.same_available, all.different_available), (5, 16));
+    // Just over the cap (every same pair but one) and one class far larger than the
+    // other (different pairs are rare among all pairs): still distinct, balanced pairs.
+    for (labels, cap) in [(small.to_vec(), 4), ([vec!["big"; 3000], vec!["small"; 3]].concat(), 2000)] {
+        let drawn = pairs_from_labels_with(&labels, 3, cap).unwrap();
+        assert!(drawn.capped());
+        assert_eq!(drawn.pairs.iter().filter(|p| p.2).count(), cap);
+        assert_eq!(drawn.pairs.len(), 2 * cap);
+        let mut unique: Vec<(usize, usize)> = drawn.pairs.iter().map(|p| (p.0, p.1)).collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), drawn.pairs.len(), "no pair twice");
+        assert!(drawn.pairs.iter().all(|&(i, j, same)| i < j && (labels[i] == labels[j]) == same));
+    }
+    assert!(pairs_from_labels_with(&small, 7, 0).is_err(), "a cap of 0 leaves no same pairs");
+}
+
+#[test]
+fn labels_csv_refuses_empty_labels_and_repeated_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("labels.csv");
+    std::fs::write(&csv, "path,label\na.png,cat\nb.png,\nc.png,dog\n").unwrap();
+    let err = read_labels_csv(&csv).unwrap_err().to_string();
+    assert!(err.contains("line 3") && err.contains("empty label"), "{err}");
+    std::fs::write(&csv, "a.png,cat\nb.png,dog\nc.png,cat\n./b.png,dog\n").unwrap();
+    let err = read_labels_csv(&csv).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("line 4") && err.contains("b.png"), "{err}");
+    std::fs::write(&csv, "a.png,cat\nb.png,dog\n").unwrap();
+    assert_eq!(read_labels_csv(&csv).unwrap().len(), 2);
+}
+
+#[test]
+fn a_leading_hash_is_a_file_name_not_a_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.csv");
+    std::fs::write(&pairs, "left,right,label\n#1.png,a.png,1\nb.png,#2.png,0\nc.png,d.png,1\n").unwrap();
+    let read = read_pairs_csv(&pairs).unwrap();
+    assert_eq!(read.labels, [true, false, true]);
+    assert_eq!(read.left[0], dir.path().join("#1.png"));
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(&labels, "#1.png,cat\nb.png,cat\n").unwrap();
+    let read = read_labels_csv(&labels).unwrap();
+    assert_eq!(read, [(dir.path().join("#1.png"), "cat".to_string()), (dir.path().join("b.png"), "cat".into())]);
 }

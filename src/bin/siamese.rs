@@ -8,14 +8,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use siamese_wgpu::gpu::{describe_adapter, list_adapters};
-use siamese_wgpu::io::{
-    read_batch_for, read_lengths, read_npy, read_pairs_tsv, read_samples, read_samples_for, write_npy,
-};
+use siamese_wgpu::io::{read_batch_for, read_lengths, read_npy, read_pairs_tsv, read_samples_for, write_npy};
 use siamese_wgpu::ops::LearnedHead;
 use siamese_wgpu::plot::{verification_png, ScorePlot};
 use siamese_wgpu::sentence::find_installed_minilm;
 use siamese_wgpu::verify::{
-    accuracy_at, contrastive_loss, evaluate, pairs_from_labels, read_labels_csv, read_pairs_csv, ModelDecision,
+    accuracy_at, contrastive_loss, evaluate, pairs_from_labels_with, read_labels_csv, read_pairs_csv, ModelDecision,
     DECISION_FILE,
 };
 use siamese_wgpu::{
@@ -110,16 +108,22 @@ enum Command {
     /// Nearest matches in a gallery: embed it once (a folder of PNGs, an .npy, or a saved
     /// gallery .safetensors), then the top-k nearest for each query, on the GPU.
     Search(SearchArgs),
-    /// Build labelled pairs from a labelled set (CSV `path,label`): every same pair plus
-    /// as many random different pairs; prints (or writes) CSV `left,right,label`.
+    /// Build labelled pairs from a labelled set (CSV `path,label`): every same pair (at
+    /// most --max-pairs, drawn at random beyond) plus as many random different pairs;
+    /// prints (or writes) CSV `left,right,label`.
     PairsFrom {
-        /// CSV of `path,label` rows (header optional; paths relative to the CSV), or a folder
-        /// with one subfolder of PNG images per class (the subfolder name is the label).
+        /// CSV of `path,label` rows (header optional; paths relative to the CSV; no empty
+        /// labels, no path twice), or a folder with one subfolder of PNG images per class
+        /// (the subfolder name is the label).
         #[arg(long)]
         labels: PathBuf,
-        /// Seed for drawing the different pairs.
+        /// Seed for drawing the pairs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// The most same pairs written: when the set has more, this many distinct ones are
+        /// drawn at random (said on stderr). As many different pairs as same pairs.
+        #[arg(long, default_value_t = siamese_wgpu::verify::DEFAULT_MAX_SAME_PAIRS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        max_pairs: usize,
         /// Write the pairs here instead of printing them (paths are written relative to
         /// this file's folder when it is the labels' folder, else absolute).
         #[arg(long)]
@@ -164,12 +168,19 @@ struct SearchArgs {
     /// Matches per query.
     #[arg(short, long, default_value_t = 5)]
     k: usize,
-    /// euclidean, sqeuclidean, cosine or manhattan.
-    #[arg(long, default_value = "euclidean")]
-    distance: Distance,
-    /// Save the gallery's embeddings and ids here (.safetensors) for later searches.
+    /// euclidean, sqeuclidean, cosine or manhattan. Default: the metric a saved gallery
+    /// records, else euclidean (another metric than the saved one is a warning: the
+    /// embeddings serve any metric).
+    #[arg(long)]
+    distance: Option<Distance>,
+    /// Save the gallery's embeddings and ids here (.safetensors) for later searches, with
+    /// the model's fingerprint and the metric: a later search with another model is refused.
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Search a saved gallery with a model other than the one that embedded it (refused
+    /// otherwise: its neighbours are meaningless unless both models embed alike).
+    #[arg(long)]
+    allow_model_mismatch: bool,
 }
 
 #[derive(clap::Args)]
@@ -317,7 +328,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => verify(&args, precision),
         Command::Search(args) => search(&args, precision),
         Command::Inspect { model } => inspect(&model),
-        Command::PairsFrom { labels, seed, out } => pairs_from(&labels, seed, out.as_deref()),
+        Command::PairsFrom { labels, seed, max_pairs, out } => pairs_from(&labels, seed, max_pairs, out.as_deref()),
         Command::Similarity { model, pairs, sentences, timing, timing_runs, embeddings_out } => {
             similarity(model, pairs, sentences, timing.then_some(timing_runs.max(1)), embeddings_out, precision)
         }
@@ -342,8 +353,8 @@ fn similarity(
         None => find_installed_minilm()?,
     };
     let started = Instant::now();
-    let model = SentenceModel::load_with_precision(Arc::new(Gpu::new()?), &dir, precision)
-        .map_err(|e| loading(&dir, e))?;
+    let model =
+        SentenceModel::load_with_precision(Arc::new(Gpu::new()?), &dir, precision).map_err(|e| loading(&dir, e))?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let started = Instant::now();
@@ -478,18 +489,18 @@ fn verify(args: &VerifyArgs, precision: Precision) -> Result<()> {
 
 fn search(args: &SearchArgs, precision: Precision) -> Result<()> {
     let model = load(&args.model, precision)?;
-    let channels = model.input_shape().last().copied();
     let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
     let started = Instant::now();
-    let gallery = if args.gallery.is_dir() {
+    let saved_gallery = !args.gallery.is_dir() && is(&args.gallery, "safetensors");
+    let mut gallery = if args.gallery.is_dir() {
         let files = png_files(&args.gallery)?;
         if files.is_empty() {
             bail!("{}: no .png files in the gallery folder", args.gallery.display());
         }
         let ids = files.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-        let inputs = read_samples(&files, channels).context("reading the gallery images")?;
+        let inputs = read_samples_for(&files, model.input_shape()).context("reading the gallery images")?;
         Gallery::embed(&model, ids, &inputs, true)?
-    } else if is(&args.gallery, "safetensors") {
+    } else if saved_gallery {
         Gallery::load(&args.gallery)?
     } else {
         let inputs = read_npy(&args.gallery).context("reading --gallery")?;
@@ -497,6 +508,39 @@ fn search(args: &SearchArgs, precision: Precision) -> Result<()> {
         Gallery::embed(&model, ids, &inputs, true)?
     };
     let gallery_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (gallery_name, model_name) = (args.gallery.display(), args.model.display());
+    if saved_gallery {
+        use siamese_wgpu::search::ModelCheck;
+        match gallery.check_model(&model) {
+            Ok(ModelCheck::Same) => {}
+            Ok(ModelCheck::NotRecorded) => eprintln!(
+                "warning: {gallery_name}: saved by an older version: model not recorded, so it cannot be checked \
+                 against {model_name}"
+            ),
+            Err(error) if args.allow_model_mismatch => {
+                eprintln!("warning: {gallery_name}: {error} (searching anyway: --allow-model-mismatch)")
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("searching {gallery_name} with {model_name} (--allow-model-mismatch searches anyway)")
+                })
+            }
+        }
+    } else {
+        gallery.model = Some(model_name.to_string());
+    }
+    let metric = match (args.distance, gallery.metric) {
+        (Some(asked), Some(saved)) if asked != saved => {
+            eprintln!(
+                "warning: {gallery_name} was saved for {saved} distance; ranking by {asked} as --distance asks \
+                 (the embeddings serve any metric)"
+            );
+            asked
+        }
+        (Some(metric), _) | (None, Some(metric)) => metric,
+        (None, None) => Distance::Euclidean,
+    };
+    gallery.metric = Some(metric);
     if let Some(path) = &args.save {
         gallery.save(path)?;
         eprintln!("saved {} gallery embeddings to {}", gallery.len(), path.display());
@@ -507,14 +551,14 @@ fn search(args: &SearchArgs, precision: Precision) -> Result<()> {
             let names = (0..q.batch()).map(|i| format!("{}[{i}]", one.display())).collect();
             (q, names)
         }
-        many => (read_samples(many, channels)?, many.iter().map(|p| p.display().to_string()).collect()),
+        many => (read_samples_for(many, model.input_shape())?, many.iter().map(|p| p.display().to_string()).collect()),
     };
     let embedded = model.embed(&queries)?;
     let rows = embedded.batch();
     let flat = Array::new(vec![rows, embedded.row_len()], embedded.data().to_vec())?;
     let index = GpuSearch::new(model.gpu().clone(), &gallery)?;
     let started = Instant::now();
-    let results = index.search(&flat, args.k, args.distance)?;
+    let results = index.search(&flat, args.k, metric)?;
     let search_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut out = String::new();
     for (name, matches) in names.iter().zip(&results) {
@@ -529,7 +573,7 @@ fn search(args: &SearchArgs, precision: Precision) -> Result<()> {
         names.len(),
         gallery.len(),
         gallery.dim(),
-        args.distance
+        metric
     );
     Ok(())
 }
@@ -563,14 +607,23 @@ fn labelled_folder(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     Ok(items)
 }
 
-fn pairs_from(labels_csv: &Path, seed: u64, out: Option<&Path>) -> Result<()> {
+fn pairs_from(labels_csv: &Path, seed: u64, max_same: usize, out: Option<&Path>) -> Result<()> {
     let (items, base) = if labels_csv.is_dir() {
         (labelled_folder(labels_csv)?, labels_csv)
     } else {
         (read_labels_csv(labels_csv)?, labels_csv.parent().unwrap_or(Path::new(".")))
     };
     let classes: Vec<&str> = items.iter().map(|(_, label)| label.as_str()).collect();
-    let pairs = pairs_from_labels(&classes, seed)?;
+    let drawn = pairs_from_labels_with(&classes, seed, max_same)?;
+    if drawn.capped() {
+        eprintln!(
+            "{} items have {} same pairs; wrote {} of them at random (--max-pairs)",
+            items.len(),
+            drawn.same_available,
+            drawn.same()
+        );
+    }
+    let pairs = drawn.pairs;
     let same_folder = out.is_none_or(|o| {
         let parent = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         parent.canonicalize().ok() == base.canonicalize().ok().or_else(|| Path::new(".").canonicalize().ok())
@@ -615,8 +668,7 @@ fn emit(text: &str) -> Result<()> {
 
 fn load(path: &Path, precision: Precision) -> Result<SiameseModel> {
     let gpu = Arc::new(Gpu::new()?);
-    let model = SiameseModel::load_with_precision(gpu, path, precision)
-        .map_err(|e| loading(path, e))?;
+    let model = SiameseModel::load_with_precision(gpu, path, precision).map_err(|e| loading(path, e))?;
     if let Some((encoder, head)) = model.keras_twin() {
         match encoder {
             Some(name) => eprintln!("{}: Siamese model, shared encoder {name:?}; head: {head}", path.display()),
@@ -776,8 +828,8 @@ fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
     let iters = args.iters.max(1);
     let gpu = Arc::new(Gpu::new()?);
     let started = Instant::now();
-    let mut model = SiameseModel::load_with_precision(gpu.clone(), model_dir, precision)
-        .map_err(|e| loading(model_dir, e))?;
+    let mut model =
+        SiameseModel::load_with_precision(gpu.clone(), model_dir, precision).map_err(|e| loading(model_dir, e))?;
     model.set_recurrent_per_step(args.recurrent_per_step)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = gpu.adapter_info();
