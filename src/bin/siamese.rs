@@ -121,8 +121,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// The most same pairs written: when the set has more, this many distinct ones are
-        /// drawn at random (said on stderr). As many different pairs as same pairs.
-        #[arg(long, default_value_t = siamese_wgpu::verify::DEFAULT_MAX_SAME_PAIRS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        /// drawn at random (said on stderr). As many different pairs as same pairs. At most
+        /// 10,000,000 (about 500 MB of pairs in memory).
+        #[arg(long, default_value_t = siamese_wgpu::verify::DEFAULT_MAX_SAME_PAIRS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
         max_pairs: usize,
         /// Write the pairs here instead of printing them (paths are written relative to
         /// this file's folder when it is the labels' folder, else absolute).
