@@ -48,6 +48,13 @@ fn one_line_error(output: &Output, needles: &[&str]) -> String {
     lines[0].to_string()
 }
 
+/// The arguments of one short `bench --json` run: one timed call, no warm-up, no naive pass.
+fn quick_bench<'a>(model: &'a str, batch: &'a str, seq_len: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["bench", "--model", model, "--batch", batch, "--seq-len", seq_len];
+    args.extend(["--iters", "1", "--warmup-ms", "0", "--no-naive", "--json"]);
+    args
+}
+
 /// `info` into a closed pipe ends quietly (it panicked in `println!`); into a full disk it
 /// is a one-line error (it panicked too).
 #[test]
@@ -60,23 +67,7 @@ fn closed_or_full_stdout_never_panics() {
     assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let output = command(&[
-        "bench",
-        "--model",
-        "models/cnn",
-        "--batch",
-        "1",
-        "--iters",
-        "1",
-        "--warmup-ms",
-        "0",
-        "--no-naive",
-        "--json",
-    ])
-    .stdout(writer)
-    .stderr(Stdio::piped())
-    .output()
-    .unwrap();
+    let output = command(&quick_bench("models/cnn", "1", "50")).stdout(writer).stderr(Stdio::piped()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
     let full = std::fs::File::create("/dev/full").unwrap();
@@ -105,21 +96,7 @@ fn bench_refuses_sizes_beyond_memory() {
 #[test]
 fn bench_runs_token_models() {
     let Some(_) = gpu() else { return };
-    let output = siamese(&[
-        "bench",
-        "--model",
-        "tests/fixtures/token_encoder",
-        "--batch",
-        "2",
-        "--seq-len",
-        "9",
-        "--iters",
-        "1",
-        "--warmup-ms",
-        "0",
-        "--no-naive",
-        "--json",
-    ]);
+    let output = siamese(&quick_bench("tests/fixtures/token_encoder", "2", "9"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
