@@ -19,11 +19,13 @@
 // Numeric guards: identical rows give exactly 0 for every metric (Σ|a-b| = 0 short-cuts
 // cosine, whose rounding would otherwise leave ~1e-7); cosine uses |x| =
 // sqrt(max(Σx², 1e-12)) like Keras' l2_normalize, so zero vectors give no NaN; cosine is
-// clamped at 0 from below. Large finite embeddings give finite distances: a first pass
-// finds the largest |a|, |b| of the pair and the sums run over values scaled by powers of
-// two (metric.wgsl's pow2_exponent), so Σ(a-b)² cannot overflow when the distance itself
-// fits f32. A NaN or infinite embedding value makes its pair's result NaN (never a
-// clamped 0 or 1), which the host reports naming the twin and row.
+// clamped at 0 from below. Large finite embeddings give finite distances: when the plain
+// sums overflow (or Σ(a-b)² underflows while the rows differ), the pair is summed again
+// over values scaled by powers of two (metric.wgsl's pow2_exponent, from the largest |a|,
+// |b|), so Σ(a-b)² cannot overflow when the distance itself fits f32; the plain sums,
+// kept otherwise, are the same bits as before. A NaN or infinite embedding value makes
+// its pair's result NaN (never a clamped 0 or 1), which the host reports naming the twin
+// and row.
 
 override SQUARED: u32 = 0u;
 
@@ -39,57 +41,17 @@ struct DistanceParams {
 @group(0) @binding(2) var<storage, read_write> distance: array<f32>;
 @group(0) @binding(3) var<storage, read> head: array<f32>;
 
-// x: Σ(a-b)², y: Σ|a-b|, z: Σab; norms: x Σa², y Σb² (all of scaled values).
+// x: Σ(a-b)², y: Σ|a-b|, z: Σab; norms: x Σa², y Σb² (of scaled values on the slow path).
 var<workgroup> partial_diff: array<vec3<f32>, LINEAR_WORKGROUP>;
 var<workgroup> partial_norm: array<vec2<f32>, LINEAR_WORKGROUP>;
-// First pass: x max|a|, y max|b|, z 1.0 when a value is NaN or infinite.
+// Slow path, first pass: x max|a|, y max|b|, z 1.0 when a value is NaN or infinite.
 var<workgroup> partial_max: array<vec3<f32>, LINEAR_WORKGROUP>;
+// 1 when the plain sums overflowed or underflowed: the pair is summed again, scaled.
+var<workgroup> rescale: u32;
 
-@compute @workgroup_size(LINEAR_WORKGROUP)
-fn pair_distance(
-    @builtin(workgroup_id) workgroup: vec3<u32>,
-    @builtin(num_workgroups) num_workgroups: vec3<u32>,
-    @builtin(local_invocation_index) local: u32,
-) {
-    // One workgroup per pair: the "element" index of linear_index is the pair here.
-    let pair = workgroup_index(workgroup, num_workgroups);
-    // `pair` is uniform across the workgroup, so this early exit keeps barriers uniform.
-    if pair >= params.pairs {
-        return;
-    }
-    let left = pair * params.dim;
-    let right = (pair + params.pairs) * params.dim;
-    var largest = vec3<f32>(0.0);
-    for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
-        let a = embedding[left + i];
-        let b = embedding[right + i];
-        let bad = not_finite(a) || not_finite(b);
-        largest = max(largest, vec3<f32>(abs(a), abs(b), select(0.0, 1.0, bad)));
-    }
-    partial_max[local] = largest;
-    workgroupBarrier();
-    for (var stride = LINEAR_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if local < stride {
-            partial_max[local] = max(partial_max[local], partial_max[local + stride]);
-        }
-        workgroupBarrier();
-    }
-    let extremes = partial_max[0];
-    // A non-finite value: this pair's result is NaN, whatever the metric (uniform exit).
-    if extremes.z != 0.0 {
-        if local == 0u {
-            distance[pair] = nan_bits();
-        }
-        return;
-    }
-    // One scale for the difference (from the larger of the two rows), one per row for
-    // cosine's dot product and norms.
-    let e = pow2_exponent(max(extremes.x, extremes.y));
-    let e_a = pow2_exponent(extremes.x);
-    let e_b = pow2_exponent(extremes.y);
-    let s = scale_of(e);
-    let s_a = scale_of(e_a);
-    let s_b = scale_of(e_b);
+// Sums over the pair, with d = a·s − b·s and a·s_a, b·s_b (s = 1: the plain sums), into
+// partial_diff[0] and partial_norm[0]. Every invocation must call it (it has barriers).
+fn sum_pair(left: u32, right: u32, local: u32, s: f32, s_a: f32, s_b: f32) {
     var diff = vec3<f32>(0.0);
     var norm = vec2<f32>(0.0);
     for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
@@ -111,13 +73,76 @@ fn pair_distance(
         }
         workgroupBarrier();
     }
-    if local != 0u {
+}
+
+@compute @workgroup_size(LINEAR_WORKGROUP)
+fn pair_distance(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) num_workgroups: vec3<u32>,
+    @builtin(local_invocation_index) local: u32,
+) {
+    // One workgroup per pair: the "element" index of linear_index is the pair here.
+    let pair = workgroup_index(workgroup, num_workgroups);
+    // `pair` is uniform across the workgroup, so this early exit keeps barriers uniform.
+    if pair >= params.pairs {
         return;
     }
-    let total = partial_diff[0];
-    let norms = partial_norm[0];
-    let summed = select(total.y, total.x, metric_squares());
-    distance[pair] = finish_metric_scaled(summed, total.z, norms.x, norms.y, e, e_a, e_b);
+    let left = pair * params.dim;
+    let right = (pair + params.pairs) * params.dim;
+    // Fast path: the plain sums (no scaling), kept unless they overflowed (or a value was
+    // not finite) or the squares underflowed while the values differ.
+    sum_pair(left, right, local, 1.0, 1.0, 1.0);
+    if local == 0u {
+        let total = partial_diff[0];
+        let norms = partial_norm[0];
+        let overflow = not_finite(total.x) || not_finite(total.y) || not_finite(total.z)
+            || not_finite(norms.x) || not_finite(norms.y);
+        let underflow = metric_squares() && total.x < 1e-30 && total.y > 0.0;
+        rescale = select(0u, 1u, overflow || underflow);
+        if !(overflow || underflow) {
+            distance[pair] = finish_metric(select(total.y, total.x, metric_squares()), total.z, norms.x, norms.y);
+        }
+    }
+    if workgroupUniformLoad(&rescale) == 0u {
+        return;
+    }
+    // Slow path: the largest |a|, |b| (and whether a value is not finite), then the sums
+    // of values scaled by powers of two.
+    var largest = vec3<f32>(0.0);
+    for (var i = local; i < params.dim; i += LINEAR_WORKGROUP) {
+        let a = embedding[left + i];
+        let b = embedding[right + i];
+        let bad = not_finite(a) || not_finite(b);
+        largest = max(largest, vec3<f32>(abs(a), abs(b), select(0.0, 1.0, bad)));
+    }
+    partial_max[local] = largest;
+    workgroupBarrier();
+    for (var stride = LINEAR_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if local < stride {
+            partial_max[local] = max(partial_max[local], partial_max[local + stride]);
+        }
+        workgroupBarrier();
+    }
+    let extremes = workgroupUniformLoad(&partial_max[0]);
+    // A non-finite value: this pair's result is NaN, whatever the metric.
+    if extremes.z != 0.0 {
+        if local == 0u {
+            distance[pair] = nan_bits();
+        }
+        return;
+    }
+    // One scale for the difference (from the larger of the two rows), one per row for
+    // cosine's dot product and norms.
+    let e = pow2_exponent(max(extremes.x, extremes.y));
+    let e_a = pow2_exponent(extremes.x);
+    let e_b = pow2_exponent(extremes.y);
+    sum_pair(left, right, local, scale_of(e), scale_of(e_a), scale_of(e_b));
+    if local == 0u {
+        let total = partial_diff[0];
+        let norms = partial_norm[0];
+        let summed = select(total.y, total.x, metric_squares());
+        distance[pair] = finish_metric_scaled(summed, total.z, norms.x, norms.y, e, e_a, e_b);
+    }
 }
 
 @compute @workgroup_size(REDUCE_WORKGROUP)
