@@ -1,0 +1,49 @@
+//! `siamese inspect`: what a model file holds.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::common::{emit, loading};
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// A .keras / .h5 file or a model directory.
+    #[arg(long)]
+    model: PathBuf,
+}
+
+/// `siamese inspect`.
+pub fn run(args: InspectArgs) -> Result<()> {
+    inspect(&args.model)
+}
+
+fn inspect(path: &Path) -> Result<()> {
+    use siamese_wgpu::model::keras_file;
+    if path.is_file() && keras_file::is_keras_file(path) {
+        let inspection = keras_file::inspect(path)?;
+        let mut text = inspection.to_string();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        return emit(&text);
+    }
+    let spec = siamese_wgpu::model::load(path).map_err(|e| loading(path, e))?;
+    let shapes = spec.shapes(1)?;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{}: model directory, encoder {:?}, input {:?} (0 = any length)",
+        path.display(),
+        spec.name,
+        spec.input_shape
+    )?;
+    writeln!(out, "{:<28} {:<24} {:>12}", "layer", "output shape", "parameters")?;
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let shape = shapes.get(i + 1).map(|s| format!("{:?}", &s[1..])).unwrap_or_default();
+        writeln!(out, "{:<28} {:<24} {:>12}", layer.name, shape, layer.kind.parameter_count())?;
+    }
+    writeln!(out, "{} parameters; every layer runs on the GPU", spec.parameter_count())?;
+    emit(&out)
+}

@@ -1,0 +1,126 @@
+//! `siamese pairs` and `siamese embed`: distances of pairs, embeddings of a batch.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use siamese_wgpu::io::{read_batch_for, read_lengths, write_npy};
+use siamese_wgpu::ops::LearnedHead;
+use siamese_wgpu::{Array, Distance, Precision};
+
+use crate::common::{default_metric, emit, load};
+
+#[derive(clap::Args)]
+pub struct PairsArgs {
+    /// Model directory (model.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Left inputs: one .npy of shape [N, ...input shape] (float32; float64 is cast), or PNG files.
+    #[arg(long, num_args = 1.., required = true)]
+    left: Vec<PathBuf>,
+    /// Right inputs, same form and N as --left.
+    #[arg(long, num_args = 1.., required = true)]
+    right: Vec<PathBuf>,
+    /// Sequence models: int32/int64 .npy [N] of left lengths (default: full length).
+    #[arg(long)]
+    left_lengths: Option<PathBuf>,
+    /// Sequence models: int32/int64 .npy [N] of right lengths (default: full length).
+    #[arg(long)]
+    right_lengths: Option<PathBuf>,
+    /// euclidean, sqeuclidean, cosine, manhattan, or learned (the match probability of
+    /// the model's learned head: head.safetensors, a Keras twin's Dense head, or --head).
+    /// Default: learned for a Keras twin whose head maps to it, else euclidean.
+    #[arg(long)]
+    distance: Option<Distance>,
+    /// A learned metric head (safetensors: NAME/kernel [dim, 1], NAME/bias [1]).
+    #[arg(long)]
+    head: Option<PathBuf>,
+    /// Also write the distances as a float32 .npy of shape [N].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Pass NaN/Inf input values through to the GPU instead of refusing them (only their own
+    /// pair is affected).
+    #[arg(long)]
+    allow_nonfinite: bool,
+    /// Also write both twins' embeddings to PREFIX_left.npy and PREFIX_right.npy.
+    #[arg(long, value_name = "PREFIX")]
+    embeddings_out: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct EmbedArgs {
+    /// Model directory (model.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Inputs: one .npy of shape [N, ...input shape], or PNG files.
+    #[arg(long, num_args = 1.., required = true)]
+    input: Vec<PathBuf>,
+    /// Sequence models: int32/int64 .npy [N] of lengths (default: full length).
+    #[arg(long)]
+    lengths: Option<PathBuf>,
+    /// Output .npy of shape [N, ...embedding shape].
+    #[arg(long)]
+    out: PathBuf,
+    /// Pass NaN/Inf input values through instead of refusing them.
+    #[arg(long)]
+    allow_nonfinite: bool,
+}
+
+/// `siamese pairs`.
+pub fn pairs(args: PairsArgs, precision: Precision) -> Result<()> {
+    let PairsArgs {
+        model,
+        left,
+        right,
+        left_lengths,
+        right_lengths,
+        distance,
+        head,
+        out,
+        allow_nonfinite,
+        embeddings_out,
+    } = args;
+    let load = |path: &std::path::Path| load(path, precision);
+    let mut model = load(&model)?;
+    model.set_allow_nonfinite(allow_nonfinite);
+    if let Some(head) = &head {
+        model.set_learned_head(&LearnedHead::load(head)?)?;
+    }
+    let distance = default_metric(&model, distance, head.is_some());
+    let left = read_batch_for(&left, model.input_shape()).context("reading --left")?;
+    let right = read_batch_for(&right, model.input_shape()).context("reading --right")?;
+    let left_lengths = left_lengths.map(read_lengths).transpose().context("reading --left-lengths")?;
+    let right_lengths = right_lengths.map(read_lengths).transpose().context("reading --right-lengths")?;
+    let output = model.pairs_ragged(
+        &left,
+        left_lengths.as_deref(),
+        &right,
+        right_lengths.as_deref(),
+        distance,
+        embeddings_out.is_some(),
+    )?;
+    let mut text = String::new();
+    for d in &output.distances {
+        text.push_str(&format!("{d}\n"));
+    }
+    emit(&text)?;
+    if let Some(path) = out {
+        write_npy(&path, &Array::new(vec![output.distances.len()], output.distances.clone())?)?;
+    }
+    if let (Some(prefix), Some(l), Some(r)) = (embeddings_out, &output.left_embeddings, &output.right_embeddings) {
+        write_npy(format!("{prefix}_left.npy"), l)?;
+        write_npy(format!("{prefix}_right.npy"), r)?;
+    }
+    Ok(())
+}
+
+/// `siamese embed`.
+pub fn embed(args: EmbedArgs, precision: Precision) -> Result<()> {
+    let EmbedArgs { model, input, lengths, out, allow_nonfinite } = args;
+    let load = |path: &std::path::Path| load(path, precision);
+    let mut model = load(&model)?;
+    model.set_allow_nonfinite(allow_nonfinite);
+    let input = read_batch_for(&input, model.input_shape()).context("reading --input")?;
+    let lengths = lengths.map(read_lengths).transpose().context("reading --lengths")?;
+    write_npy(&out, &model.embed_ragged(&input, lengths.as_deref())?)?;
+    Ok(())
+}
