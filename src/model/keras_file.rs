@@ -1386,8 +1386,8 @@ fn declared_shapes(model: &ModelView) -> HashMap<String, Vec<Option<usize>>> {
                 }
                 shape
             }),
-            "Activation" | "ReLU" | "Dropout" | "SpatialDropout2D" | "GaussianDropout" | "GaussianNoise"
-            | "AlphaDropout" | "BatchNormalization" | "LayerNormalization" | "Masking" => input,
+            "Activation" | "ReLU" | "BatchNormalization" | "LayerNormalization" | "Masking" => input,
+            class if keras::IDENTITY_AT_INFERENCE.contains(&class) => input,
             _ => None,
         };
         if let Some(shape) = derived {

@@ -108,10 +108,12 @@ pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = gpu.adapter_info();
     let vocab = model.spec().token_vocab();
-    // Every batch's inputs are checked before the first is timed.
-    for &pairs in batches {
-        let shape: Vec<usize> = std::iter::once(pairs).chain(model.spec().sample_shape(seq_len)).collect();
-        bench_input_len(&shape)?;
+    // Every batch's input shape, checked before the first is timed.
+    let sample = model.spec().sample_shape(seq_len);
+    let shapes: Vec<Vec<usize>> =
+        batches.iter().map(|&pairs| std::iter::once(pairs).chain(sample.clone()).collect()).collect();
+    for shape in &shapes {
+        bench_input_len(shape)?;
     }
     let flops_per_pair = 2 * model.graph().flops_per_sample(seq_len);
     let peak = if args.peak { Some(siamese_wgpu::ops::peak::measure_peak(&gpu)?) } else { None };
@@ -146,10 +148,9 @@ pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
         )?;
         emit(&out)?;
     }
-    for &pairs in batches.iter() {
-        let shape: Vec<usize> = std::iter::once(pairs).chain(model.spec().sample_shape(seq_len)).collect();
-        let left = bench_input(&shape, vocab, 1)?;
-        let right = bench_input(&shape, vocab, 2)?;
+    for (&pairs, shape) in batches.iter().zip(&shapes) {
+        let left = bench_input(shape, vocab, 1)?;
+        let right = bench_input(shape, vocab, 2)?;
         let t = Instant::now();
         model.distances(&left, &right, distance)?;
         let first_ms = t.elapsed().as_secs_f64() * 1e3;

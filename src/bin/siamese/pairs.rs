@@ -79,8 +79,7 @@ pub fn pairs(args: PairsArgs, precision: Precision) -> Result<()> {
         allow_nonfinite,
         embeddings_out,
     } = args;
-    let load = |path: &std::path::Path| load(path, precision);
-    let mut model = load(&model)?;
+    let mut model = load(&model, precision)?;
     model.set_allow_nonfinite(allow_nonfinite);
     if let Some(head) = &head {
         model.set_learned_head(&LearnedHead::load(head)?)?;
@@ -116,8 +115,7 @@ pub fn pairs(args: PairsArgs, precision: Precision) -> Result<()> {
 /// `siamese embed`.
 pub fn embed(args: EmbedArgs, precision: Precision) -> Result<()> {
     let EmbedArgs { model, input, lengths, out, allow_nonfinite } = args;
-    let load = |path: &std::path::Path| load(path, precision);
-    let mut model = load(&model)?;
+    let mut model = load(&model, precision)?;
     model.set_allow_nonfinite(allow_nonfinite);
     let input = read_batch_for(&input, model.input_shape()).context("reading --input")?;
     let lengths = lengths.map(read_lengths).transpose().context("reading --lengths")?;
