@@ -23,6 +23,19 @@ so a fixture whose file does not round-trip through Keras is never written.
                            writes the mask's NotEqual / Any operation nodes into its config;
                            inputs zero-padded to ragged lengths
   masked_lstm_twin.keras   twin over that Functional encoder; head as lstm_twin
+  bn_cnn.keras / .h5       Sequential encoder: Conv2D (no bias) -> BatchNormalization -> relu
+                           -> Conv2D -> BatchNormalization(scale=False) -> MaxPooling2D ->
+                           Flatten -> BatchNormalization(center=False) -> Dense ->
+                           BatchNormalization(epsilon=0.01)
+  bn_dense.keras           Sequential encoder: BatchNormalization on the input -> Dense relu ->
+                           BatchNormalization(momentum=0.9, epsilon=1e-5) -> Dense
+  bn_functional.keras      Functional encoder: Conv2D -> x; Add(x, BatchNormalization(x)) ->
+                           GlobalAveragePooling2D -> Dense (the conv output has two readers,
+                           so the BatchNormalization cannot be folded into the conv)
+
+Every BatchNormalization of the bn_* files gets random statistics after the build (gamma
+uniform [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance
+uniform [0.3, 2.0)); with the defaults (1, 0, 0, 1) the layer would be nearly the identity.
 
 Beside each model file NAME.{keras,h5}: NAME.left.npy, NAME.right.npy (float32, 4 pairs)
 and NAME.keras_out.npy (float32): the whole model's output for those pairs ([4, 1]); for
@@ -149,6 +162,80 @@ def dense_encoder() -> keras.Model:
         [keras.Input((6,), name="features"), layers.Dense(4, activation="tanh", name="dense")],
         name="encoder",
     )
+
+
+def bn_cnn_encoder() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((11, 13, 3), name="image"),
+            layers.Conv2D(7, 3, use_bias=False, name="conv2d"),
+            layers.BatchNormalization(name="batch_normalization"),
+            layers.Activation("relu", name="activation"),
+            layers.Conv2D(6, 3, padding="same", name="conv2d_1"),
+            layers.BatchNormalization(scale=False, name="batch_normalization_1"),
+            layers.MaxPooling2D(2, name="max_pooling2d"),
+            layers.Flatten(name="flatten"),
+            layers.BatchNormalization(center=False, name="batch_normalization_2"),
+            layers.Dense(5, name="dense"),
+            layers.BatchNormalization(epsilon=0.01, name="batch_normalization_3"),
+        ],
+        name="encoder",
+    )
+
+
+def bn_dense_encoder() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((10,), name="features"),
+            layers.BatchNormalization(name="batch_normalization"),
+            layers.Dense(9, activation="relu", name="dense"),
+            layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="batch_normalization_1"),
+            layers.Dense(4, name="dense_1"),
+        ],
+        name="encoder",
+    )
+
+
+def bn_functional_encoder() -> keras.Model:
+    """The conv output feeds both the BatchNormalization and the Add: two readers, so the
+    normalization cannot be folded into the conv's kernel and bias."""
+    inp = keras.Input((9, 9, 2), name="image")
+    x = layers.Conv2D(5, 3, name="conv2d")(inp)
+    y = layers.BatchNormalization(name="batch_normalization")(x)
+    z = layers.Add(name="residual")([x, y])
+    h = layers.GlobalAveragePooling2D(name="pool")(z)
+    out = layers.Dense(3, name="dense")(h)
+    return keras.Model(inp, out, name="encoder")
+
+
+def randomize_batch_norm(model: keras.Model, seed: int) -> None:
+    """Give every BatchNormalization layer of `model` non-trivial weights: gamma uniform
+    [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance uniform
+    [0.3, 2.0). A layer with scale=False has no gamma, one with center=False no beta; the
+    variables are told apart by name, in the layer's own order."""
+    rng = np.random.default_rng(seed)
+    draw = {
+        "gamma": lambda n: rng.uniform(0.5, 1.5, n),
+        "beta": lambda n: rng.normal(0.0, 0.3, n),
+        "moving_mean": lambda n: rng.normal(0.0, 0.5, n),
+        "moving_variance": lambda n: rng.uniform(0.3, 2.0, n),
+    }
+    found = 0
+    for layer in model.layers:
+        if not isinstance(layer, layers.BatchNormalization):
+            continue
+        names = [v.name for v in layer.weights]
+        expected = [n for n, on in (("gamma", layer.scale), ("beta", layer.center)) if on]
+        expected += ["moving_mean", "moving_variance"]
+        if names != expected:
+            raise SystemExit(f"{layer.name}: variables {names}, expected {expected}")
+        shapes = [w.shape for w in layer.get_weights()]
+        layer.set_weights(
+            [draw[n](s).astype(np.float32) for n, s in zip(names, shapes, strict=True)]
+        )
+        found += 1
+    if found == 0:
+        raise SystemExit(f"{model.name}: no BatchNormalization layer")
 
 
 def koch_twin(encoder: keras.Model, name: str) -> keras.Model:
@@ -292,11 +379,22 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | koch_twin.keras, koch_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `koch_twin`: `input_a`, `input_b` [6] -> `encoder` -> `l1_distance` -> `score` | Sequential `encoder`: InputLayer `features` [6], Dense `dense` 4 tanh | Lambda `l1_distance` over a Python `lambda`: abs(a - b), then Dense `score` (4 -> 1, sigmoid; kernel x4, bias -0.5 after init): a trained layer after a Lambda, which must not load (it cannot run yet, and must not be dropped) | [4, 1] twin output (probability) |
 | masked_lstm.keras | Keras 3 zip (no .h5: Keras cannot reload its legacy file of it) | Functional `encoder`: InputLayer `sequence` [None, 8], NotEqual `not_equal` and Any `any` (operation nodes Keras 3 records for the mask: any(x != 0, axis=-1), fed to the LSTM's `mask` argument), Masking `masking` (mask_value 0), LSTM `lstm` 4 | (the model itself) | none | [4] euclidean distance between encoder(left) and encoder(right), no epsilon |
 | masked_lstm_twin.keras | Keras 3 zip | Functional `masked_lstm_twin`: `input_a`, `input_b` [None, 8] -> `encoder` -> `distance` | the Functional `encoder` of masked_lstm.keras (same weights) | Lambda `distance` over `euclidean_distance`, as lstm_twin | [4, 1] twin output |
+| bn_cnn.keras | Keras 3 zip | Sequential `encoder`: InputLayer `image` [11, 13, 3], Conv2D `conv2d` 7 3x3 valid, no bias, linear; BatchNormalization `batch_normalization` (eps 1e-3); Activation `activation` relu; Conv2D `conv2d_1` 6 3x3 same, bias, linear; BatchNormalization `batch_normalization_1` (scale=False: no gamma); MaxPooling2D `max_pooling2d` 2; Flatten `flatten` (120); BatchNormalization `batch_normalization_2` (center=False: no beta); Dense `dense` 5 linear; BatchNormalization `batch_normalization_3` (eps 0.01) | (the model itself) | none | [4] euclidean distance between encoder(left) and encoder(right), no epsilon |
+| bn_cnn.h5 | legacy HDF5 | same | same | none | same file as bn_cnn.keras |
+| bn_dense.keras | Keras 3 zip | Sequential `encoder`: InputLayer `features` [10], BatchNormalization `batch_normalization` (on the input; eps 1e-3), Dense `dense` 9 relu, BatchNormalization `batch_normalization_1` (momentum 0.9, eps 1e-5), Dense `dense_1` 4 linear | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| bn_functional.keras | Keras 3 zip | Functional `encoder`: InputLayer `image` [9, 9, 2], Conv2D `conv2d` 5 3x3 valid, bias, linear (x); BatchNormalization `batch_normalization` (eps 1e-3) of x; Add `residual` (x + bn(x): the conv output has two readers, so the normalization cannot be folded into the conv); GlobalAveragePooling2D `pool`; Dense `dense` 3 linear | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 
 Inputs: cnn_* are uniform [0, 1) of shape [4, 28, 28, 1]; lstm_twin standard normal
 [4, 7, 8]; mha_twin standard normal [4, 10, 16]; koch_twin standard normal [4, 6];
 masked_lstm and masked_lstm_twin (the same files) standard normal [4, 6, 8], zero after
 each row's length (left 6, 4, 1, 5; right 4, 1, 5, 6) and left row 3 zero at step 1 too.
+
+bn_*: standard normal inputs, [4, 11, 13, 3] (bn_cnn), [4, 10] (bn_dense), [4, 9, 9, 2]
+(bn_functional). Every BatchNormalization has random statistics set after the build
+(gamma uniform [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5),
+moving_variance uniform [0.3, 2.0)), so none is near the identity; inference computes
+gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta (gamma 1 when
+scale=False, beta 0 when center=False) over the last axis; momentum plays no part.
 
 The `.keras` zips hold `metadata.json`, `config.json` and `model.weights.h5` (entries
 stored, not deflated). Weights, inputs and outputs are deterministic across
@@ -321,12 +419,19 @@ layer's real name. A Sequential's `layers` omits its InputLayer; a Functional's 
     layers/functional/layers/layer_normalization/vars/0,1                 gamma [16], beta [16]
     layers/dense/vars/0,1                           cnn_head: the head's Dense `score`
     layers/conv2d/vars/0                            cnn_encoder.keras (top-level Sequential)
+    layers/batch_normalization/vars/0,1,2,3         bn_*: gamma, beta, moving_mean, moving_variance
+    layers/batch_normalization_1/vars/0,1,2         bn_cnn (scale=False): beta, moving_mean, moving_variance [6]
+    layers/batch_normalization_2/vars/0,1,2         bn_cnn (center=False): gamma, moving_mean, moving_variance [120]
+    layers/batch_normalization_3/vars/0,1,2,3       bn_cnn: gamma, beta, moving_mean, moving_variance [5]
 
 Legacy `.h5`: root attributes `model_config` (JSON), `keras_version`, `backend`;
 `model_weights` has `layer_names` (one per top-level layer), and one group per layer with a
 `weight_names` attribute; dataset path = `model_weights/{layer_name}/{weight_name}`, e.g.
 `model_weights/encoder/encoder/conv2d/kernel` (Keras 3 weight names are variable paths,
 no `:0`; Keras 2 / tf.keras would write `model_weights/encoder/conv2d/kernel:0`).
+bn_cnn.h5 (a top-level Sequential): `model_weights/batch_normalization/encoder/batch_normalization/gamma`,
+`.../beta`, `.../moving_mean`, `.../moving_variance`; `batch_normalization_1` lacks `gamma`,
+`batch_normalization_2` lacks `beta` (the weight names say which variable is which).
 """
 
 
@@ -382,6 +487,28 @@ def main() -> int:
     save_and_check(enc, out, "masked_lstm", left, right, encoder_only=True)
     model = twin(enc, lambda_head_named_function(), "masked_lstm_twin")
     save_and_check(model, out, "masked_lstm_twin", left, right)
+
+    # 8. BatchNormalization: after convs (with and without a conv bias), scale=False,
+    #    center=False, on a flattened vector, after a Dense, epsilon 0.01.
+    keras.utils.set_random_seed(108)
+    enc = bn_cnn_encoder()
+    randomize_batch_norm(enc, 208)
+    left, right = pair_inputs(8, (11, 13, 3))
+    save_and_check(enc, out, "bn_cnn", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 9. BatchNormalization on the raw input and between Dense layers.
+    keras.utils.set_random_seed(109)
+    enc = bn_dense_encoder()
+    randomize_batch_norm(enc, 209)
+    left, right = pair_inputs(9, (10,))
+    save_and_check(enc, out, "bn_dense", left, right, encoder_only=True)
+
+    # 10. BatchNormalization whose input has a second reader (Add), in a Functional encoder.
+    keras.utils.set_random_seed(110)
+    enc = bn_functional_encoder()
+    randomize_batch_norm(enc, 210)
+    left, right = pair_inputs(10, (9, 9, 2))
+    save_and_check(enc, out, "bn_functional", left, right, encoder_only=True)
 
     import h5py
 
