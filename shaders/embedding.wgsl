@@ -4,7 +4,7 @@
 //
 // Bindings (group 0):
 //   0 params  uniform EmbeddingParams { tokens, steps, hidden, vocab, types, positions, eps, _pad }
-//   1 ids     storage read u32 [tokens] token ids, then [tokens] token type ids
+//   1 ids     storage read f32 [tokens, 2]: (token id, token type id) per token, exact integers
 //   2 word    storage read [vocab, hidden]
 //   3 extras  storage read position [positions, hidden], then token type [types, hidden],
 //             then gamma [hidden], then beta [hidden]
@@ -26,7 +26,7 @@ struct EmbeddingParams {
 }
 
 @group(0) @binding(0) var<uniform> params: EmbeddingParams;
-@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(1) var<storage, read> ids: array<f32>;
 @group(0) @binding(2) var<storage, read> word: array<f32>;
 @group(0) @binding(3) var<storage, read> extras: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
@@ -42,8 +42,8 @@ fn embed_tokens(
         return;
     }
     let h = params.hidden;
-    let id = min(ids[token], params.vocab - 1u);
-    let kind = min(ids[params.tokens + token], params.types - 1u);
+    let id = min(u32(max(ids[2u * token], 0.0)), params.vocab - 1u);
+    let kind = min(u32(max(ids[2u * token + 1u], 0.0)), params.types - 1u);
     let t = min(token % params.steps, params.positions - 1u);
     let type_base = params.positions * h;
     let gamma_base = type_base + params.types * h;

@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::{LayerKind, ModelSpec};
+use crate::layers::LayerOp;
+use crate::model::ModelSpec;
 use crate::ops::search::{order_key, MATRIX_QUERY_TILE, MATRIX_ROW_TILE};
 use crate::ops::{submit_and_read, weight_buffer, Distance, DistanceMatrix, MatrixShape, TopK, TopKShape};
 use crate::siamese::SiameseModel;
@@ -89,7 +90,7 @@ pub fn model_fingerprint(spec: &ModelSpec) -> String {
     let mut hash = Fnv1a::default();
     hash.sizes(&spec.input_shape);
     for layer in &spec.layers {
-        let (settings, weights) = layer_settings_and_weights(&layer.kind);
+        let (settings, weights) = layer_settings_and_weights(&*layer.op);
         hash.bytes(settings.as_bytes());
         hash.sizes(&[settings.len(), weights.len()]);
         for values in weights {
@@ -102,44 +103,10 @@ pub fn model_fingerprint(spec: &ModelSpec) -> String {
 }
 
 /// A layer's kind with its settings as text, and its weight arrays in a fixed order.
-fn layer_settings_and_weights(kind: &LayerKind) -> (String, Vec<&[f32]>) {
-    match kind {
-        LayerKind::Conv2d { config, kernel, bias: b } => {
-            (format!("conv2d {config:?} bias {}", b.is_some()), vec![kernel, b.as_deref().unwrap_or(&[])])
-        }
-        LayerKind::Dense { in_features, out_features, kernel, bias: b, activation } => (
-            format!("dense {in_features} {out_features} {activation:?} bias {}", b.is_some()),
-            vec![kernel, b.as_deref().unwrap_or(&[])],
-        ),
-        LayerKind::Pool2d(config) => (format!("pool2d {config:?}"), vec![]),
-        LayerKind::GlobalAveragePool2d { keepdims } => (format!("global_average_pool2d keepdims {keepdims}"), vec![]),
-        LayerKind::Flatten => ("flatten".into(), vec![]),
-        LayerKind::Activation(activation) => (format!("activation {activation:?}"), vec![]),
-        LayerKind::Identity => ("identity".into(), vec![]),
-        LayerKind::Masking { mask_value } => (format!("masking {:08x}", mask_value.to_bits()), vec![]),
-        LayerKind::Add => ("add".into(), vec![]),
-        LayerKind::LayerNorm { gamma, beta, eps } => (format!("layer_norm {:08x}", eps.to_bits()), vec![gamma, beta]),
-        LayerKind::MultiHeadAttention { heads, key_dim, weights } => (
-            format!("multi_head_attention {heads} {key_dim}"),
-            weights
-                .kernels
-                .iter()
-                .chain(&weights.biases)
-                .chain([&weights.output_kernel, &weights.output_bias])
-                .map(Vec::as_slice)
-                .collect(),
-        ),
-        LayerKind::GlobalAveragePool1d => ("global_average_pool1d".into(), vec![]),
-        LayerKind::Embedding { vocab, dim, table } => (format!("embedding {vocab} {dim}"), vec![table]),
-        LayerKind::Recurrent { config, weights } => (
-            format!("recurrent {config:?}"),
-            weights
-                .iter()
-                .flat_map(|w| [&w.kernel, &w.recurrent_kernel, &w.input_bias, &w.recurrent_bias])
-                .map(Vec::as_slice)
-                .collect(),
-        ),
-    }
+fn layer_settings_and_weights(op: &dyn LayerOp) -> (String, Vec<&[f32]>) {
+    let settings = op.settings();
+    let text = if settings.is_empty() { op.name().to_string() } else { format!("{} {settings}", op.name()) };
+    (text, op.weights())
 }
 
 /// FNV-1a, 64 bits: tiny and stable across platforms and versions (std's hashers promise

@@ -78,6 +78,10 @@ pub const GATHER: ShaderSource =
 /// Peak microkernels: multiply-add rate and streaming bandwidth (`siamese bench --peak`).
 pub const PEAK: ShaderSource = ShaderSource { name: "peak", parts: &[COMMON, include_str!("../shaders/peak.wgsl")] };
 
+/// Per-channel scale and shift with an activation (inference BatchNormalization).
+pub const AFFINE: ShaderSource =
+    ShaderSource { name: "affine", parts: &[COMMON, ACTIVATION, include_str!("../shaders/affine.wgsl")] };
+
 /// Elementwise add of two tensors.
 pub const ADD: ShaderSource = ShaderSource { name: "add", parts: &[COMMON, include_str!("../shaders/add.wgsl")] };
 
@@ -100,6 +104,7 @@ pub const ALL: &[ShaderSource] = &[
     ATTENTION,
     SEQUENCE_POOL,
     ADD,
+    AFFINE,
     GATHER,
     SEARCH,
     PEAK,
@@ -139,6 +144,7 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             }
         }
         variants.push(variant(ELEMENTWISE, "activate_in_place", &activation.constants()));
+        variants.push(variant(AFFINE, "channel_affine", &activation.constants()));
     }
     for kind in [PoolKind::Max, PoolKind::Average] {
         variants.push(variant(POOL2D, "pool2d", &kind.constants()));

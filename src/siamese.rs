@@ -201,7 +201,7 @@ impl SiameseModel {
         }
         // Steps of the time axis the recurrent layers run over: the batch's own for a
         // variable axis, the model's for a fixed one (`Input((20, 8))` -> LSTM), else 1.
-        let recurrent = self.graph.has_recurrent();
+        let recurrent = self.graph.reads_mask();
         let steps = match (sequence, recurrent) {
             (true, _) => shape[1],
             (false, true) => expected.first().copied().unwrap_or(1).max(1),
@@ -239,7 +239,7 @@ impl SiameseModel {
     /// entirely equal to the mask value. `array` was checked by `check_batch`, whose
     /// `steps` are at least the array's own.
     fn prepare(&self, array: &Array, lengths: Option<&[usize]>, steps: usize) -> Prepared {
-        if !self.graph.has_recurrent() && !self.is_sequence() {
+        if !self.graph.reads_mask() && !self.is_sequence() {
             return Prepared { values: array.data().to_vec(), mask: Vec::new() };
         }
         let rows = array.batch();
@@ -290,7 +290,7 @@ impl SiameseModel {
         if n != m {
             return Err(Error::shape("pairs", format!("as many right rows as left rows ({n})"), format!("{m}")));
         }
-        if left_steps != right_steps && !self.graph.has_recurrent() {
+        if left_steps != right_steps && !self.graph.reads_mask() {
             return Err(Error::shape(
                 "right",
                 format!("{left_steps} steps, as left (only recurrent layers can skip padding)"),

@@ -87,10 +87,10 @@ fn missing_or_malformed_model_files() {
 
 #[test]
 fn unsupported_layer_is_named() {
-    let dir = edited_model(&cnn_dir(), |j| layers(j)[5]["class_name"] = "BatchNormalization".into(), |_| {});
+    let dir = edited_model(&cnn_dir(), |j| layers(j)[5]["class_name"] = "ConvLSTM2D".into(), |_| {});
     match load_err(dir.path()) {
         Error::UnsupportedLayer { class, layer, .. } => {
-            assert_eq!(class, "BatchNormalization");
+            assert_eq!(class, "ConvLSTM2D");
             assert_eq!(layer, "flatten");
         }
         other => panic!("expected UnsupportedLayer, got {other}"),

@@ -8,7 +8,8 @@ mod common;
 
 use common::{assert_close, gpu, random_vec, rng};
 use rand::Rng;
-use siamese_wgpu::model::{Layer, LayerKind, ModelSpec};
+use siamese_wgpu::layers::{Dense, Embedding, Recurrent};
+use siamese_wgpu::model::{Layer, ModelSpec};
 use siamese_wgpu::ops::{Activation, Cell, DirectionWeights, RecurrentConfig};
 use siamese_wgpu::{io, reference, Array, Distance, Error, SiameseModel};
 
@@ -93,12 +94,8 @@ fn embedding_then_lstm_with_a_fixed_length() {
         name: "tokens_lstm".into(),
         input_shape: vec![steps],
         layers: vec![
-            Layer {
-                name: "embedding".into(),
-                kind: LayerKind::Embedding { vocab, dim, table: random_vec(&mut rng, vocab * dim) },
-                inputs: vec![0],
-            },
-            Layer { name: "lstm".into(), kind: LayerKind::Recurrent { config, weights }, inputs: vec![1] },
+            Layer::new("embedding", Embedding { vocab, dim, table: random_vec(&mut rng, vocab * dim) }, vec![0]),
+            Layer::new("lstm", Recurrent { config, weights }, vec![1]),
         ],
     };
     let ids = |rng: &mut rand::rngs::StdRng| -> Vec<f32> {
@@ -136,17 +133,11 @@ fn scaled_dense(scale: f32) -> ModelSpec {
     ModelSpec {
         name: "scaled".into(),
         input_shape: vec![4],
-        layers: vec![Layer {
-            name: "dense".into(),
-            kind: LayerKind::Dense {
-                in_features: 4,
-                out_features: 3,
-                kernel,
-                bias: None,
-                activation: Activation::Linear,
-            },
-            inputs: vec![0],
-        }],
+        layers: vec![Layer::new(
+            "dense",
+            Dense { in_features: 4, out_features: 3, kernel, bias: None, activation: Activation::Linear },
+            vec![0],
+        )],
     }
 }
 

@@ -208,10 +208,10 @@ fn inspect_lists_layers_shapes_parameters_and_how_each_runs() {
 #[test]
 fn inspect_lists_unsupported_layers_instead_of_failing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("batchnorm.keras");
+    let path = dir.path().join("convlstm.keras");
     rewrite_zip(&fixture("cnn_encoder.keras"), &path, zip::CompressionMethod::Stored, |name, json| {
         if name == "config.json" {
-            sequential_layer(json, "conv2d_1")["class_name"] = "BatchNormalization".into();
+            sequential_layer(json, "conv2d_1")["class_name"] = "ConvLSTM2D".into();
         }
     });
     let inspection = inspect(&path).unwrap();
@@ -221,7 +221,7 @@ fn inspect_lists_unsupported_layers_instead_of_failing() {
     assert!(matches!(layer.runs, Runs::Unsupported(_)), "{text}");
     assert_eq!(layer.parameters, 3 * 3 * 8 * 16 + 16, "its weights are still counted");
     assert_eq!(inspection.layers.iter().find(|l| l.name == "dense").unwrap().runs, Runs::Gpu);
-    assert!(inspection.error.as_deref().is_some_and(|e| e.contains("BatchNormalization")), "{text}");
+    assert!(inspection.error.as_deref().is_some_and(|e| e.contains("ConvLSTM2D")), "{text}");
     assert!(text.contains("UNSUPPORTED") && text.contains("loads: no"), "{text}");
 }
 
@@ -362,12 +362,12 @@ fn unsupported_layers_name_the_class_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     for from in ["cnn_encoder.keras", "cnn_twin.keras"] {
         let path = edited(dir.path(), from, |json| {
-            sequential_layer(json, "conv2d_1")["class_name"] = "BatchNormalization".into();
+            sequential_layer(json, "conv2d_1")["class_name"] = "ConvLSTM2D".into();
         });
         let err = load_err(&path);
         match &err {
             Error::UnsupportedLayer { file, layer, class, .. } => {
-                assert_eq!((layer.as_str(), class.as_str()), ("conv2d_1", "BatchNormalization"));
+                assert_eq!((layer.as_str(), class.as_str()), ("conv2d_1", "ConvLSTM2D"));
                 assert!(file.contains(from), "{err}");
             }
             other => panic!("{from}: expected UnsupportedLayer, got {other}"),

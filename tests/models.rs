@@ -152,7 +152,8 @@ fn the_backend_asked_for_is_the_one_used() {
 fn activation_after_a_fused_max_pool_stays_after_it() {
     // Conv2D (linear) → MaxPooling2D 2×2 → GELU: the pool is fused into the conv, and GELU,
     // not monotonic, must still run after the max, not inside the conv's epilogue.
-    use siamese_wgpu::model::{Layer, LayerKind};
+    use siamese_wgpu::layers::{ActivationLayer, Conv2d, Pool2d};
+    use siamese_wgpu::model::Layer;
     use siamese_wgpu::ops::{Activation, Conv2dConfig, Padding, Pool2dConfig, PoolKind};
     let Some(gpu) = gpu() else { return };
     let mut rng = common::rng(21);
@@ -166,23 +167,27 @@ fn activation_after_a_fused_max_pool_stays_after_it() {
         activation: Activation::Linear,
     };
     let kernel = common::random_vec(&mut rng, config.kernel_len());
-    let layer = |i: usize, name: &str, kind| Layer { name: name.into(), kind, inputs: vec![i] };
+    let layer = |i: usize, name: &str, op: std::sync::Arc<dyn siamese_wgpu::layers::LayerOp>| Layer {
+        name: name.into(),
+        op,
+        inputs: vec![i],
+    };
     let spec = siamese_wgpu::ModelSpec {
         name: "conv_pool_gelu".into(),
         input_shape: vec![8, 9, 2],
         layers: vec![
-            layer(0, "conv", LayerKind::Conv2d { config, kernel, bias: Some(common::random_vec(&mut rng, 5)) }),
+            layer(0, "conv", std::sync::Arc::new(Conv2d::new(config, kernel, Some(common::random_vec(&mut rng, 5))))),
             layer(
                 1,
                 "pool",
-                LayerKind::Pool2d(Pool2dConfig {
+                std::sync::Arc::new(Pool2d(Pool2dConfig {
                     kind: PoolKind::Max,
                     pool: (2, 2),
                     strides: (2, 2),
                     padding: Padding::Valid,
-                }),
+                })),
             ),
-            layer(2, "gelu", LayerKind::Activation(Activation::Gelu)),
+            layer(2, "gelu", std::sync::Arc::new(ActivationLayer(Activation::Gelu))),
         ],
     };
     let model = SiameseModel::from_spec(gpu, spec.clone()).unwrap();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use common::{assert_close, gpu, random_vec, rng};
 use rand::Rng;
-use siamese_wgpu::model::LayerKind;
+use siamese_wgpu::layers::{Conv2d, Dense};
 use siamese_wgpu::ops::search::{order_key, NO_INDEX};
 use siamese_wgpu::ops::{DistanceMatrix, MatrixShape, TopK, TopKShape};
 use siamese_wgpu::search::{brute_force_top_k, model_fingerprint, Gallery, GpuSearch, ModelCheck};
@@ -546,12 +546,18 @@ fn model_fingerprint_is_stable_and_tells_models_apart() {
     renamed.layers[0].name = "renamed".into();
     assert_eq!(model_fingerprint(&renamed), print);
     let mut nudged = digits.clone();
-    let layer = nudged.layers.iter_mut().find(|l| l.kind.parameter_count() > 0).unwrap();
-    match &mut layer.kind {
-        LayerKind::Conv2d { kernel, .. } | LayerKind::Dense { kernel, .. } => {
-            kernel[0] = f32::from_bits(kernel[0].to_bits() ^ 1)
-        }
-        other => panic!("expected the digits encoder to start with conv2d or dense, got {other:?}"),
+    let layer = nudged.layers.iter_mut().find(|l| l.op.parameter_count() > 0).unwrap();
+    let flip = |kernel: &mut Vec<f32>| kernel[0] = f32::from_bits(kernel[0].to_bits() ^ 1);
+    if let Some(conv) = layer.downcast::<Conv2d>() {
+        let mut conv = conv.clone();
+        flip(&mut conv.kernel);
+        layer.op = std::sync::Arc::new(conv);
+    } else if let Some(dense) = layer.downcast::<Dense>() {
+        let mut dense = dense.clone();
+        flip(&mut dense.kernel);
+        layer.op = std::sync::Arc::new(dense);
+    } else {
+        panic!("expected the digits encoder to start with conv2d or dense, got {:?}", layer.op);
     }
     assert_ne!(model_fingerprint(&nudged), print, "one weight bit");
     let others = ["models/cnn", "tests/fixtures/chain_a", "tests/fixtures/chain_b"]

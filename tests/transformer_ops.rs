@@ -70,14 +70,16 @@ fn token_embedding_matches_reference() {
     let (batch, steps) = (3, 7);
     let ids: Vec<u32> = (0..batch * steps).map(|_| rng.random_range(0..vocab as u32)).collect();
     let kinds: Vec<u32> = (0..batch * steps).map(|_| rng.random_range(0..types as u32)).collect();
-    let ids_buffer = u32_buffer(&gpu, &[ids.clone(), kinds.clone()].concat());
+    let pairs: Vec<f32> = ids.iter().zip(&kinds).flat_map(|(&id, &kind)| [id as f32, kind as f32]).collect();
+    let ids_tensor = upload(&gpu, pairs);
+    let ids_buffer = ids_tensor.buffer();
     let out = Tensor::zeros(&gpu, &[batch * steps * hidden]).unwrap();
-    let d = op.prepare(&gpu, batch, steps, &ids_buffer, out.buffer()).unwrap();
+    let d = op.prepare(&gpu, batch, steps, ids_buffer, out.buffer()).unwrap();
     run_dispatches(&gpu, &[&d]).unwrap();
     let want = reference::token_embedding(&ids, &kinds, steps, &tables, 1e-12);
     assert_close("token embedding", out.download(&gpu).unwrap().data(), &want, 1e-5, 1e-4);
     // Sequences longer than the position table are a typed error.
-    assert!(op.prepare(&gpu, 1, positions + 1, &ids_buffer, out.buffer()).is_err());
+    assert!(op.prepare(&gpu, 1, positions + 1, ids_buffer, out.buffer()).is_err());
 }
 
 #[test]

@@ -346,7 +346,7 @@ impl Source {
     /// Keras 3: one (non-model) layer's datasets in our names.
     fn keras3_layer(&self, group: &str, entry: &Entry) -> Result<BTreeMap<String, Weight>> {
         let known: HashMap<String, String> =
-            keras3_variables(&entry.class, entry.config(), &entry.name).into_iter().collect();
+            keras::keras3_variables(&entry.class, entry.config(), &entry.name).into_iter().collect();
         let mut out = BTreeMap::new();
         for (relative, absolute) in self.datasets_under(group)? {
             let name = known.get(&relative).cloned().unwrap_or_else(|| format!("{}/{relative}", entry.name));
@@ -548,78 +548,6 @@ fn snake_case(class: &str) -> String {
         }
     }
     out
-}
-
-/// Keras 3 dataset paths (relative to the layer's group) → our names, for the classes
-/// the engine runs; see the table in the module docs.
-fn keras3_variables(class: &str, config: &Value, name: &str) -> Vec<(String, String)> {
-    let flag = |key: &str, default: bool| config.get(key).and_then(Value::as_bool).unwrap_or(default);
-    let listed = |dir: &str, prefix: &str, vars: &[Option<&str>]| -> Vec<(String, String)> {
-        vars.iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, var)| (format!("{dir}vars/{i}"), format!("{prefix}/{var}")))
-            .collect()
-    };
-    let bias = flag("use_bias", true).then_some("bias");
-    match class {
-        "Conv2D" | "Convolution2D" | "Dense" => listed("", name, &[Some("kernel"), bias]),
-        "LayerNormalization" => {
-            listed("", name, &[flag("scale", true).then_some("gamma"), flag("center", true).then_some("beta")])
-        }
-        "Embedding" => listed("", name, &[Some("embeddings")]),
-        "LSTM" | "GRU" => recurrent_variables("", name, class, config),
-        "Bidirectional" => {
-            // Inner names as the builder derives them (super::keras, Bidirectional).
-            let inner = |key: &str| config.get(key).filter(|v| !v.is_null());
-            fn inner_name(layer: &Value) -> Option<&str> {
-                layer.get("config").and_then(|c| c.get("name")).or_else(|| layer.get("name")).and_then(Value::as_str)
-            }
-            let Some(forward) = inner("layer") else { return Vec::new() };
-            let forward_class = forward.get("class_name").and_then(Value::as_str).unwrap_or_default();
-            let forward_name = inner_name(forward).unwrap_or(forward_class).to_string();
-            let (backward, backward_name) = match inner("backward_layer") {
-                Some(b) => (b, inner_name(b).unwrap_or(forward_class).to_string()),
-                None => (forward, format!("backward_{}", forward_name.trim_start_matches("forward_"))),
-            };
-            let backward_class = backward.get("class_name").and_then(Value::as_str).unwrap_or_default();
-            let null = Value::Null;
-            let mut out = recurrent_variables(
-                "forward_layer/",
-                &format!("{name}/{forward_name}"),
-                forward_class,
-                forward.get("config").unwrap_or(&null),
-            );
-            out.extend(recurrent_variables(
-                "backward_layer/",
-                &format!("{name}/{backward_name}"),
-                backward_class,
-                backward.get("config").unwrap_or(&null),
-            ));
-            out
-        }
-        "MultiHeadAttention" => {
-            [("query", "query"), ("key", "key"), ("value", "value"), ("output", "attention_output")]
-                .iter()
-                .flat_map(|(dense, ours)| {
-                    listed(&format!("{dense}_dense/"), &format!("{name}/{ours}"), &[Some("kernel"), bias])
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// An LSTM/GRU's `cell/vars/0,1,2` → `{prefix}/{lstm_cell|gru_cell}/{kernel, recurrent_kernel, bias}`.
-fn recurrent_variables(dir: &str, prefix: &str, class: &str, config: &Value) -> Vec<(String, String)> {
-    let cell = if class == "GRU" { "gru_cell" } else { "lstm_cell" };
-    let bias = config.get("use_bias").and_then(Value::as_bool).unwrap_or(true).then_some("bias");
-    [Some("kernel"), Some("recurrent_kernel"), bias]
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, var)| (format!("{dir}cell/vars/{i}"), format!("{prefix}/{cell}/{var}")))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1274,7 +1202,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
 fn class_runs(entry: &Entry) -> Runs {
     if entry.class == "InputLayer" {
         Runs::Input
-    } else if keras::LAYER_CLASSES.contains(&entry.class.as_str()) {
+    } else if keras::is_supported(&entry.class) {
         Runs::Gpu
     } else if keras::MASK_OP_CLASSES.contains(&entry.class.as_str()) {
         Runs::Mask

@@ -174,10 +174,7 @@ impl Conv2d {
 
     /// Whether a pooling layer can be fused into the convolution before it.
     pub fn fuses_max_pool(pool: &super::Pool2dConfig) -> bool {
-        pool.kind == super::PoolKind::Max
-            && pool.pool == (2, 2)
-            && pool.strides == (2, 2)
-            && pool.padding == Padding::Valid
+        *pool == super::Pool2dConfig::max_2x2()
     }
 
     fn build(

@@ -89,8 +89,9 @@ impl TokenEmbedding {
         self.positions
     }
 
-    /// A dispatch embedding `batch·steps` tokens: `ids` holds the token ids, then the
-    /// token type ids (u32); `output` gets `[batch·steps, hidden]`.
+    /// A dispatch embedding `batch·steps` tokens: `ids` holds `[batch·steps, 2]` f32 values,
+    /// each token's id then its token type id (exact integers, as the model input carries
+    /// them); `output` gets `[batch·steps, hidden]`.
     pub fn prepare(
         &self,
         gpu: &Gpu,

@@ -6,6 +6,7 @@
 //! the device limits) that the graph runner records as often as it likes.
 
 pub mod add;
+pub mod affine;
 pub mod attention;
 pub mod conv2d;
 pub mod dense;
@@ -20,6 +21,7 @@ pub mod search;
 pub mod sequence_pool;
 
 pub use add::AddOp;
+pub use affine::ChannelAffine;
 pub use attention::{MultiHeadAttention, MultiHeadAttentionWeights, SelfAttention};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;

@@ -37,6 +37,11 @@ pub struct Pool2dConfig {
 }
 
 impl Pool2dConfig {
+    /// The 2×2, stride-2, valid max-pool that a Conv2D can fuse into its epilogue.
+    pub fn max_2x2() -> Self {
+        Self { kind: PoolKind::Max, pool: (2, 2), strides: (2, 2), padding: Padding::Valid }
+    }
+
     /// Output size and padding for an `in_h × in_w` input.
     pub fn window(&self, in_h: usize, in_w: usize) -> Option<Window> {
         let (out_h, pad_top) = window_output(in_h, self.pool.0, self.strides.0, self.padding)?;

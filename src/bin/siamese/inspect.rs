@@ -42,7 +42,7 @@ fn inspect(path: &Path) -> Result<()> {
     writeln!(out, "{:<28} {:<24} {:>12}", "layer", "output shape", "parameters")?;
     for (i, layer) in spec.layers.iter().enumerate() {
         let shape = shapes.get(i + 1).map(|s| format!("{:?}", &s[1..])).unwrap_or_default();
-        writeln!(out, "{:<28} {:<24} {:>12}", layer.name, shape, layer.kind.parameter_count())?;
+        writeln!(out, "{:<28} {:<24} {:>12}", layer.name, shape, layer.op.parameter_count())?;
     }
     writeln!(out, "{} parameters; every layer runs on the GPU", spec.parameter_count())?;
     emit(&out)

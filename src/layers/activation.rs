@@ -1,0 +1,68 @@
+//! A standalone activation layer (Keras `Activation`, `ReLU`, ...), in place on its input.
+//! The fusion pass folds it into a Conv2D or Dense before it when it can. Kernel family:
+//! `ops::elementwise` / `shaders/activation.wgsl`.
+
+use std::any::Any;
+
+use super::{Inputs, Kernel, LayerOp, PlanContext};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::ops::{Activation, ActivationOp, Dispatch, Precision};
+use crate::reference;
+
+/// An elementwise activation.
+#[derive(Clone, Debug)]
+pub struct ActivationLayer(pub Activation);
+
+impl LayerOp for ActivationLayer {
+    fn name(&self) -> &'static str {
+        "activation"
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        Ok(inputs[0].to_vec())
+    }
+
+    fn settings(&self) -> String {
+        format!("{:?}", self.0)
+    }
+
+    fn is_view(&self) -> bool {
+        self.0 == Activation::Linear
+    }
+
+    fn reference(&self, inputs: &Inputs) -> Result<Vec<f32>> {
+        Ok(inputs.x().iter().map(|&v| reference::activation(v, self.0)).collect())
+    }
+
+    fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
+        if self.0 == Activation::Linear {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(ActivationOp::new(gpu, self.0)?)))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Kernel for ActivationOp {
+    fn describe(&self) -> String {
+        format!("activation {:?}", self.activation())
+    }
+
+    fn in_place(&self) -> bool {
+        true
+    }
+
+    fn prepare(
+        &self,
+        ctx: &PlanContext,
+        inputs: &[&wgpu::Buffer],
+        shapes: &[&[usize]],
+        _output: &wgpu::Buffer,
+    ) -> Result<Vec<Dispatch>> {
+        Ok(vec![ActivationOp::prepare(self, ctx.gpu, shapes[0].iter().product(), inputs[0])?])
+    }
+}

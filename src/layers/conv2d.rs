@@ -1,0 +1,119 @@
+//! Conv2D (Keras semantics: cross-correlation, HWIO kernel, `valid`/`same`, strides,
+//! dilation), with bias, activation and a 2×2 max-pool fused into its epilogue by the
+//! passes. Kernel family: `ops::conv2d` / `shaders/conv2d.wgsl`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::{fold_channel_affine, nhwc, rows_for_items, Inputs, Kernel, LayerOp, PlanContext};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::ops::{self, Activation, Conv2dConfig, Dispatch, Precision};
+use crate::reference;
+
+/// A Conv2D layer.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// Hyper-parameters (the fused activation included).
+    pub config: Conv2dConfig,
+    /// HWIO kernel `[k_h, k_w, in_c, out_c]`.
+    pub kernel: Vec<f32>,
+    /// Bias (None when `use_bias=False`).
+    pub bias: Option<Vec<f32>>,
+    /// A 2×2 / stride-2 valid max-pool fused in (set by the fusion pass).
+    pub pooled: bool,
+}
+
+impl Conv2d {
+    /// A convolution with nothing fused in but its own activation.
+    pub fn new(config: Conv2dConfig, kernel: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
+        Self { config, kernel, bias, pooled: false }
+    }
+}
+
+impl LayerOp for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        let mut out = self.config.output_shape(inputs[0])?;
+        if self.pooled {
+            out = ops::Pool2dConfig::max_2x2().output_shape(&out)?;
+        }
+        Ok(out)
+    }
+
+    fn settings(&self) -> String {
+        let pooled = if self.pooled { " + max_pool 2x2" } else { "" };
+        format!("{:?} bias {}{pooled}", self.config, self.bias.is_some())
+    }
+
+    fn weights(&self) -> Vec<&[f32]> {
+        vec![&self.kernel, self.bias.as_deref().unwrap_or(&[])]
+    }
+
+    fn flops(&self, inputs: &[&[usize]]) -> u64 {
+        let Ok(out) = self.config.output_shape(inputs[0]) else { return 0 };
+        let per_output = self.config.kernel.0 * self.config.kernel.1 * self.config.in_channels;
+        2 * (out.iter().product::<usize>() * per_output) as u64
+    }
+
+    fn with_activation(&self, activation: Activation) -> Option<Arc<dyn LayerOp>> {
+        (!self.pooled && self.config.activation == Activation::Linear).then(|| {
+            let mut fused = self.clone();
+            fused.config.activation = activation;
+            Arc::new(fused) as Arc<dyn LayerOp>
+        })
+    }
+
+    fn with_channel_affine(&self, scale: &[f32], shift: &[f32]) -> Option<Arc<dyn LayerOp>> {
+        if self.pooled || self.config.activation != Activation::Linear || scale.len() != self.config.filters {
+            return None;
+        }
+        let (kernel, bias) = fold_channel_affine(&self.kernel, self.bias.as_deref(), scale, shift)?;
+        Some(Arc::new(Self { config: self.config.clone(), kernel, bias: Some(bias), pooled: false }))
+    }
+
+    fn reference(&self, inputs: &Inputs) -> Result<Vec<f32>> {
+        let zeros = vec![0.0; self.config.filters];
+        let bias = self.bias.as_deref().unwrap_or(&zeros);
+        let (out, shape) = reference::conv2d(inputs.x(), nhwc(inputs.shape())?, &self.config, &self.kernel, bias);
+        Ok(if self.pooled { reference::pool2d(&out, shape, &ops::Pool2dConfig::max_2x2()).0 } else { out })
+    }
+
+    fn compile(&self, gpu: &Gpu, precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
+        let (config, kernel, bias) = (self.config.clone(), &self.kernel, self.bias.as_deref());
+        let op = if self.pooled {
+            ops::Conv2d::with_max_pool(gpu, config, kernel, bias, precision)?
+        } else {
+            ops::Conv2d::with_precision(gpu, config, kernel, bias, precision)?
+        };
+        Ok(Some(Box::new(op)))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Kernel for ops::Conv2d {
+    fn describe(&self) -> String {
+        let pool = if self.pooled() { " + max_pool 2×2" } else { "" };
+        format!("conv2d (activation {:?}){pool}", self.config().activation)
+    }
+
+    fn max_rows(&self, _inputs: &[&[usize]], output: &[usize], _binding: usize, groups: usize) -> usize {
+        rows_for_items(output[1] * output[2], groups)
+    }
+
+    fn prepare(
+        &self,
+        ctx: &PlanContext,
+        inputs: &[&wgpu::Buffer],
+        shapes: &[&[usize]],
+        output: &wgpu::Buffer,
+    ) -> Result<Vec<Dispatch>> {
+        Ok(vec![ops::Conv2d::prepare(self, ctx.gpu, shapes[0], inputs[0], output)?])
+    }
+}

@@ -1,0 +1,529 @@
+//! The Keras importer's one table of layer classes: each row names the classes (Keras'
+//! aliases included) and the function that reads one layer's config and weights into a
+//! layer of the graph IR. The supported list in errors and `inspect` derives from it.
+
+use std::sync::{Arc, LazyLock};
+
+use serde_json::Value;
+
+use super::variables::{self as vars, Variables};
+use super::{Entry, MAX_SETTING};
+use crate::error::{Error, Result};
+use crate::layers::{
+    ActivationLayer, Add, BatchNorm, Conv2d, Dense, Embedding, Flatten, GlobalAveragePool1d, GlobalAveragePool2d,
+    Identity, LayerNorm, LayerOp, Masking, MultiHeadAttention, Pool2d, Recurrent,
+};
+use crate::model::weights::Weights;
+use crate::ops::{Activation, Cell, Conv2dConfig, DirectionWeights, Padding, Pool2dConfig, PoolKind, RecurrentConfig};
+
+/// What a row's builder reads: the layer's entry, the shape of its first input (batch axis
+/// first, sequences of 1 step), the weights, and the file (for errors).
+pub(super) struct Context<'a, 'b> {
+    pub entry: &'a Entry<'b>,
+    pub input: &'a [usize],
+    pub weights: &'a mut Weights,
+    pub file: &'a str,
+}
+
+impl Context<'_, '_> {
+    fn channels(&self) -> usize {
+        self.input.last().copied().unwrap_or(0)
+    }
+}
+
+type Build = fn(&mut Context) -> Result<Arc<dyn LayerOp>>;
+
+/// Where a `.keras` file keeps the layer's weights: see [`super::variables`].
+type Vars = fn(&str, &Value, &str) -> Variables;
+
+/// Layer classes that pass their input through unchanged at inference (noise and dropout).
+pub(crate) const IDENTITY_AT_INFERENCE: [&str; 5] =
+    ["Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout"];
+
+/// Every Keras class this importer runs: the class names (first: the one errors list), and
+/// how one becomes a layer, where a `.keras` file keeps its weights.
+const TABLE: &[(&[&str], Build, Vars)] = &[
+    (&["InputLayer"], input_layer, vars::none),
+    (&["Conv2D", "Convolution2D"], conv2d, vars::kernel_bias),
+    (&["MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D"], pool2d, vars::none),
+    (&["GlobalAveragePooling2D", "GlobalAvgPool2D"], global_average_pool2d, vars::none),
+    (&["Flatten"], flatten, vars::none),
+    (&["Dense"], dense, vars::kernel_bias),
+    (&["Activation"], activation_layer, vars::none),
+    (&["ReLU"], relu, vars::none),
+    (&IDENTITY_AT_INFERENCE, identity, vars::none),
+    (&["Masking"], masking, vars::none),
+    (&["LSTM", "GRU"], recurrent, vars::recurrent),
+    (&["Bidirectional"], bidirectional, vars::bidirectional),
+    (&["MultiHeadAttention"], multi_head_attention, vars::attention),
+    (&["LayerNormalization"], layer_norm, vars::layer_norm),
+    (&["BatchNormalization"], batch_norm, vars::batch_norm),
+    (&["Add"], add, vars::none),
+    (&["GlobalAveragePooling1D", "GlobalAvgPool1D"], global_average_pool1d, vars::none),
+    (&["Embedding"], embedding, vars::embedding),
+];
+
+/// The classes errors list as supported: the first name of each row (MaxPooling2D's row
+/// lists AveragePooling2D too).
+pub(crate) static SUPPORTED_LAYERS: LazyLock<String> = LazyLock::new(|| {
+    let mut names: Vec<&str> = Vec::new();
+    for (classes, ..) in TABLE {
+        match classes[0] {
+            "MaxPooling2D" => names.extend(["MaxPooling2D", "AveragePooling2D"]),
+            "Dropout" => names.push("Dropout"),
+            "LSTM" => names.extend(["LSTM", "GRU"]),
+            first => names.push(first),
+        }
+    }
+    names.join(", ")
+});
+
+/// Whether the importer runs layers of this class (aliases included).
+pub(crate) fn is_supported(class: &str) -> bool {
+    TABLE.iter().any(|(classes, ..)| classes.contains(&class))
+}
+
+/// Builds the layer of a (non-input) entry from its table row.
+pub(super) fn build(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    match TABLE.iter().find(|(classes, ..)| classes.contains(&ctx.entry.class)) {
+        Some((_, build, _)) => build(ctx),
+        None => Err(Error::UnsupportedLayer {
+            file: ctx.file.to_string(),
+            layer: ctx.entry.name.clone(),
+            class: ctx.entry.class.to_string(),
+            supported: SUPPORTED_LAYERS.as_str(),
+        }),
+    }
+}
+
+/// Keras 3 dataset paths (relative to the layer's group) → the names the builders take,
+/// for a layer of `class` named `name` (nothing for classes the importer does not run).
+pub(crate) fn keras3_variables(class: &str, config: &Value, name: &str) -> Variables {
+    TABLE
+        .iter()
+        .find(|(classes, ..)| classes.contains(&class))
+        .map_or_else(Vec::new, |(_, _, vars)| vars(class, config, name))
+}
+
+fn layer(op: impl LayerOp) -> Result<Arc<dyn LayerOp>> {
+    Ok(Arc::new(op))
+}
+
+fn input_layer(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    // The walker takes the model's input apart; any other InputLayer is its error.
+    Err(Error::ModelFormat {
+        file: ctx.file.to_string(),
+        reason: format!("InputLayer {:?} is not the model's input", ctx.entry.name),
+    })
+}
+
+fn conv2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, channels) = (ctx.entry, ctx.channels());
+    channels_last(entry)?;
+    if let Some(groups) = entry.config.get("groups").filter(|g| g.as_u64() != Some(1)) {
+        return Err(unsupported(entry, "groups", groups, "only groups=1"));
+    }
+    let filters = positive(entry, "filters")?;
+    let config = Conv2dConfig {
+        in_channels: channels,
+        filters,
+        kernel: pair(entry, "kernel_size", None)?,
+        strides: pair(entry, "strides", Some((1, 1)))?,
+        dilation: pair(entry, "dilation_rate", Some((1, 1)))?,
+        padding: padding(entry)?,
+        activation: activation(entry, "activation")?,
+    };
+    if ctx.input.len() != 4 {
+        return Err(Error::shape(
+            format!("layer {:?} (Conv2D input)", entry.name),
+            "[batch, h, w, c]",
+            format!("{:?}", ctx.input),
+        ));
+    }
+    let kernel = ctx.weights.take(&entry.name, "kernel", &[config.kernel.0, config.kernel.1, channels, filters])?;
+    let bias = optional(ctx, "use_bias", "bias", filters)?;
+    layer(Conv2d::new(config, kernel, bias))
+}
+
+/// A weight that exists when the boolean setting `flag` (default true) is set.
+fn optional(ctx: &mut Context, flag_key: &str, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+    if flag(ctx.entry, flag_key, true) {
+        Ok(Some(ctx.weights.take(&ctx.entry.name, name, &[len])?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn dense(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, channels) = (ctx.entry, ctx.channels());
+    let units = positive(entry, "units")?;
+    let activation = activation(entry, "activation")?;
+    let kernel = ctx.weights.take(&entry.name, "kernel", &[channels, units])?;
+    let bias = optional(ctx, "use_bias", "bias", units)?;
+    layer(Dense { in_features: channels, out_features: units, kernel, bias, activation })
+}
+
+fn pool2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let entry = ctx.entry;
+    channels_last(entry)?;
+    let pool = pair(entry, "pool_size", Some((2, 2)))?;
+    let kind = if entry.class.starts_with("Max") { PoolKind::Max } else { PoolKind::Average };
+    let strides = pair(entry, "strides", Some(pool))?;
+    layer(Pool2d(Pool2dConfig { kind, pool, strides, padding: padding(entry)? }))
+}
+
+fn global_average_pool2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    channels_last(ctx.entry)?;
+    layer(GlobalAveragePool2d { keepdims: flag(ctx.entry, "keepdims", false) })
+}
+
+fn flatten(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    channels_last(ctx.entry)?;
+    layer(Flatten)
+}
+
+fn activation_layer(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    layer(ActivationLayer(activation(ctx.entry, "activation")?))
+}
+
+fn relu(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let entry = ctx.entry;
+    for (key, default) in [("negative_slope", 0.0), ("threshold", 0.0)] {
+        if let Some(v) = entry.config.get(key).filter(|v| v.as_f64().unwrap_or(default) != default) {
+            return Err(unsupported(entry, key, v, "only the plain ReLU"));
+        }
+    }
+    if let Some(v) = entry.config.get("max_value").filter(|v| !v.is_null()) {
+        return Err(unsupported(entry, "max_value", v, "only the plain ReLU"));
+    }
+    layer(ActivationLayer(Activation::Relu))
+}
+
+fn identity(_ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    layer(Identity)
+}
+
+fn add(_ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    layer(Add)
+}
+
+fn masking(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    layer(Masking { mask_value: ctx.entry.config.get("mask_value").and_then(Value::as_f64).unwrap_or(0.0) as f32 })
+}
+
+fn global_average_pool1d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    channels_last(ctx.entry)?;
+    if flag(ctx.entry, "keepdims", false) {
+        return Err(unsupported(ctx.entry, "keepdims", &Value::Bool(true), "only keepdims=False"));
+    }
+    layer(GlobalAveragePool1d::default())
+}
+
+/// Whether the `axis` setting names the last axis of an input of `rank` axes.
+fn is_last_axis(axis: &Value, rank: usize) -> bool {
+    let last = |v: &Value| v.as_i64() == Some(-1) || v.as_u64() == Some(rank as u64 - 1);
+    match axis {
+        Value::Number(_) => last(axis),
+        Value::Array(items) if items.len() == 1 => last(&items[0]),
+        _ => false,
+    }
+}
+
+fn epsilon(entry: &Entry) -> f32 {
+    entry.config.get("epsilon").and_then(Value::as_f64).unwrap_or(1e-3) as f32
+}
+
+fn layer_norm(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, channels) = (ctx.entry, ctx.channels());
+    let axis = entry.config.get("axis").unwrap_or(&Value::Null);
+    if !is_last_axis(axis, ctx.input.len()) {
+        return Err(unsupported(entry, "axis", axis, "only the last axis"));
+    }
+    if flag(entry, "rms_scaling", false) {
+        return Err(unsupported(entry, "rms_scaling", &Value::Bool(true), "plain LayerNormalization only"));
+    }
+    let gamma = optional(ctx, "scale", "gamma", channels)?.unwrap_or_else(|| vec![1.0; channels]);
+    let beta = optional(ctx, "center", "beta", channels)?.unwrap_or_else(|| vec![0.0; channels]);
+    layer(LayerNorm { gamma, beta, eps: epsilon(entry), residual: false })
+}
+
+fn batch_norm(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, channels) = (ctx.entry, ctx.channels());
+    let axis = entry.config.get("axis").unwrap_or(&Value::Null);
+    if !is_last_axis(axis, ctx.input.len()) {
+        return Err(unsupported(entry, "axis", axis, "only the last (channels) axis"));
+    }
+    let gamma = optional(ctx, "scale", "gamma", channels)?;
+    let beta = optional(ctx, "center", "beta", channels)?;
+    let mean = ctx.weights.take(&entry.name, "moving_mean", &[channels])?;
+    let variance = ctx.weights.take(&entry.name, "moving_variance", &[channels])?;
+    layer(BatchNorm { gamma, beta, mean, variance, eps: epsilon(entry), activation: Activation::Linear })
+}
+
+fn multi_head_attention(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, channels) = (ctx.entry, ctx.channels());
+    for key in ["use_causal_mask", "use_gate"] {
+        if let Some(v) = entry.config.get(key).filter(|v| v.as_bool() == Some(true)) {
+            return Err(unsupported(entry, key, v, "plain self-attention only"));
+        }
+    }
+    for key in ["output_shape", "sliding_window"] {
+        if let Some(v) = entry.config.get(key).filter(|v| !v.is_null()) {
+            return Err(unsupported(entry, key, v, "plain self-attention only"));
+        }
+    }
+    if let Some(v) = entry
+        .config
+        .get("attention_axes")
+        .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| a.len() != 1 || a[0].as_i64() != Some(1)))
+    {
+        return Err(unsupported(entry, "attention_axes", v, "attention over the time axis only"));
+    }
+    if ctx.input.len() != 3 {
+        return Err(Error::shape(
+            format!("layer {:?} (MultiHeadAttention input)", entry.name),
+            "[batch, steps, features]",
+            format!("{:?}", ctx.input),
+        ));
+    }
+    let heads = positive(entry, "num_heads")?;
+    let key_dim = positive(entry, "key_dim")?;
+    if let Some(v) = entry.config.get("value_dim").filter(|v| !v.is_null() && v.as_u64() != Some(key_dim as u64)) {
+        return Err(unsupported(entry, "value_dim", v, "value_dim equal to key_dim"));
+    }
+    let width = heads * key_dim;
+    let use_bias = flag(entry, "use_bias", true);
+    let weights = &mut *ctx.weights;
+    let mut projection = |part: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+        let path = format!("{}/{part}", entry.name);
+        let kernel = weights.take(&path, "kernel", &[channels, heads, key_dim])?;
+        let bias = if use_bias { weights.take(&path, "bias", &[heads, key_dim])? } else { vec![0.0; width] };
+        Ok((kernel, bias))
+    };
+    let (q, qb) = projection("query")?;
+    let (k, kb) = projection("key")?;
+    let (v, vb) = projection("value")?;
+    let path = format!("{}/attention_output", entry.name);
+    let output_kernel = weights.take(&path, "kernel", &[heads, key_dim, channels])?;
+    let output_bias = if use_bias { weights.take(&path, "bias", &[channels])? } else { vec![0.0; channels] };
+    let weights =
+        crate::ops::MultiHeadAttentionWeights { kernels: [q, k, v], biases: [qb, kb, vb], output_kernel, output_bias };
+    layer(MultiHeadAttention { heads, key_dim, weights, masked: false })
+}
+
+fn embedding(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let entry = ctx.entry;
+    if ctx.input.len() != 2 {
+        return Err(Error::shape(
+            format!("layer {:?} (Embedding input: token ids)", entry.name),
+            "[batch, steps]",
+            format!("{:?}", ctx.input),
+        ));
+    }
+    if let Some(v) = entry.config.get("mask_zero").filter(|v| v.as_bool() == Some(true)) {
+        return Err(unsupported(entry, "mask_zero", v, "padding masks from an Embedding are not supported"));
+    }
+    if let Some(v) = entry.config.get("lora_rank").filter(|v| !v.is_null()) {
+        return Err(unsupported(entry, "lora_rank", v, "merge the LoRA weights before export"));
+    }
+    let vocab = positive(entry, "input_dim")?;
+    let dim = positive(entry, "output_dim")?;
+    let table = ctx.weights.take(&entry.name, "embeddings", &[vocab, dim])?;
+    layer(Embedding { vocab, dim, table })
+}
+
+fn recurrent(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (config, weights) = recurrent_layer(ctx.entry, &ctx.entry.name, ctx.channels(), ctx.weights)?;
+    layer(Recurrent { config, weights: vec![weights] })
+}
+
+fn bidirectional(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, file, channels) = (ctx.entry, ctx.file, ctx.channels());
+    let merge = entry.config.get("merge_mode").unwrap_or(&Value::Null);
+    if merge.as_str() != Some("concat") {
+        return Err(unsupported(entry, "merge_mode", merge, "only concat"));
+    }
+    let inner = |key: &str| -> Result<Entry> {
+        let value = entry.config.get(key).ok_or_else(|| Error::ModelFormat {
+            file: file.to_string(),
+            reason: format!("Bidirectional layer {:?} has no {key:?}", entry.name),
+        })?;
+        super::entry(value, file).map(|e| Entry { keras2: entry.keras2, ..e })
+    };
+    let forward = inner("layer")?;
+    // Keras writes backward_layer (go_backwards=True); without it the backward layer
+    // is a copy of the forward one named "backward_" + its name.
+    let backward = match entry.config.get("backward_layer") {
+        Some(v) if !v.is_null() => Entry { keras2: entry.keras2, ..super::entry(v, file)? },
+        _ => Entry { name: format!("backward_{}", forward.name.trim_start_matches("forward_")), ..inner("layer")? },
+    };
+    if forward.class != backward.class || !["LSTM", "GRU"].contains(&forward.class) {
+        let class = Value::String(forward.class.to_string());
+        return Err(unsupported(entry, "layer", &class, "LSTM or GRU in both directions"));
+    }
+    let forward_path = format!("{}/{}", entry.name, forward.name);
+    let backward_path = format!("{}/{}", entry.name, backward.name);
+    let forward_backwards = flag(&forward, "go_backwards", false);
+    let backward_backwards = flag(&backward, "go_backwards", true);
+    if forward_backwards || !backward_backwards {
+        let value = Value::Bool(forward_backwards);
+        return Err(unsupported(entry, "go_backwards", &value, "forward layer forward, backward layer backward"));
+    }
+    let (mut config, forward_weights) = recurrent_layer_inner(&forward, &forward_path, channels, ctx.weights)?;
+    let (backward_config, backward_weights) = recurrent_layer_inner(&backward, &backward_path, channels, ctx.weights)?;
+    if backward_config != config {
+        let value = Value::String("different settings".into());
+        return Err(unsupported(entry, "backward_layer", &value, "both directions configured alike"));
+    }
+    config.directions = 2;
+    layer(Recurrent { config, weights: vec![forward_weights, backward_weights] })
+}
+
+pub(super) fn unsupported(entry: &Entry, key: &str, value: &Value, hint: &str) -> Error {
+    Error::UnsupportedConfig {
+        layer: entry.name.clone(),
+        key: key.to_string(),
+        value: value.to_string(),
+        hint: if hint.is_empty() { String::new() } else { format!(" ({hint})") },
+    }
+}
+
+/// Reads an int-or-pair setting (`kernel_size: 3` or `[3, 3]`).
+fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(usize, usize)> {
+    let value = entry.config.get(key).unwrap_or(&Value::Null);
+    let parsed = match value {
+        Value::Number(n) => n.as_u64().map(|v| (v as usize, v as usize)),
+        Value::Array(items) if items.len() == 2 => {
+            items[0].as_u64().zip(items[1].as_u64()).map(|(a, b)| (a as usize, b as usize))
+        }
+        Value::Null => default,
+        _ => None,
+    };
+    let in_range = |v: usize| v > 0 && v as u64 <= MAX_SETTING;
+    match parsed {
+        Some((a, b)) if in_range(a) && in_range(b) => Ok((a, b)),
+        _ => Err(unsupported(entry, key, value, "expected a positive int or a pair of them, at most 2^31 - 1")),
+    }
+}
+
+fn padding(entry: &Entry) -> Result<Padding> {
+    let value = entry.config.get("padding").unwrap_or(&Value::Null);
+    match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("valid") | None => Ok(Padding::Valid),
+        Some("same") => Ok(Padding::Same),
+        _ => Err(unsupported(entry, "padding", value, "valid or same")),
+    }
+}
+
+fn channels_last(entry: &Entry) -> Result<()> {
+    match entry.config.get("data_format") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s == "channels_last" => Ok(()),
+        Some(other) => Err(unsupported(entry, "data_format", other, "only channels_last is supported")),
+    }
+}
+
+/// Keras serialises an activation as a name, or (Keras 3, custom objects) an object.
+fn activation(entry: &Entry, key: &str) -> Result<Activation> {
+    let value = entry.config.get(key).unwrap_or(&Value::Null);
+    let name = match value {
+        Value::Null => Some("linear"),
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(map) => {
+            map.get("config").and_then(Value::as_str).or_else(|| map.get("class_name").and_then(Value::as_str))
+        }
+        _ => None,
+    };
+    let parsed = match name {
+        Some("hard_sigmoid") if entry.keras2 => Some(Activation::HardSigmoidKeras2),
+        other => other.and_then(Activation::from_keras),
+    };
+    parsed.ok_or_else(|| {
+        unsupported(entry, key, value, "supported: linear, relu, sigmoid, tanh, gelu, silu/swish, elu, softplus, selu")
+    })
+}
+
+/// A required positive integer setting (`units`, `filters`).
+fn positive(entry: &Entry, key: &str) -> Result<usize> {
+    let value = entry.config.get(key).unwrap_or(&Value::Null);
+    value
+        .as_u64()
+        .filter(|&v| v > 0 && v <= MAX_SETTING)
+        .map(|v| v as usize)
+        .ok_or_else(|| unsupported(entry, key, value, "a positive integer, at most 2^31 - 1"))
+}
+
+pub(super) fn flag(entry: &Entry, key: &str, default: bool) -> bool {
+    entry.config.get(key).and_then(Value::as_bool).unwrap_or(default)
+}
+
+/// A top-level LSTM/GRU layer (not wrapped): rejects go_backwards, which only makes sense
+/// inside Bidirectional here.
+fn recurrent_layer(
+    entry: &Entry,
+    path: &str,
+    input: usize,
+    weights: &mut Weights,
+) -> Result<(RecurrentConfig, DirectionWeights)> {
+    if flag(entry, "go_backwards", false) {
+        return Err(unsupported(entry, "go_backwards", &Value::Bool(true), "only inside Bidirectional"));
+    }
+    recurrent_layer_inner(entry, path, input, weights)
+}
+
+/// Reads an LSTM/GRU config and its weights (`{path}/{lstm_cell|gru_cell}/{kernel,
+/// recurrent_kernel, bias}`) in Keras layouts: kernel `[in, gates·units]`, recurrent kernel
+/// `[units, gates·units]`, gate blocks i,f,c,o (LSTM) / z,r,h (GRU); bias `[gates·units]`,
+/// or `[2, 3·units]` (input, recurrent) for GRU reset_after=True.
+fn recurrent_layer_inner(
+    entry: &Entry,
+    path: &str,
+    input: usize,
+    weights: &mut Weights,
+) -> Result<(RecurrentConfig, DirectionWeights)> {
+    for key in ["stateful", "return_state", "time_major"] {
+        if let Some(v) = entry.config.get(key).filter(|v| v.as_bool() == Some(true)) {
+            return Err(unsupported(entry, key, v, "not supported for inference here"));
+        }
+    }
+    let units = positive(entry, "units")?;
+    let (cell, cell_name) = match entry.class {
+        "LSTM" => (Cell::Lstm, "lstm_cell"),
+        _ => (Cell::Gru { reset_after: flag(entry, "reset_after", true) }, "gru_cell"),
+    };
+    let config = RecurrentConfig {
+        cell,
+        input_size: input,
+        units,
+        directions: 1,
+        activation: activation(entry, "activation")?,
+        recurrent_activation: activation(entry, "recurrent_activation")?,
+        return_sequences: flag(entry, "return_sequences", false),
+    };
+    use crate::ops::recurrent::{RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS};
+    if !RECURRENT_CELL_ACTIVATIONS.contains(&config.activation) {
+        return Err(unsupported(
+            entry,
+            "activation",
+            &Value::String(format!("{:?}", config.activation)),
+            "tanh, relu, linear or sigmoid",
+        ));
+    }
+    if !RECURRENT_GATE_ACTIVATIONS.contains(&config.recurrent_activation) {
+        let value = Value::String(format!("{:?}", config.recurrent_activation));
+        return Err(unsupported(entry, "recurrent_activation", &value, "sigmoid or hard_sigmoid"));
+    }
+    let g = config.gate_width();
+    let cell_path = format!("{path}/{cell_name}");
+    let kernel = weights.take(&cell_path, "kernel", &[input, g])?;
+    let recurrent_kernel = weights.take(&cell_path, "recurrent_kernel", &[units, g])?;
+    let (input_bias, recurrent_bias) = if !flag(entry, "use_bias", true) {
+        (vec![0.0; g], vec![0.0; g])
+    } else if cell == (Cell::Gru { reset_after: true }) {
+        let both = weights.take(&cell_path, "bias", &[2, g])?;
+        (both[..g].to_vec(), both[g..].to_vec())
+    } else {
+        (weights.take(&cell_path, "bias", &[g])?, vec![0.0; g])
+    };
+    Ok((config, DirectionWeights { kernel, recurrent_kernel, input_bias, recurrent_bias }))
+}

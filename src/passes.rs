@@ -1,0 +1,274 @@
+//! Passes over the graph IR, apart from the runner: each takes a [`ModelSpec`] and returns
+//! one that computes the same numbers with fewer or cheaper kernels, or an error naming
+//! what the runner cannot run. [`for_gpu`] is what the runner applies, in order:
+//!
+//! 1. [`check_masking`]: the Masking rules (right after the input; not with attention or
+//!    step means, which would have to follow the mask);
+//! 2. [`fold_batch_norm`]: a BatchNormalization whose input is a Conv2D's or Dense's output
+//!    read by nothing else is folded into that op's weights;
+//! 3. [`fuse_epilogues`]: a standalone activation goes into the epilogue of the op before
+//!    it, a 2×2 max-pool into the Conv2D before it.
+//!
+//! A rewritten node becomes an [`Identity`] view rather than leaving the graph, so value
+//! numbers stay those of the imported model (errors and `describe` keep its layer names).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::layers::{
+    ActivationLayer, BatchNorm, Conv2d, GlobalAveragePool1d, Identity, LayerOp, Masking, MultiHeadAttention, Pool2d,
+};
+use crate::model::{Layer, ModelSpec};
+use crate::ops::{Activation, Pool2dConfig};
+
+/// The passes the GPU runner applies, in order.
+pub fn for_gpu(spec: &ModelSpec) -> Result<ModelSpec> {
+    check_masking(spec)?;
+    let spec = fold_batch_norm(spec);
+    Ok(fuse_epilogues(&spec))
+}
+
+/// Masking must directly follow the input (its mask is computed from the input on the
+/// host), and cannot be combined with layers that would have to follow it but do not.
+pub fn check_masking(spec: &ModelSpec) -> Result<()> {
+    let Some(position) = spec.layers.iter().position(|l| l.downcast::<Masking>().is_some()) else {
+        return Ok(());
+    };
+    if position != 0 {
+        return Err(Error::UnsupportedConfig {
+            layer: spec.layers[position].name.clone(),
+            key: "position".into(),
+            value: position.to_string(),
+            hint: " (Masking must directly follow the input)".into(),
+        });
+    }
+    let unmasked = |l: &Layer| {
+        l.downcast::<MultiHeadAttention>().is_some_and(|a| !a.masked)
+            || l.downcast::<GlobalAveragePool1d>().is_some_and(|p| !p.masked)
+    };
+    if spec.layers.iter().any(unmasked) {
+        return Err(Error::UnsupportedConfig {
+            layer: spec.name.clone(),
+            key: "Masking".into(),
+            value: "with MultiHeadAttention or GlobalAveragePooling1D".into(),
+            hint: " (masked attention and pooling in Keras models are not supported yet)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The node that produces the value `layer` reads first, looking through views, when every
+/// value on the way (the one read included) has `layer` as its only reader: then rewriting
+/// that producer changes what nothing else sees.
+fn sole_producer(spec: &ModelSpec, readers: &[usize], layer: usize) -> Option<usize> {
+    let mut value = *spec.layers[layer].inputs.first()?;
+    loop {
+        if value == 0 || readers[value] != 1 {
+            return None;
+        }
+        let producer = &spec.layers[value - 1];
+        if !producer.op.is_view() {
+            return Some(value - 1);
+        }
+        value = *producer.inputs.first()?;
+    }
+}
+
+/// Replaces node `fused` by `op` and node `absorbed` by an identity view of its input.
+fn absorb(spec: &mut ModelSpec, fused: usize, op: Arc<dyn LayerOp>, absorbed: usize) {
+    spec.layers[fused].op = op;
+    spec.layers[absorbed].op = Arc::new(Identity);
+}
+
+/// Folds each BatchNormalization into the Conv2D or Dense (linear activation) before it,
+/// when that op's output has no other reader.
+pub fn fold_batch_norm(spec: &ModelSpec) -> ModelSpec {
+    let mut spec = spec.clone();
+    let readers = spec.readers();
+    for index in 0..spec.layers.len() {
+        let Some(norm) = spec.layers[index].downcast::<BatchNorm>() else { continue };
+        if norm.activation != Activation::Linear {
+            continue;
+        }
+        let Some(producer) = sole_producer(&spec, &readers, index) else { continue };
+        let (scale, shift) = norm.scale_and_shift();
+        if let Some(folded) = spec.layers[producer].op.with_channel_affine(&scale, &shift) {
+            absorb(&mut spec, producer, folded, index);
+        }
+    }
+    spec
+}
+
+/// Fuses standalone activations into the op before them (Conv2D, Dense, BatchNorm with a
+/// linear activation) and 2×2 max-pools into the Conv2D before them. A pooled convolution
+/// takes no activation after its pool (max and a non-monotonic activation such as GELU do
+/// not commute), so the order of the layers decides, as in the model.
+pub fn fuse_epilogues(spec: &ModelSpec) -> ModelSpec {
+    let mut spec = spec.clone();
+    let readers = spec.readers();
+    for index in 0..spec.layers.len() {
+        let Some(producer) = sole_producer(&spec, &readers, index) else { continue };
+        let layer = &spec.layers[index];
+        let fused = if let Some(activation) = layer.downcast::<ActivationLayer>() {
+            spec.layers[producer].op.with_activation(activation.0)
+        } else if layer.downcast::<Pool2d>().is_some_and(|p| p.0 == Pool2dConfig::max_2x2()) {
+            spec.layers[producer].downcast::<Conv2d>().filter(|c| !c.pooled).map(|conv| {
+                let mut pooled = conv.clone();
+                pooled.pooled = true;
+                Arc::new(pooled) as Arc<dyn LayerOp>
+            })
+        } else {
+            None
+        };
+        if let Some(op) = fused {
+            absorb(&mut spec, producer, op, index);
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{Add, Dense, Flatten};
+    use crate::ops::{Conv2dConfig, Padding, PoolKind};
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2000) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    fn conv(in_c: usize, filters: usize) -> Conv2d {
+        let config = Conv2dConfig {
+            in_channels: in_c,
+            filters,
+            kernel: (3, 3),
+            strides: (1, 1),
+            dilation: (1, 1),
+            padding: Padding::Same,
+            activation: Activation::Linear,
+        };
+        Conv2d::new(config, values(9 * in_c * filters, 1), Some(values(filters, 2)))
+    }
+
+    fn norm(channels: usize) -> BatchNorm {
+        BatchNorm {
+            gamma: Some(values(channels, 3).iter().map(|g| 1.0 + g / 2.0).collect()),
+            beta: Some(values(channels, 4)),
+            mean: values(channels, 5),
+            variance: values(channels, 6).iter().map(|v| 1.2 + v).collect(),
+            eps: 1e-3,
+            activation: Activation::Linear,
+        }
+    }
+
+    fn spec(layers: Vec<Layer>) -> ModelSpec {
+        ModelSpec { name: "test".into(), input_shape: vec![6, 5, 2], layers }
+    }
+
+    fn assert_same_numbers(a: &ModelSpec, b: &ModelSpec) {
+        let input = values(2 * 60, 7);
+        let (x, y) = (a.reference_forward(&input, 2).unwrap(), b.reference_forward(&input, 2).unwrap());
+        assert_eq!(x.len(), y.len());
+        for (x, y) in x.iter().zip(&y) {
+            assert!((x - y).abs() <= 1e-5 + 1e-4 * y.abs(), "{x} vs {y}");
+        }
+    }
+
+    fn names(spec: &ModelSpec) -> Vec<&'static str> {
+        spec.layers.iter().map(|l| l.op.name()).collect()
+    }
+
+    #[test]
+    fn batch_norm_folds_into_the_conv_before_it_and_relu_fuses_after() {
+        let chain = spec(vec![
+            Layer::new("conv", conv(2, 4), vec![0]),
+            Layer::new("bn", norm(4), vec![1]),
+            Layer::new("relu", ActivationLayer(Activation::Relu), vec![2]),
+            Layer::new("pool", Pool2d(Pool2dConfig::max_2x2()), vec![3]),
+        ]);
+        let passed = for_gpu(&chain).unwrap();
+        assert_eq!(names(&passed), ["conv2d", "identity", "identity", "identity"]);
+        let conv = passed.layers[0].downcast::<Conv2d>().unwrap();
+        assert!(conv.pooled && conv.config.activation == Activation::Relu);
+        assert_same_numbers(&chain, &passed);
+    }
+
+    #[test]
+    fn a_value_with_two_readers_is_not_rewritten() {
+        // conv -> bn -> add(conv, bn): the conv output is read twice, so nothing folds.
+        let branch = spec(vec![
+            Layer::new("conv", conv(2, 4), vec![0]),
+            Layer::new("bn", norm(4), vec![1]),
+            Layer::new("add", Add, vec![1, 2]),
+            Layer::new("relu", ActivationLayer(Activation::Relu), vec![3]),
+        ]);
+        let passed = for_gpu(&branch).unwrap();
+        assert_eq!(names(&passed), ["conv2d", "batch_norm", "add", "activation"]);
+        assert_same_numbers(&branch, &passed);
+    }
+
+    #[test]
+    fn activations_fuse_through_views_and_not_after_a_pool() {
+        let dense = Dense {
+            in_features: 24,
+            out_features: 3,
+            kernel: values(72, 8),
+            bias: None,
+            activation: Activation::Linear,
+        };
+        let layers = vec![
+            Layer::new("conv", conv(2, 4), vec![0]),
+            Layer::new("pool", Pool2d(Pool2dConfig::max_2x2()), vec![1]),
+            Layer::new("gelu", ActivationLayer(Activation::Gelu), vec![2]),
+            Layer::new("flatten", Flatten, vec![3]),
+            Layer::new("dense", dense, vec![4]),
+            Layer::new("drop", Identity, vec![5]),
+            Layer::new("tanh", ActivationLayer(Activation::Tanh), vec![6]),
+        ];
+        let model = spec(layers);
+        let passed = for_gpu(&model).unwrap();
+        assert_eq!(names(&passed), ["conv2d", "identity", "activation", "flatten", "dense", "identity", "identity"]);
+        assert_eq!(passed.layers[4].downcast::<Dense>().unwrap().activation, Activation::Tanh);
+        assert_same_numbers(&model, &passed);
+        // An average pool never fuses.
+        let mut average = model.clone();
+        average.layers[1].op = Arc::new(Pool2d(Pool2dConfig { kind: PoolKind::Average, ..Pool2dConfig::max_2x2() }));
+        assert_eq!(names(&for_gpu(&average).unwrap())[..3], ["conv2d", "pool2d", "activation"]);
+    }
+
+    #[test]
+    fn batch_norm_with_nothing_to_fold_into_takes_the_activation() {
+        let model = ModelSpec {
+            name: "input norm".into(),
+            input_shape: vec![5],
+            layers: vec![
+                Layer::new("bn", norm(5), vec![0]),
+                Layer::new("relu", ActivationLayer(Activation::Relu), vec![1]),
+            ],
+        };
+        let passed = for_gpu(&model).unwrap();
+        assert_eq!(names(&passed), ["batch_norm", "identity"]);
+        assert_eq!(passed.layers[0].downcast::<BatchNorm>().unwrap().activation, Activation::Relu);
+        let input = values(10, 9);
+        let (a, b) = (model.reference_forward(&input, 2).unwrap(), passed.reference_forward(&input, 2).unwrap());
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5 + 1e-4 * y.abs()));
+    }
+
+    #[test]
+    fn masking_rules() {
+        let masked = |layers: Vec<Layer>| ModelSpec { name: "m".into(), input_shape: vec![0, 3], layers };
+        let late = masked(vec![
+            Layer::new("drop", Identity, vec![0]),
+            Layer::new("mask", Masking { mask_value: 0.0 }, vec![1]),
+        ]);
+        assert!(matches!(check_masking(&late), Err(Error::UnsupportedConfig { key, .. }) if key == "position"));
+        let pooled = masked(vec![
+            Layer::new("mask", Masking { mask_value: 0.0 }, vec![0]),
+            Layer::new("pool", GlobalAveragePool1d::default(), vec![1]),
+        ]);
+        assert!(matches!(check_masking(&pooled), Err(Error::UnsupportedConfig { key, .. }) if key == "Masking"));
+    }
+}
