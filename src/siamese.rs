@@ -62,22 +62,32 @@ impl SiameseModel {
     /// BENCHMARKS.md).
     pub fn load_with_precision(gpu: Arc<Gpu>, path: impl AsRef<Path>, precision: Precision) -> Result<Self> {
         let path = path.as_ref();
-        if path.is_file() && keras_file::is_keras_file(path) {
-            // A Keras file, possibly a whole twin: its encoder runs, its head as it maps.
-            let file = keras_file::load_keras_file(path)?;
-            let mut model = Self::from_spec_with_precision(gpu, file.spec, precision)?;
-            if let TwinHead::Learned(head) = &file.head {
-                model.set_learned_head(head)?;
+        match model::detect_format(path)? {
+            model::Format::KerasFile => {
+                // A Keras file, possibly a whole twin: its encoder runs, its head as it maps.
+                let file = keras_file::load_keras_file(path)?;
+                let mut model = Self::from_spec_with_precision(gpu, file.spec, precision)?;
+                if let TwinHead::Learned(head) = &file.head {
+                    model.set_learned_head(head)?;
+                }
+                model.twin = Some((file.encoder, file.head));
+                Ok(model)
             }
-            model.twin = Some((file.encoder, file.head));
-            return Ok(model);
+            model::Format::BertFolder => Err(Error::ModelFormat {
+                file: path.display().to_string(),
+                reason: "a BERT sentence model (config.json + tokenizer.json): load it as a SentenceModel, \
+                         which tokenises sentences"
+                    .into(),
+            }),
+            model::Format::Directory => {
+                let model = Self::from_spec_with_precision(gpu, model::load(path)?, precision)?;
+                let head = path.join(LEARNED_HEAD_FILE);
+                if head.is_file() {
+                    model.set_learned_head(&model::learned_head::read_learned_head(&head)?)?;
+                }
+                Ok(model)
+            }
         }
-        let model = Self::from_spec_with_precision(gpu, model::load(path)?, precision)?;
-        let head = path.join(LEARNED_HEAD_FILE);
-        if path.is_dir() && head.is_file() {
-            model.set_learned_head(&LearnedHead::load(&head)?)?;
-        }
-        Ok(model)
     }
 
     /// For a model loaded from a Keras file: the shared encoder found in a whole Siamese

@@ -67,7 +67,7 @@ impl Array {
                 what,
                 format!(
                     "value {} at flat index {i} is not finite (NaN/Inf inputs are refused unless allowed: \
-                     --allow-nonfinite)",
+                     setting `allow_nonfinite`)",
                     self.data[i]
                 ),
             )),

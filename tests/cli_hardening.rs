@@ -294,3 +294,23 @@ fn generated_bad_inputs_fail_cleanly_or_give_finite_numbers() {
     eprintln!("{cases} generated cases: {succeeded} ran, {failed} refused cleanly");
     assert!(failed > 0 && (cases < 8 || succeeded > 0), "the generator should produce both outcomes");
 }
+
+/// The library names the setting (`setting \`allow_nonfinite\``); the CLI names the flag
+/// that sets it (issue #14: the library speaks its own vocabulary, the CLI maps it).
+#[test]
+fn errors_name_settings_in_the_library_and_flags_at_the_command_line() {
+    let Some(gpu) = gpu() else { return };
+    let model = siamese_wgpu::SiameseModel::load_on(gpu, root().join("models/cnn")).unwrap();
+    let mut values = vec![0.5f32; 2 * 28 * 28];
+    values[3] = f32::NAN;
+    let nan = Array::new(vec![2, 28, 28, 1], values).unwrap();
+    let error = model.distances(&nan, &nan, siamese_wgpu::Distance::Euclidean).unwrap_err().to_string();
+    assert!(error.contains("setting `allow_nonfinite`") && !error.contains("--"), "{error}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.npy");
+    write_npy(&path, &nan).unwrap();
+    let path = path.to_str().unwrap();
+    let output = siamese(&["pairs", "--model", "models/cnn", "--left", path, "--right", path]);
+    let line = one_line_error(&output, &["--allow-nonfinite"]);
+    assert!(!line.contains("setting `"), "{line}");
+}

@@ -10,6 +10,7 @@
 pub mod bert;
 pub mod keras;
 pub mod keras_file;
+pub mod learned_head;
 pub mod weights;
 
 use std::path::Path;
@@ -180,22 +181,32 @@ impl ModelSpec {
     }
 }
 
-/// Loads an encoder from a model directory (`model.json` + `model.safetensors`), or from a
-/// Keras model file (`.keras`, legacy `.h5` / `.hdf5`; of a whole Siamese model, its shared
-/// encoder: see [`keras_file::load_keras_file`] for the head).
-pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
+/// What a model path holds: the one place that decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A model directory: `model.json` (Keras `to_json()`) + `model.safetensors`.
+    Directory,
+    /// A Keras model file: `.keras` zip, or legacy `.h5` / `.hdf5`.
+    KerasFile,
+    /// A Hugging Face / sentence-transformers BERT folder (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`): a sentence model, see [`crate::SentenceModel`].
+    BertFolder,
+}
+
+/// Decides what `path` holds, from its kind and names (the contents are checked by the
+/// importer): an error says what was expected when it is none of the formats.
+pub fn detect_format(path: impl AsRef<Path>) -> Result<Format> {
     let path = path.as_ref();
-    if !path.is_dir() && keras_file::is_keras_file(path) {
-        return keras_file::load_keras_file(path).map(|file| file.spec);
-    }
     if path.is_dir() {
-        let json_path = path.join("model.json");
-        let weights_path = path.join("model.safetensors");
-        let json = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
-        let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-        let weights = weights::Weights::from_safetensors(&bytes, &weights_path.display().to_string())?;
-        keras::from_json(&json, &json_path.display().to_string(), weights)
-    } else if path.exists() {
+        if path.join("model.json").is_file() || !bert::is_bert_folder(path) {
+            return Ok(Format::Directory);
+        }
+        return Ok(Format::BertFolder);
+    }
+    if keras_file::is_keras_file(path) {
+        return Ok(Format::KerasFile);
+    }
+    if path.exists() {
         Err(Error::ModelFormat {
             file: path.display().to_string(),
             reason: "expected a model directory holding model.json and model.safetensors \
@@ -204,5 +215,25 @@ pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
         })
     } else {
         Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found")))
+    }
+}
+
+/// Loads an encoder from a model directory (`model.json` + `model.safetensors`), a Keras
+/// model file (`.keras`, legacy `.h5` / `.hdf5`; of a whole Siamese model, its shared
+/// encoder: see [`keras_file::load_keras_file`] for the head), or a BERT folder (its
+/// encoder graph; [`crate::SentenceModel`] adds the tokenizer).
+pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
+    let path = path.as_ref();
+    match detect_format(path)? {
+        Format::KerasFile => keras_file::load_keras_file(path).map(|file| file.spec),
+        Format::BertFolder => bert::load_bert(path).map(|model| model.spec),
+        Format::Directory => {
+            let json_path = path.join("model.json");
+            let weights_path = path.join("model.safetensors");
+            let json = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
+            let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+            let weights = weights::Weights::from_safetensors(&bytes, &weights_path.display().to_string())?;
+            keras::from_json(&json, &json_path.display().to_string(), weights)
+        }
     }
 }

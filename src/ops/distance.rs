@@ -98,27 +98,6 @@ pub struct LearnedHead {
 }
 
 impl LearnedHead {
-    /// Reads a head from safetensors: a `[dim, 1]` kernel and a `[1]` bias,
-    /// named `NAME/kernel` and `NAME/bias` (as Keras writes a Dense layer; any one NAME).
-    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let mut weights = crate::model::weights::Weights::from_safetensors(&bytes, &file)?;
-        let names = weights.names();
-        let kernel = names.iter().find(|n| n.ends_with("kernel")).ok_or_else(|| Error::ModelFormat {
-            file: file.clone(),
-            reason: format!("no `NAME/kernel` tensor (the head's Dense(1) kernel); found {names:?}"),
-        })?;
-        let layer = kernel.trim_end_matches("kernel").trim_end_matches('/');
-        let shape = weights.shape(kernel).unwrap_or_default();
-        let dim = shape.first().copied().unwrap_or(0);
-        let w = weights.take_named(kernel, layer, &[dim, 1])?;
-        let b = weights.take_named(&format!("{layer}/bias"), layer, &[1])?;
-        weights.finish()?;
-        Ok(Self { weights: w, bias: b[0], squared: false })
-    }
-
     /// The match probability of one pair of embeddings (CPU).
     pub fn probability(&self, a: &[f32], b: &[f32]) -> f32 {
         let term = |d: f32| if self.squared { d * d } else { d.abs() };
@@ -140,7 +119,10 @@ impl PairDistance {
     /// Compiles the reduction for a fixed `metric` (`Learned` needs [`Self::learned`]).
     pub fn new(gpu: &Gpu, metric: Distance) -> Result<Self> {
         if metric == Distance::Learned {
-            return Err(Error::input("distance", "the learned metric needs its head's weights (--head FILE)"));
+            return Err(Error::input(
+                "distance",
+                "the learned metric needs its head's weights (setting `head`: a head.safetensors file)",
+            ));
         }
         Ok(Self {
             metric,

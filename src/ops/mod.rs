@@ -270,12 +270,12 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// Parses `f32` / `f16` (the CLI's `--precision`).
+    /// Parses `f32` / `f16`.
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "f32" => Ok(Self::F32),
             "f16" => Ok(Self::F16),
-            other => Err(Error::input("--precision", format!("'{other}': expected f32 or f16"))),
+            other => Err(Error::input("setting `precision`", format!("'{other}': expected f32 or f16"))),
         }
     }
 
@@ -303,7 +303,7 @@ pub(crate) fn kernel_buffer(
         Precision::F16 => {
             if !gpu.adapter().get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32) {
                 return Err(Error::input(
-                    "--precision f16",
+                    "setting `precision` = f16",
                     format!("adapter {} cannot unpack f16 (no SHADER_F16_IN_F32): use f32", gpu.adapter_info().name),
                 ));
             }
@@ -316,7 +316,7 @@ pub(crate) fn kernel_buffer(
                     if h.is_infinite() && value.is_finite() {
                         return Err(Error::input(
                             label,
-                            format!("weight {value} at [{r}, {j}] is beyond f16's range (±65504): use --precision f32"),
+                            format!("weight {value} at [{r}, {j}] is beyond f16's range (±65504): use setting `precision` = f32"),
                         ));
                     }
                     let bits = h.to_bits() as u32;

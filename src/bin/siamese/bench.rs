@@ -90,6 +90,48 @@ fn bench_input(shape: &[usize], vocab: Option<usize>, seed: u64) -> Result<Array
     Ok(Array::new(shape.to_vec(), data)?)
 }
 
+/// The column heads of the text table.
+const HEADER: &str =
+    " pairs  first call ms      steady ms      pairs/s    GFLOP/s  submits   buffers    naive pairs/s\n";
+
+/// The adapter's measured peak, as a line of text or a JSON object.
+fn print_peak(p: &siamese_wgpu::ops::peak::Peak, info: &wgpu::AdapterInfo, json: bool) -> Result<()> {
+    if json {
+        emit_json(&serde_json::json!({
+            "adapter": info.name,
+            "backend": format!("{:?}", info.backend),
+            "peak_gflops": rounded(p.gflops, 3),
+            "peak_gbps": rounded(p.gbps, 3),
+        }))
+    } else {
+        emit(&format!(
+            "peak (our microkernels): {:.2} GFLOP/s f32 multiply-add, {:.2} GB/s streaming copy\n",
+            p.gflops, p.gbps
+        ))
+    }
+}
+
+/// The naive alternative: each twin its own pass, embeddings read back, distance on the CPU.
+fn naive_pairs_per_s(
+    model: &SiameseModel,
+    left: &Array,
+    right: &Array,
+    distance: Distance,
+    iters: usize,
+) -> Result<f64> {
+    model.embed(left)?;
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        let a = model.embed(left)?;
+        let b = model.embed(right)?;
+        let d: Vec<f32> = (0..left.batch()).map(|i| reference::distance(a.row(i), b.row(i), distance)).collect();
+        std::hint::black_box(d);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(left.batch() as f64 / median(&mut times))
+}
+
 pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
     let (model_dir, batches, distance, seq_len, json) =
         (&args.model, &args.batch, args.distance, args.seq_len, args.json);
@@ -118,18 +160,8 @@ pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
     let flops_per_pair = 2 * model.graph().flops_per_sample(seq_len);
     let peak = if args.peak { Some(siamese_wgpu::ops::peak::measure_peak(&gpu)?) } else { None };
     let backend = format!("{:?}", info.backend);
-    match (peak, json) {
-        (Some(p), false) => emit(&format!(
-            "peak (our microkernels): {:.2} GFLOP/s f32 multiply-add, {:.2} GB/s streaming copy\n",
-            p.gflops, p.gbps
-        ))?,
-        (Some(p), true) => emit_json(&serde_json::json!({
-            "adapter": info.name,
-            "backend": backend,
-            "peak_gflops": rounded(p.gflops, 3),
-            "peak_gbps": rounded(p.gbps, 3),
-        }))?,
-        (None, _) => {}
+    if let Some(peak) = peak {
+        print_peak(&peak, info, json)?;
     }
     if !json {
         let mut out = String::new();
@@ -141,12 +173,7 @@ pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
             flops_per_pair as f64 / 1e6,
             model.graph().dispatches_per_call(seq_len)
         )?;
-        writeln!(
-            out,
-            "{:>6} {:>14} {:>14} {:>12} {:>10} {:>8} {:>9} {:>16}",
-            "pairs", "first call ms", "steady ms", "pairs/s", "GFLOP/s", "submits", "buffers", "naive pairs/s"
-        )?;
-        emit(&out)?;
+        emit(&(out + HEADER))?;
     }
     for (&pairs, shape) in batches.iter().zip(&shapes) {
         let left = bench_input(shape, vocab, 1)?;
@@ -172,22 +199,8 @@ pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
         let steady = median(&mut times);
         let pairs_per_s = pairs as f64 / steady;
         let gflops = flops_per_pair as f64 * pairs as f64 / steady / 1e9;
-        let naive_pairs_per_s = if !args.no_naive {
-            // The naive alternative: each twin its own pass, embeddings read back, distance on the CPU.
-            model.embed(&left)?;
-            let mut times = Vec::with_capacity(iters);
-            for _ in 0..iters {
-                let t = Instant::now();
-                let a = model.embed(&left)?;
-                let b = model.embed(&right)?;
-                let d: Vec<f32> = (0..pairs).map(|i| reference::distance(a.row(i), b.row(i), distance)).collect();
-                std::hint::black_box(d);
-                times.push(t.elapsed().as_secs_f64());
-            }
-            Some(pairs as f64 / median(&mut times))
-        } else {
-            None
-        };
+        let naive_pairs_per_s =
+            if args.no_naive { None } else { Some(naive_pairs_per_s(&model, &left, &right, distance, iters)?) };
         if json {
             emit_json(&serde_json::json!({
                 "model": model_dir.display().to_string(),

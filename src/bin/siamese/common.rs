@@ -16,6 +16,19 @@ pub fn emit(text: &str) -> Result<()> {
     }
 }
 
+/// The library names its settings (`setting \`precision\``); the CLI sets them with flags.
+const SETTING_FLAGS: [(&str, &str); 4] = [
+    ("setting `precision`", "--precision"),
+    ("setting `allow_nonfinite`", "--allow-nonfinite"),
+    ("setting `head`", "--head FILE"),
+    ("setting `distance`", "--distance"),
+];
+
+/// An error message with the library's setting names replaced by the flags that set them.
+pub fn in_cli_words(message: &str) -> String {
+    SETTING_FLAGS.iter().fold(message.to_string(), |text, (setting, flag)| text.replace(setting, flag))
+}
+
 /// One JSON object on its own line (`bench --json`).
 pub fn emit_json(value: &serde_json::Value) -> Result<()> {
     emit(&format!("{value}\n"))

@@ -60,7 +60,7 @@ enum Command {
 
 fn main() {
     if let Err(error) = run(Cli::parse()) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", common::in_cli_words(&format!("{error:#}")));
         std::process::exit(1);
     }
 }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use siamese_wgpu::io::{read_batch_for, read_lengths, write_npy};
-use siamese_wgpu::ops::LearnedHead;
 use siamese_wgpu::{Array, Distance, Precision};
 
 use crate::common::{default_metric, emit, load};
@@ -82,7 +81,7 @@ pub fn pairs(args: PairsArgs, precision: Precision) -> Result<()> {
     let mut model = load(&model, precision)?;
     model.set_allow_nonfinite(allow_nonfinite);
     if let Some(head) = &head {
-        model.set_learned_head(&LearnedHead::load(head)?)?;
+        model.set_learned_head(&siamese_wgpu::model::learned_head::read_learned_head(head)?)?;
     }
     let distance = default_metric(&model, distance, head.is_some());
     let left = read_batch_for(&left, model.input_shape()).context("reading --left")?;

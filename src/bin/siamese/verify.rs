@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use siamese_wgpu::io::{read_npy, read_samples_for};
-use siamese_wgpu::ops::LearnedHead;
 use siamese_wgpu::plot::{verification_png, ScorePlot};
 use siamese_wgpu::verify::{accuracy_at, contrastive_loss, evaluate, read_pairs_csv, ModelDecision, DECISION_FILE};
 use siamese_wgpu::{Distance, Precision};
@@ -63,7 +62,7 @@ pub fn verify(args: &VerifyArgs, precision: Precision) -> Result<()> {
     }
     let model = load(&args.model, precision)?;
     if let Some(head) = &args.head {
-        model.set_learned_head(&LearnedHead::load(head)?)?;
+        model.set_learned_head(&siamese_wgpu::model::learned_head::read_learned_head(head)?)?;
     }
     let decision = if args.model.is_dir() { ModelDecision::load(&args.model)? } else { None };
     // The model's own metric is read only when none is given, so a bad one cannot block
