@@ -23,7 +23,7 @@ pub fn activation(x: f32, activation: Activation) -> f32 {
         }
         Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
         Activation::HardSigmoid => ((x + 3.0).clamp(0.0, 6.0)) / 6.0,
-        Activation::HardSigmoidKeras2 => (0.2 * x + 0.5).clamp(0.0, 1.0),
+        Activation::HardSigmoidClip => (0.2 * x + 0.5).clamp(0.0, 1.0),
         Activation::GeluTanh => {
             0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
         }

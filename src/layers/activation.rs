@@ -2,8 +2,6 @@
 //! The fusion pass folds it into a Conv2D or Dense before it when it can. Kernel family:
 //! `ops::elementwise` / `shaders/activation.wgsl`.
 
-use std::any::Any;
-
 use super::{Inputs, Kernel, LayerOp, PlanContext};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -40,10 +38,6 @@ impl LayerOp for ActivationLayer {
             return Ok(None);
         }
         Ok(Some(Box::new(ActivationOp::new(gpu, self.0)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

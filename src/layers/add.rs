@@ -1,8 +1,6 @@
 //! Add: the elementwise sum of two values of one shape (Keras `Add`, residual connections).
 //! Kernel family: `ops::add` / `shaders/add.wgsl`.
 
-use std::any::Any;
-
 use super::{Inputs, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -38,10 +36,6 @@ impl LayerOp for Add {
 
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(AddOp::new(gpu)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -4,8 +4,6 @@
 //! BERT's self-attention is this layer with `key_dim = hidden / heads`, masked. Kernel
 //! family: `ops::attention` (a fused Q|K|V GEMM, the attention core, the output GEMM).
 
-use std::any::Any;
-
 use super::sequence_pool::ONES;
 use super::{btf, rows_for_items, Inputs, Kernel, LayerOp, PlanContext, Scratch};
 use crate::error::{Error, Result};
@@ -94,10 +92,6 @@ impl LayerOp for MultiHeadAttention {
             precision,
         )?;
         Ok(Some(Box::new(AttentionKernel { op, masked: self.masked })))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -4,7 +4,6 @@
 //! folding pass puts it into the Conv2D or Dense before it when nothing else reads that
 //! op's output.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use super::{rows_and_features, Inputs, Kernel, LayerOp, PlanContext};
@@ -110,10 +109,6 @@ impl LayerOp for BatchNorm {
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         let (scale, shift) = self.scale_and_shift();
         Ok(Some(Box::new(ChannelAffine::new(gpu, &scale, &shift, self.activation)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

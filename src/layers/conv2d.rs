@@ -2,7 +2,6 @@
 //! dilation), with bias, activation and a 2×2 max-pool fused into its epilogue by the
 //! passes. Kernel family: `ops::conv2d` / `shaders/conv2d.wgsl`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use super::{fold_channel_affine, nhwc, rows_for_items, Inputs, Kernel, LayerOp, PlanContext};
@@ -90,10 +89,6 @@ impl LayerOp for Conv2d {
             ops::Conv2d::with_precision(gpu, config, kernel, bias, precision)?
         };
         Ok(Some(Box::new(op)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -1,7 +1,6 @@
 //! Dense over the last axis (`[.., in] → [.., out]`, kernel `[in, out]`), with bias and
 //! activation fused. Kernel family: `ops::dense` / `shaders/dense.wgsl`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use super::{fold_channel_affine, rows_and_features, rows_for_items, Inputs, Kernel, LayerOp, PlanContext};
@@ -80,10 +79,6 @@ impl LayerOp for Dense {
         let (i, o) = (self.in_features, self.out_features);
         let op = ops::Dense::with_precision(gpu, i, o, &self.kernel, self.bias.as_deref(), self.activation, precision)?;
         Ok(Some(Box::new(op)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -3,8 +3,6 @@
 //! input as exact f32 values. Kernel family: `ops::embedding` (`shaders/gather.wgsl`,
 //! `shaders/embedding.wgsl`).
 
-use std::any::Any;
-
 use super::{Inputs, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -49,10 +47,6 @@ impl LayerOp for Embedding {
 
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(EmbeddingLookup::new(gpu, self.vocab, self.dim, &self.table)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -149,10 +143,6 @@ impl LayerOp for BertEmbeddings {
 
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(TokenEmbedding::new(gpu, self.hidden(), &self.tables(), self.eps)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -2,8 +2,6 @@
 //! residual of a post-LN transformer block, fused). Kernel family: `ops::layer_norm` /
 //! `shaders/layer_norm.wgsl`.
 
-use std::any::Any;
-
 use super::{rows_and_features, Inputs, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -62,10 +60,6 @@ impl LayerOp for LayerNorm {
 
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(ops::LayerNorm::new(gpu, &self.gamma, &self.beta, self.eps)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

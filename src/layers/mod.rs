@@ -47,9 +47,22 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{Activation, Dispatch, Precision};
 
+/// Any layer as [`Any`], for passes that rewrite particular layers (downcast with
+/// `downcast_ref`, or [`crate::model::Layer::downcast`]); implemented for every type.
+pub trait AsAny: Any {
+    /// `self` as `&dyn Any`.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// A layer as the graph IR holds it: settings and weights in the engine's layouts (NHWC
 /// activations, HWIO / `[in, out]` kernels), on the host.
-pub trait LayerOp: fmt::Debug + Send + Sync + Any {
+pub trait LayerOp: fmt::Debug + Send + Sync + AsAny {
     /// The layer family, as `describe` and the gallery fingerprint name it (`"conv2d"`).
     fn name(&self) -> &'static str;
 
@@ -102,9 +115,6 @@ pub trait LayerOp: fmt::Debug + Send + Sync + Any {
 
     /// Uploads the weights and compiles the pipelines (None for views).
     fn compile(&self, gpu: &Gpu, precision: Precision) -> Result<Option<Box<dyn Kernel>>>;
-
-    /// For passes that rewrite particular layers (downcast with `downcast_ref`).
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// What a reference computation reads: the node's input values and shapes, and the

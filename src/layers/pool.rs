@@ -1,8 +1,6 @@
 //! MaxPooling2D / AveragePooling2D and GlobalAveragePooling2D (channels-last). Kernel
 //! family: `ops::pool2d` / `shaders/pool2d.wgsl`.
 
-use std::any::Any;
-
 use super::{nhwc, Inputs, Kernel, LayerOp, PlanContext};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -32,10 +30,6 @@ impl LayerOp for Pool2d {
 
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(ops::Pool2d::new(gpu, self.0.clone())?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -82,10 +76,6 @@ impl LayerOp for GlobalAveragePool2d {
 
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(ops::GlobalAveragePool2d::new(gpu)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -2,8 +2,6 @@
 //! real step, from the step mask). Kernel family: `ops::recurrent` (the input projection
 //! as one GEMM over every step, then the whole recurrence in one dispatch).
 
-use std::any::Any;
-
 use super::{btf, rows_for_items, Inputs, Kernel, LayerOp, PlanContext, RunOptions, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -64,10 +62,6 @@ impl LayerOp for Recurrent {
 
     fn compile(&self, gpu: &Gpu, precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(ops::Recurrent::with_precision(gpu, self.config.clone(), &self.weights, precision)?)))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -3,8 +3,6 @@
 //! pooling), and optionally L2-normalised. Kernel family: `ops::sequence_pool` /
 //! `shaders/sequence_pool.wgsl`.
 
-use std::any::Any;
-
 use super::{btf, Inputs, Kernel, LayerOp, PlanContext, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -59,10 +57,6 @@ impl LayerOp for GlobalAveragePool1d {
 
     fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         Ok(Some(Box::new(MeanKernel { op: SequencePool::new(gpu, self.normalize)?, masked: self.masked })))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -2,8 +2,6 @@
 //! Identity (Dropout and the other inference no-ops) and Masking (the mask it defines is
 //! computed on the host from the input; the values pass through).
 
-use std::any::Any;
-
 use super::{Inputs, Kernel, LayerOp};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -52,9 +50,6 @@ macro_rules! view {
                 Ok(None)
             }
 
-            fn as_any(&self) -> &dyn Any {
-                self
-            }
         }
     };
 }

@@ -1,11 +1,15 @@
-//! Models: the framework-neutral description of an encoder ([`ModelSpec`]: layers with
-//! their weights in OUR layouts) and the loaders that build one from foreign files.
+//! The graph IR ([`ModelSpec`]: one input, nodes reading earlier values, each a layer of
+//! [`crate::layers`]) and the importers that build one from foreign files: model
+//! directories and Keras files ([`keras`], [`keras_file`]), Hugging Face BERT folders
+//! ([`bert`]). [`detect_format`] decides which a path holds.
 //!
-//! Internal layouts (the ones the kernels read), identical to Keras' so the Keras loader
-//! converts nothing:
-//! - Conv2D kernel HWIO `[k_h, k_w, in_c, out_c]`, activations NHWC;
-//! - Dense kernel `[in, out]`;
-//! - Flatten of NHWC is `(y*W + x)*C + c`, i.e. the memory order, so it is a free view.
+//! The engine's layouts, which every importer converts to at load, in the importer (Keras'
+//! layouts are these, so the Keras importer converts nothing; PyTorch's Linear `(out, in)`
+//! is transposed in [`bert`]):
+//! - activations channels-last: images NHWC `[batch, h, w, c]`, sequences `[batch, steps,
+//!   features]`; Flatten of NHWC is `(y*W + x)*C + c`, the memory order, so a free view;
+//! - Conv2D kernel HWIO `[k_h, k_w, in_c, out_c]`; Dense kernel `[in, out]`;
+//! - per-channel parameters (biases, normalisation) along the last axis.
 
 pub mod bert;
 pub mod keras;
@@ -39,7 +43,7 @@ impl Layer {
 
     /// The layer as `T`, when it is one.
     pub fn downcast<T: LayerOp>(&self) -> Option<&T> {
-        self.op.as_any().downcast_ref::<T>()
+        (*self.op).as_any().downcast_ref::<T>()
     }
 }
 

@@ -58,11 +58,10 @@ pub enum Activation {
     Softplus,
     /// SELU.
     Selu,
-    /// Keras 3 hard sigmoid, relu6(x + 3) / 6 (recurrent gates).
+    /// Hard sigmoid, relu6(x + 3) / 6 (Keras 3's `hard_sigmoid`).
     HardSigmoid,
-    /// Keras 2 / tf.keras hard sigmoid, clip(0.2·x + 0.5, 0, 1): what `"hard_sigmoid"`
-    /// means in a model JSON written by Keras 2.
-    HardSigmoidKeras2,
+    /// Hard sigmoid, clip(0.2·x + 0.5, 0, 1) (what `hard_sigmoid` means to Keras 2).
+    HardSigmoidClip,
     /// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, Keras `approximate=True`).
     GeluTanh,
 }
@@ -80,26 +79,9 @@ impl Activation {
         Activation::Softplus,
         Activation::Selu,
         Activation::HardSigmoid,
-        Activation::HardSigmoidKeras2,
+        Activation::HardSigmoidClip,
         Activation::GeluTanh,
     ];
-
-    /// Parses a Keras activation name (`"relu"`, `"linear"`, `"swish"`, ...).
-    pub fn from_keras(name: &str) -> Option<Self> {
-        Some(match name {
-            "linear" | "None" | "" => Activation::Linear,
-            "relu" => Activation::Relu,
-            "sigmoid" => Activation::Sigmoid,
-            "tanh" => Activation::Tanh,
-            "gelu" => Activation::Gelu,
-            "silu" | "swish" => Activation::Silu,
-            "elu" => Activation::Elu,
-            "softplus" => Activation::Softplus,
-            "selu" => Activation::Selu,
-            "hard_sigmoid" => Activation::HardSigmoid,
-            _ => return None,
-        })
-    }
 
     /// The code `shaders/activation.wgsl` switches on.
     pub fn code(self) -> u32 {

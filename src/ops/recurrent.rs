@@ -121,7 +121,7 @@ struct RecurrentParams {
 
 /// Gate activations (`recurrent_activation`) the recurrent kernels are built for.
 pub const RECURRENT_GATE_ACTIVATIONS: [Activation; 3] =
-    [Activation::Sigmoid, Activation::HardSigmoid, Activation::HardSigmoidKeras2];
+    [Activation::Sigmoid, Activation::HardSigmoid, Activation::HardSigmoidClip];
 /// Cell activations (`activation`) the recurrent kernels are built for.
 pub const RECURRENT_CELL_ACTIVATIONS: [Activation; 4] =
     [Activation::Tanh, Activation::Relu, Activation::Linear, Activation::Sigmoid];

@@ -423,6 +423,24 @@ fn channels_last(entry: &Entry) -> Result<()> {
     }
 }
 
+/// The activation a Keras name means (`hard_sigmoid` meant another function to Keras 2).
+fn activation_named(name: &str, keras2: bool) -> Option<Activation> {
+    Some(match name {
+        "linear" | "None" | "" => Activation::Linear,
+        "relu" => Activation::Relu,
+        "sigmoid" => Activation::Sigmoid,
+        "tanh" => Activation::Tanh,
+        "gelu" => Activation::Gelu,
+        "silu" | "swish" => Activation::Silu,
+        "elu" => Activation::Elu,
+        "softplus" => Activation::Softplus,
+        "selu" => Activation::Selu,
+        "hard_sigmoid" if keras2 => Activation::HardSigmoidClip,
+        "hard_sigmoid" => Activation::HardSigmoid,
+        _ => return None,
+    })
+}
+
 /// Keras serialises an activation as a name, or (Keras 3, custom objects) an object.
 fn activation(entry: &Entry, key: &str) -> Result<Activation> {
     let value = entry.config.get(key).unwrap_or(&Value::Null);
@@ -434,10 +452,7 @@ fn activation(entry: &Entry, key: &str) -> Result<Activation> {
         }
         _ => None,
     };
-    let parsed = match name {
-        Some("hard_sigmoid") if entry.keras2 => Some(Activation::HardSigmoidKeras2),
-        other => other.and_then(Activation::from_keras),
-    };
+    let parsed = name.and_then(|name| activation_named(name, entry.keras2));
     parsed.ok_or_else(|| {
         unsupported(entry, key, value, "supported: linear, relu, sigmoid, tanh, gelu, silu/swish, elu, softplus, selu")
     })

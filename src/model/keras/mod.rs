@@ -183,7 +183,7 @@ pub(crate) fn from_value(root: &Value, file: &str, mut weights: Weights) -> Resu
         }
         let mut ctx = layers::Context { entry, input: &shapes[inputs[0]], weights: &mut weights, file };
         let op = layers::build(&mut ctx)?;
-        if op.as_any().is::<Embedding>() && inputs != [0] {
+        if (*op).as_any().is::<Embedding>() && inputs != [0] {
             return Err(Error::UnsupportedConfig {
                 layer: entry.name.clone(),
                 key: "input".into(),
