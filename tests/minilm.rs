@@ -89,6 +89,12 @@ fn similarities_match_sentence_transformers_in_one_submit() {
     assert_close("similarity vs sentence-transformers", &got, want.data(), 1e-5, 1e-4);
     assert_eq!(got[0], 1.0, "identical sentences");
     assert!(model.similarity(&[]).is_err());
+    // The shared runner (issue #14) records what the sentence runner did: the embeddings,
+    // 7 dispatches per layer, the pooling and the cosine; a repeated call creates no buffer.
+    assert_eq!(model.graph().dispatches_per_call(1), 1 + 7 * 6 + 1 + 1);
+    let (buffers, submits) = (gpu.buffer_count(), gpu.submit_count());
+    assert_eq!(model.similarity(&refs).unwrap(), got);
+    assert_eq!((gpu.buffer_count(), gpu.submit_count()), (buffers, submits + 1));
 }
 
 #[test]

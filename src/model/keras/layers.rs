@@ -45,7 +45,8 @@ pub(crate) const IDENTITY_AT_INFERENCE: [&str; 5] =
 const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["InputLayer"], input_layer, vars::none),
     (&["Conv2D", "Convolution2D"], conv2d, vars::kernel_bias),
-    (&["MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D"], pool2d, vars::none),
+    (&["MaxPooling2D", "MaxPool2D"], pool2d, vars::none),
+    (&["AveragePooling2D", "AvgPool2D"], pool2d, vars::none),
     (&["GlobalAveragePooling2D", "GlobalAvgPool2D"], global_average_pool2d, vars::none),
     (&["Flatten"], flatten, vars::none),
     (&["Dense"], dense, vars::kernel_bias),
@@ -53,7 +54,8 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["ReLU"], relu, vars::none),
     (&IDENTITY_AT_INFERENCE, identity, vars::none),
     (&["Masking"], masking, vars::none),
-    (&["LSTM", "GRU"], recurrent, vars::recurrent),
+    (&["LSTM"], recurrent, vars::recurrent),
+    (&["GRU"], recurrent, vars::recurrent),
     (&["Bidirectional"], bidirectional, vars::bidirectional),
     (&["MultiHeadAttention"], multi_head_attention, vars::attention),
     (&["LayerNormalization"], layer_norm, vars::layer_norm),
@@ -63,20 +65,10 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["Embedding"], embedding, vars::embedding),
 ];
 
-/// The classes errors list as supported: the first name of each row (MaxPooling2D's row
-/// lists AveragePooling2D too).
-pub(crate) static SUPPORTED_LAYERS: LazyLock<String> = LazyLock::new(|| {
-    let mut names: Vec<&str> = Vec::new();
-    for (classes, ..) in TABLE {
-        match classes[0] {
-            "MaxPooling2D" => names.extend(["MaxPooling2D", "AveragePooling2D"]),
-            "Dropout" => names.push("Dropout"),
-            "LSTM" => names.extend(["LSTM", "GRU"]),
-            first => names.push(first),
-        }
-    }
-    names.join(", ")
-});
+/// The classes errors list as supported: the first name of each row (the others are
+/// Keras' aliases, and the noise layers that `Dropout` stands for).
+pub(crate) static SUPPORTED_LAYERS: LazyLock<String> =
+    LazyLock::new(|| TABLE.iter().map(|(classes, ..)| classes[0]).collect::<Vec<_>>().join(", "));
 
 /// Whether the importer runs layers of this class (aliases included).
 pub(crate) fn is_supported(class: &str) -> bool {
