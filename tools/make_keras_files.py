@@ -196,6 +196,38 @@ def bn_dense_encoder() -> keras.Model:
     )
 
 
+def prep_config_encoder() -> keras.Model:
+    """Preprocessing inside the model, statistics in the config: Rescaling to [-1, 1), a
+    Normalization with given mean and variance, then a conv; a Dense head ending in an
+    inverted Normalization."""
+    inp = keras.Input((10, 12, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescaling")(inp)
+    x = layers.Normalization(mean=[0.1, -0.2, 0.05], variance=[0.3, 0.5, 0.2], name="normalization")(x)
+    x = layers.Conv2D(4, 3, activation="relu", name="conv2d")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dense(3, name="dense")(x)
+    out = layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[4.0, 0.25, 1.0], invert=True, name="denormalize")(x)
+    return keras.Model(inp, out, name="encoder")
+
+
+def prep_adapted_encoder(rng: np.random.Generator) -> keras.Model:
+    """A Normalization adapted on data (its mean, variance and count are weights), after a
+    per-channel Rescaling."""
+    norm = layers.Normalization(name="normalization")
+    norm.adapt(rng.uniform(0, 255, (64, 10, 12, 3)).astype(np.float32) * np.float32([0.5, 1.0, 2.0]))
+    return keras.Sequential(
+        [
+            keras.Input((10, 12, 3), name="image"),
+            norm,
+            layers.Rescaling([2.0, 1.0, 0.5], offset=0.25, name="rescaling"),
+            layers.Conv2D(4, 3, activation="relu", name="conv2d"),
+            layers.GlobalAveragePooling2D(name="pool"),
+            layers.Dense(3, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
 def bn_functional_encoder() -> keras.Model:
     """The conv output feeds both the BatchNormalization and the Add: two readers, so the
     normalization cannot be folded into the conv's kernel and bias."""
@@ -383,6 +415,10 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | bn_cnn.h5 | legacy HDF5 | same | same | none | same file as bn_cnn.keras |
 | bn_dense.keras | Keras 3 zip | Sequential `encoder`: InputLayer `features` [10], BatchNormalization `batch_normalization` (on the input; eps 1e-3), Dense `dense` 9 relu, BatchNormalization `batch_normalization_1` (momentum 0.9, eps 1e-5), Dense `dense_1` 4 linear | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | bn_functional.keras | Keras 3 zip | Functional `encoder`: InputLayer `image` [9, 9, 2], Conv2D `conv2d` 5 3x3 valid, bias, linear (x); BatchNormalization `batch_normalization` (eps 1e-3) of x; Add `residual` (x + bn(x): the conv output has two readers, so the normalization cannot be folded into the conv); GlobalAveragePooling2D `pool`; Dense `dense` 3 linear | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| prep_config.keras | Keras 3 zip | Functional `encoder`: InputLayer `image` [10, 12, 3], Rescaling `rescaling` (1/127.5, offset -1), Normalization `normalization` (mean [0.1, -0.2, 0.05], variance [0.3, 0.5, 0.2] in the config), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3, Normalization `denormalize` (invert=True, mean [1, 2, 3], variance [4, 0.25, 1]) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| prep_adapted.keras | Keras 3 zip | Sequential `encoder`: InputLayer `image` [10, 12, 3], Normalization `normalization` (adapted on 64 random images: mean, variance and an int64 count are weights), Rescaling `rescaling` (per channel [2, 1, 0.5], offset 0.25), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+
+prep_*: |standard normal| × 60 inputs (pixel-like values, 0 to ~200).
 
 Inputs: cnn_* are uniform [0, 1) of shape [4, 28, 28, 1]; lstm_twin standard normal
 [4, 7, 8]; mha_twin standard normal [4, 10, 16]; koch_twin standard normal [4, 6];
@@ -509,6 +545,18 @@ def main() -> int:
     randomize_batch_norm(enc, 210)
     left, right = pair_inputs(10, (9, 9, 2))
     save_and_check(enc, out, "bn_functional", left, right, encoder_only=True)
+
+    # 11. Rescaling and Normalization inside the model: statistics in the config, then adapted.
+    keras.utils.set_random_seed(111)
+    enc = prep_config_encoder()
+    left, right = pair_inputs(11, (10, 12, 3))
+    left, right = (np.abs(left) * 60).astype(np.float32), (np.abs(right) * 60).astype(np.float32)
+    save_and_check(enc, out, "prep_config", left, right, encoder_only=True)
+    keras.utils.set_random_seed(112)
+    enc = prep_adapted_encoder(np.random.default_rng(212))
+    left, right = pair_inputs(12, (10, 12, 3))
+    left, right = (np.abs(left) * 60).astype(np.float32), (np.abs(right) * 60).astype(np.float32)
+    save_and_check(enc, out, "prep_adapted", left, right, encoder_only=True)
 
     import h5py
 

@@ -22,6 +22,7 @@ mod embedding;
 mod layer_norm;
 mod pool;
 mod recurrent;
+mod rescale;
 mod sequence_pool;
 mod view;
 
@@ -35,6 +36,7 @@ pub use embedding::{BertEmbeddings, Embedding};
 pub use layer_norm::LayerNorm;
 pub use pool::{GlobalAveragePool2d, Pool2d};
 pub use recurrent::Recurrent;
+pub use rescale::{Normalization, Rescaling, NORMALIZATION_EPSILON};
 pub use sequence_pool::GlobalAveragePool1d;
 pub use view::{Flatten, Identity, Masking};
 

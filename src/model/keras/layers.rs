@@ -11,7 +11,7 @@ use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
 use crate::layers::{
     ActivationLayer, Add, BatchNorm, Conv2d, Dense, Embedding, Flatten, GlobalAveragePool1d, GlobalAveragePool2d,
-    Identity, LayerNorm, LayerOp, Masking, MultiHeadAttention, Pool2d, Recurrent,
+    Identity, LayerNorm, LayerOp, Masking, MultiHeadAttention, Normalization, Pool2d, Recurrent, Rescaling,
 };
 use crate::model::weights::Weights;
 use crate::ops::{Activation, Cell, Conv2dConfig, DirectionWeights, Padding, Pool2dConfig, PoolKind, RecurrentConfig};
@@ -63,6 +63,8 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["Add"], add, vars::none),
     (&["GlobalAveragePooling1D", "GlobalAvgPool1D"], global_average_pool1d, vars::none),
     (&["Embedding"], embedding, vars::embedding),
+    (&["Rescaling"], rescaling, vars::none),
+    (&["Normalization"], normalization, vars::normalization),
 ];
 
 /// The classes errors list as supported: the first name of each row (the others are
@@ -250,6 +252,48 @@ fn batch_norm(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let mean = ctx.weights.take(&entry.name, "moving_mean", &[channels])?;
     let variance = ctx.weights.take(&entry.name, "moving_variance", &[channels])?;
     layer(BatchNorm { gamma, beta, mean, variance, eps: epsilon(entry), activation: Activation::Linear })
+}
+
+/// A setting that is one number or a list of numbers (`default` when absent).
+fn numbers(entry: &Entry, key: &str, default: Option<f32>) -> Result<Vec<f32>> {
+    let value = entry.config.get(key).unwrap_or(&Value::Null);
+    let list = match value {
+        Value::Null => default.map(|d| vec![d]),
+        Value::Number(n) => n.as_f64().map(|v| vec![v as f32]),
+        Value::Array(items) => items.iter().map(|v| v.as_f64().map(|v| v as f32)).collect(),
+        _ => None,
+    };
+    list.filter(|l| !l.is_empty() && l.iter().all(|v| v.is_finite()))
+        .ok_or_else(|| unsupported(entry, key, value, "a finite number or a list of them"))
+}
+
+fn rescaling(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (scale, offset) = (numbers(ctx.entry, "scale", None)?, numbers(ctx.entry, "offset", Some(0.0))?);
+    layer(Rescaling { scale, offset })
+}
+
+/// Normalization over the last axis, with the mean and variance of the config or, when
+/// the model was adapted, of its weights (`count` is read and left: inference needs none).
+fn normalization(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, channels) = (ctx.entry, ctx.channels());
+    let axis = entry.config.get("axis").unwrap_or(&Value::Null);
+    if !is_last_axis(axis, ctx.input.len()) {
+        return Err(unsupported(entry, "axis", axis, "only the last (channels) axis"));
+    }
+    let invert = flag(entry, "invert", false);
+    let given = |key: &str| entry.config.get(key).is_some_and(|v| !v.is_null());
+    let (mean, variance) = if given("mean") || given("variance") {
+        (numbers(entry, "mean", None)?, numbers(entry, "variance", None)?)
+    } else {
+        let mean = ctx.weights.take(&entry.name, "mean", &[channels])?;
+        let variance = ctx.weights.take(&entry.name, "variance", &[channels])?;
+        ctx.weights.take(&entry.name, "count", &[])?;
+        (mean, variance)
+    };
+    if variance.iter().any(|&v| v < 0.0) {
+        return Err(unsupported(entry, "variance", &Value::String("a negative value".into()), "variances >= 0"));
+    }
+    layer(Normalization { mean, variance, invert })
 }
 
 fn multi_head_attention(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {

@@ -43,6 +43,15 @@ pub(super) fn batch_norm(_class: &str, config: &Value, name: &str) -> Variables 
     listed("", name, &[scale, center, Some("moving_mean"), Some("moving_variance")])
 }
 
+/// Normalization: its adapted statistics (none when the config gives mean and variance).
+pub(super) fn normalization(_class: &str, config: &Value, name: &str) -> Variables {
+    let given = |key: &str| config.get(key).is_some_and(|v| !v.is_null());
+    if given("mean") || given("variance") {
+        return Vec::new();
+    }
+    listed("", name, &[Some("mean"), Some("variance"), Some("count")])
+}
+
 /// Embedding: the table.
 pub(super) fn embedding(_class: &str, _config: &Value, name: &str) -> Variables {
     listed("", name, &[Some("embeddings")])

@@ -1,0 +1,55 @@
+//! Preprocessing inside a model (issue #15): Rescaling and Normalization (statistics from
+//! the config, or adapted: weights) give Keras' outputs on the GPU and on the CPU
+//! reference (tests/fixtures/keras_files/prep_*, from tools/make_keras_files.py).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{assert_close, gpu};
+use siamese_wgpu::io::read_npy;
+use siamese_wgpu::model::keras_file::load_keras_file;
+use siamese_wgpu::{Array, Distance, SiameseModel};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_files").join(name)
+}
+
+fn golden(stem: &str) -> (Array, Array, Vec<f32>) {
+    let read = |suffix: &str| read_npy(fixture(&format!("{stem}.{suffix}.npy"))).unwrap();
+    (read("left"), read("right"), read("keras_out").into_data())
+}
+
+const STEMS: [&str; 2] = ["prep_config", "prep_adapted"];
+
+/// As tests/keras_files.rs (inputs up to ~200 through a conv and a dense layer).
+const ATOL: f32 = 1e-4;
+const RTOL: f32 = 1e-3;
+
+#[test]
+fn preprocessing_layers_match_keras_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    for stem in STEMS {
+        let model = SiameseModel::load_on(gpu.clone(), fixture(&format!("{stem}.keras"))).unwrap();
+        let (left, right, want) = golden(stem);
+        let got = model.distances(&left, &right, Distance::Euclidean).unwrap();
+        assert_close(&format!("{stem} vs Keras"), &got, &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn preprocessing_layers_match_keras_on_the_cpu_reference() {
+    for stem in STEMS {
+        let spec = load_keras_file(fixture(&format!("{stem}.keras"))).unwrap().spec;
+        let (left, right, want) = golden(stem);
+        let (a, b) =
+            (spec.reference_forward(left.data(), 4).unwrap(), spec.reference_forward(right.data(), 4).unwrap());
+        let dim = a.len() / 4;
+        let distance = |i: usize| {
+            let (a, b) = (&a[i * dim..(i + 1) * dim], &b[i * dim..(i + 1) * dim]);
+            a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+        };
+        let got: Vec<f32> = (0..4).map(distance).collect();
+        assert_close(&format!("{stem} (CPU reference) vs Keras"), &got, &want, ATOL, RTOL);
+    }
+}
