@@ -8,9 +8,12 @@
 //! - Flatten of NHWC is `(y*W + x)*C + c`, i.e. the memory order, so it is a free view.
 
 pub mod bert;
+mod head;
 pub mod keras;
 pub mod keras_file;
 pub mod weights;
+
+pub use head::TwinHead;
 
 use std::path::Path;
 use std::sync::Arc;
