@@ -21,7 +21,7 @@ pub(crate) struct Entry<'a> {
     /// The Keras class (`Dense`, `Sequential`, ...).
     pub class: &'a str,
     /// The layer's name: the entry's `name` (what inbound nodes refer to), else its
-    /// config's, else the class.
+    /// config's, else the class (the first of them that is a string).
     pub name: String,
     /// The `config` object (Null when absent).
     pub config: &'a Value,
@@ -45,10 +45,11 @@ pub(crate) struct Input<'a> {
 }
 
 impl Input<'_> {
-    /// Whether it is passed as the `mask` argument: a mask, not data (the engine computes
-    /// a Masking layer's mask itself).
+    /// Whether it is passed as a mask, not data: the `mask` argument, or a `{input}_mask`
+    /// one (`query_mask`, `value_mask`, ... of MultiHeadAttention). Keras 3 fills these in
+    /// itself from the inputs' masks; the engine computes a Masking layer's mask itself.
     pub fn is_mask(&self) -> bool {
-        self.keyword == Some("mask")
+        self.keyword.is_some_and(|k| k == "mask" || k.ends_with("_mask"))
     }
 }
 
@@ -60,7 +61,8 @@ impl<'a> Entry<'a> {
             reason: format!("a layer of {owner:?} has no \"class_name\""),
         })?;
         let config = layer.get("config").unwrap_or(&Value::Null);
-        let name = layer.get("name").or_else(|| config.get("name")).and_then(Value::as_str).unwrap_or(class);
+        let name =
+            [layer.get("name"), config.get("name")].into_iter().flatten().find_map(Value::as_str).unwrap_or(class);
         Ok(Entry { class, name: name.to_string(), config, value: layer, keras2: false })
     }
 
@@ -71,8 +73,7 @@ impl<'a> Entry<'a> {
 
     /// The nested model this entry is (a Sequential/Functional layer), if it is one.
     pub fn nested(&self, file: &str) -> Result<Option<ModelView<'a>>> {
-        let is_model = matches!(self.class, "Sequential" | "Functional" | "Model")
-            || self.config.get("layers").is_some_and(Value::is_array);
+        let is_model = is_model_class(self.class) || self.config.get("layers").is_some_and(Value::is_array);
         if is_model {
             ModelView::parse_with(self.value, file, self.keras2).map(Some)
         } else {
@@ -85,8 +86,8 @@ impl<'a> Entry<'a> {
         self.nodes().iter().flat_map(node_inputs).collect()
     }
 
-    /// The calls of this layer: for each, the data tensors it reads (every input but a
-    /// `mask` argument), in order.
+    /// The calls of this layer: for each, the data tensors it reads (positional and
+    /// keyword arguments, masks left out: [`Input::is_mask`]), in order.
     pub fn calls(&self) -> Vec<Vec<Input<'a>>> {
         self.nodes().iter().map(|node| node_inputs(node).into_iter().filter(|i| !i.is_mask()).collect()).collect()
     }
@@ -178,6 +179,11 @@ pub(crate) struct ModelView<'a> {
     pub keras2: bool,
 }
 
+/// Whether a class is a Keras model (whose config lists layers).
+fn is_model_class(class: &str) -> bool {
+    matches!(class, "Sequential" | "Functional" | "Model")
+}
+
 /// The error for a top-level class that is not a model.
 pub(crate) fn not_a_model(file: &str, class: &str) -> Error {
     Error::ModelFormat {
@@ -205,10 +211,12 @@ impl<'a> ModelView<'a> {
         let name =
             config.get("name").or_else(|| root.get("name")).and_then(Value::as_str).unwrap_or("model").to_string();
         let Some(layers) = config.get("layers").and_then(Value::as_array) else {
-            if !matches!(class, "Sequential" | "Functional" | "Model") {
+            if !is_model_class(class) {
                 return Err(not_a_model(file, class));
             }
-            return Err(format_error(format!("model {name:?} ({class}) has no \"layers\" list")));
+            return Err(format_error(format!(
+                "model {name:?} ({class}) has no \"layers\" list: expected Sequential or Functional"
+            )));
         };
         let entries = layers
             .iter()
@@ -335,6 +343,14 @@ mod tests {
         let entry = Entry::parse(&layer, "model", "f").unwrap();
         assert_eq!(entry.inputs(), ["masking"]);
         assert_eq!(entry.tensors().len(), 2);
+        // Keyword tensors are data, but for the masks Keras fills in.
+        let tensor = |layer: &str| serde_json::json!({"config": {"keras_history": [layer, 0, 0]}});
+        let mha: Value = serde_json::json!({
+            "class_name": "MultiHeadAttention", "name": "mha",
+            "inbound_nodes": [{"args": [], "kwargs": {"query": tensor("x"), "value": tensor("x"),
+                "query_mask": tensor("any"), "value_mask": tensor("any"), "training": false}}],
+        });
+        assert_eq!(Entry::parse(&mha, "model", "f").unwrap().inputs(), ["x", "x"]);
         let keras2: Value = serde_json::json!({
             "class_name": "Add", "config": {"name": "add"},
             "inbound_nodes": [[["a", 0, 0, {}], ["b", 0, 0, {}]]],

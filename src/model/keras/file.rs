@@ -91,6 +91,7 @@ pub(super) enum Format {
 pub(super) struct Source {
     /// The path, for error messages.
     pub file: String,
+    /// Which layout it has.
     pub format: Format,
     /// The model config (`{"class_name", "config"}`), with the file's `keras_version`.
     pub root: Value,
@@ -392,6 +393,11 @@ impl Source {
 /// All of a model's weights in one map.
 pub(super) fn weights_of_model(weights: &LayerWeights) -> BTreeMap<String, Weight> {
     weights.values().flatten().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// How many values some weights hold.
+pub(super) fn parameters<'w>(weights: impl IntoIterator<Item = &'w Weight>) -> usize {
+    weights.into_iter().map(|w| w.data.len()).sum()
 }
 
 /// `64 MiB`, `4 GiB`: a limit as people write it.

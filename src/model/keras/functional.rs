@@ -16,7 +16,8 @@ const MASK_OPS_SUPPORTED: &str = "Keras operation nodes only as the NotEqual(x, 
                                   that computes the mask of a Masking layer reading the same x, used only as a \
                                   layer's mask argument";
 
-/// A layer and the names of the layers it reads (as data: a `mask` argument is not one).
+/// A layer and the names of the layers it reads as data (masks are not: see
+/// [`super::config::Input::is_mask`]).
 type Node<'m, 'a> = (&'m Entry<'a>, Vec<&'a str>);
 
 /// A Functional model's layers in the order Keras writes them (topological), each with

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::config::{batch_shape, build_input_shape, Entry, ModelView};
-use super::file::{weights_of_model, Format, LayerWeights, Source};
+use super::file::{parameters, weights_of_model, Format, LayerWeights, Source};
 use super::twin::{LambdaHead, Plan};
 use super::{is_supported, IDENTITY_AT_INFERENCE, MASK_OP_CLASSES};
 use crate::error::{Error, Result};
@@ -196,7 +196,7 @@ fn twin_rows(
     let mut out = Vec::new();
     for entry in &top.entries {
         let layer_weights = weights.get(&entry.name).cloned().unwrap_or_default();
-        let parameters = layer_weights.values().map(|w| w.data.len()).sum();
+        let parameters = parameters(layer_weights.values());
         let nested = if entry.name == encoder { entry.nested(file)? } else { None };
         let runs = if entry.class == "InputLayer" {
             Runs::Input
@@ -274,7 +274,7 @@ fn rows(
                 class: entry.class.to_string(),
                 depth,
                 output_shape: shapes.get(&entry.name).or_else(|| declared.get(&entry.name)).cloned(),
-                parameters: weights.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, w)| w.data.len()).sum(),
+                parameters: parameters(weights.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, w)| w)),
                 runs: runs(entry),
             }
         })

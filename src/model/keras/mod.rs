@@ -1,17 +1,19 @@
 //! The Keras importer: the one place that knows Keras' names and quirks, for every way a
 //! Keras model arrives: a model directory's `model.json` (`model.to_json()`, Keras 3 and
 //! tf.keras 2, weights in `model.safetensors`), a Keras 3 `.keras` zip, or a legacy HDF5
-//! `.h5` / `.hdf5` file (Keras 3 or tf.keras 2).
+//! `.h5` / `.hdf5` file (Keras 3 or tf.keras 2). By file:
 //!
-//! - [`config`]: the one config parser (layer entries, the inbound-node walker, a model's
+//! - `config.rs`: the one config parser (layer entries, the inbound-node walker, a model's
 //!   layers with its inputs and outputs), shared by all three sources;
-//! - [`functional`]: a config's layer graph, checked (one input, one output, supported
-//!   branching, the mask nodes Keras 3 records for Masking);
-//! - [`layers`]: the class table (class names → builder → `.keras` variable paths, see
-//!   [`variables`]);
-//! - [`file`]: reading `.keras` / `.h5` files (config and HDF5 weights) and loading them;
-//! - [`twin`]: whole Siamese models: the shared encoder and the head after it;
-//! - [`inspect`]: `siamese inspect`'s listing of a file's layers.
+//! - `functional.rs`: a Functional config's layer graph, checked (one input, one output,
+//!   supported branching, the mask nodes Keras 3 records for Masking);
+//! - `layers.rs`: the class table (class names → builder → `.keras` variable paths, which
+//!   `variables.rs` names and tabulates);
+//! - `file.rs`: reading `.keras` / `.h5` files (config and HDF5 weights) and loading them;
+//! - `twin.rs`: whole Siamese models: the shared encoder and the head after it;
+//! - `inspect.rs`: `siamese inspect`'s listing of a file's layers.
+//!
+//! The file loader's public paths are [`super::keras_file`]'s.
 //!
 //! Accepted: a `Sequential` model, or a `Functional`/`Model` whose layers form a graph from
 //! its single input to its single output (branching only into Add and self-attention).

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::config::{activation_name, Entry, ModelView};
-use super::file::{weights_of_model, LayerWeights, Source};
+use super::file::{parameters, weights_of_model, LayerWeights, Source};
 use super::IDENTITY_AT_INFERENCE;
 use crate::error::{Error, Result};
 use crate::model::weights::Weights;
@@ -243,7 +243,7 @@ impl<'a> LambdaHead<'a> {
             .iter()
             .filter(|e| e.name != lambda.name)
             .filter_map(|e| {
-                let parameters = weights.get(&e.name).map_or(0, |w| w.values().map(|w| w.data.len()).sum());
+                let parameters = weights.get(&e.name).map_or(0, |w| parameters(w.values()));
                 let after = after.contains(&e.name.as_str());
                 (parameters > 0 || (after && !passes_value_through(e))).then(|| Blocker {
                     name: e.name.clone(),
