@@ -12,10 +12,13 @@
 //! - per-channel parameters (biases, normalisation) along the last axis.
 
 pub mod bert;
+mod head;
 pub mod keras;
 pub mod keras_file;
 pub mod learned_head;
 pub mod weights;
+
+pub use head::TwinHead;
 
 use std::path::Path;
 use std::sync::Arc;

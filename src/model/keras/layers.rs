@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
+use super::config::{activation_name, bidirectional_directions};
 use super::variables::{self as vars, Variables};
 use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
@@ -34,7 +35,7 @@ impl Context<'_, '_> {
 type Build = fn(&mut Context) -> Result<Arc<dyn LayerOp>>;
 
 /// Where a `.keras` file keeps the layer's weights: see [`super::variables`].
-type Vars = fn(&str, &Value, &str) -> Variables;
+type Vars = fn(&Entry) -> Variables;
 
 /// Layer classes that pass their input through unchanged at inference (noise and dropout).
 pub(crate) const IDENTITY_AT_INFERENCE: [&str; 5] =
@@ -91,12 +92,9 @@ pub(super) fn build(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 }
 
 /// Keras 3 dataset paths (relative to the layer's group) → the names the builders take,
-/// for a layer of `class` named `name` (nothing for classes the importer does not run).
-pub(crate) fn keras3_variables(class: &str, config: &Value, name: &str) -> Variables {
-    TABLE
-        .iter()
-        .find(|(classes, ..)| classes.contains(&class))
-        .map_or_else(Vec::new, |(_, _, vars)| vars(class, config, name))
+/// for one layer entry (nothing for classes the importer does not run).
+pub(crate) fn keras3_variables(entry: &Entry) -> Variables {
+    TABLE.iter().find(|(classes, ..)| classes.contains(&entry.class)).map_or_else(Vec::new, |(_, _, vars)| vars(entry))
 }
 
 fn layer(op: impl LayerOp) -> Result<Arc<dyn LayerOp>> {
@@ -141,7 +139,7 @@ fn conv2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 
 /// A weight that exists when the boolean setting `flag` (default true) is set.
 fn optional(ctx: &mut Context, flag_key: &str, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
-    if flag(ctx.entry, flag_key, true) {
+    if ctx.entry.flag(flag_key, true) {
         Ok(Some(ctx.weights.take(&ctx.entry.name, name, &[len])?))
     } else {
         Ok(None)
@@ -168,7 +166,7 @@ fn pool2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 
 fn global_average_pool2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     channels_last(ctx.entry)?;
-    layer(GlobalAveragePool2d { keepdims: flag(ctx.entry, "keepdims", false) })
+    layer(GlobalAveragePool2d { keepdims: ctx.entry.flag("keepdims", false) })
 }
 
 fn flatten(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
@@ -207,7 +205,7 @@ fn masking(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 
 fn global_average_pool1d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     channels_last(ctx.entry)?;
-    if flag(ctx.entry, "keepdims", false) {
+    if ctx.entry.flag("keepdims", false) {
         return Err(unsupported(ctx.entry, "keepdims", &Value::Bool(true), "only keepdims=False"));
     }
     layer(GlobalAveragePool1d::default())
@@ -233,7 +231,7 @@ fn layer_norm(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     if !is_last_axis(axis, ctx.input.len()) {
         return Err(unsupported(entry, "axis", axis, "only the last axis"));
     }
-    if flag(entry, "rms_scaling", false) {
+    if entry.flag("rms_scaling", false) {
         return Err(unsupported(entry, "rms_scaling", &Value::Bool(true), "plain LayerNormalization only"));
     }
     let gamma = optional(ctx, "scale", "gamma", channels)?.unwrap_or_else(|| vec![1.0; channels]);
@@ -280,7 +278,7 @@ fn normalization(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     if !is_last_axis(axis, ctx.input.len()) {
         return Err(unsupported(entry, "axis", axis, "only the last (channels) axis"));
     }
-    let invert = flag(entry, "invert", false);
+    let invert = entry.flag("invert", false);
     let given = |key: &str| entry.config.get(key).is_some_and(|v| !v.is_null());
     let (mean, variance) = if given("mean") || given("variance") {
         (numbers(entry, "mean", None)?, numbers(entry, "variance", None)?)
@@ -328,7 +326,7 @@ fn multi_head_attention(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
         return Err(unsupported(entry, "value_dim", v, "value_dim equal to key_dim"));
     }
     let width = heads * key_dim;
-    let use_bias = flag(entry, "use_bias", true);
+    let use_bias = entry.flag("use_bias", true);
     let weights = &mut *ctx.weights;
     let mut projection = |part: &str| -> Result<(Vec<f32>, Vec<f32>)> {
         let path = format!("{}/{part}", entry.name);
@@ -379,28 +377,15 @@ fn bidirectional(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     if merge.as_str() != Some("concat") {
         return Err(unsupported(entry, "merge_mode", merge, "only concat"));
     }
-    let inner = |key: &str| -> Result<Entry> {
-        let value = entry.config.get(key).ok_or_else(|| Error::ModelFormat {
-            file: file.to_string(),
-            reason: format!("Bidirectional layer {:?} has no {key:?}", entry.name),
-        })?;
-        super::entry(value, file).map(|e| Entry { keras2: entry.keras2, ..e })
-    };
-    let forward = inner("layer")?;
-    // Keras writes backward_layer (go_backwards=True); without it the backward layer
-    // is a copy of the forward one named "backward_" + its name.
-    let backward = match entry.config.get("backward_layer") {
-        Some(v) if !v.is_null() => Entry { keras2: entry.keras2, ..super::entry(v, file)? },
-        _ => Entry { name: format!("backward_{}", forward.name.trim_start_matches("forward_")), ..inner("layer")? },
-    };
+    let (forward, backward) = bidirectional_directions(entry, file)?;
     if forward.class != backward.class || !["LSTM", "GRU"].contains(&forward.class) {
         let class = Value::String(forward.class.to_string());
         return Err(unsupported(entry, "layer", &class, "LSTM or GRU in both directions"));
     }
     let forward_path = format!("{}/{}", entry.name, forward.name);
     let backward_path = format!("{}/{}", entry.name, backward.name);
-    let forward_backwards = flag(&forward, "go_backwards", false);
-    let backward_backwards = flag(&backward, "go_backwards", true);
+    let forward_backwards = forward.flag("go_backwards", false);
+    let backward_backwards = backward.flag("go_backwards", true);
     if forward_backwards || !backward_backwards {
         let value = Value::Bool(forward_backwards);
         return Err(unsupported(entry, "go_backwards", &value, "forward layer forward, backward layer backward"));
@@ -460,7 +445,7 @@ fn channels_last(entry: &Entry) -> Result<()> {
 }
 
 /// The activation a Keras name means (`hard_sigmoid` meant another function to Keras 2).
-fn activation_named(name: &str, keras2: bool) -> Option<Activation> {
+pub(super) fn activation_named(name: &str, keras2: bool) -> Option<Activation> {
     Some(match name {
         "linear" | "None" | "" => Activation::Linear,
         "relu" => Activation::Relu,
@@ -480,15 +465,7 @@ fn activation_named(name: &str, keras2: bool) -> Option<Activation> {
 /// Keras serialises an activation as a name, or (Keras 3, custom objects) an object.
 fn activation(entry: &Entry, key: &str) -> Result<Activation> {
     let value = entry.config.get(key).unwrap_or(&Value::Null);
-    let name = match value {
-        Value::Null => Some("linear"),
-        Value::String(s) => Some(s.as_str()),
-        Value::Object(map) => {
-            map.get("config").and_then(Value::as_str).or_else(|| map.get("class_name").and_then(Value::as_str))
-        }
-        _ => None,
-    };
-    let parsed = name.and_then(|name| activation_named(name, entry.keras2));
+    let parsed = activation_name(value).and_then(|name| activation_named(name, entry.keras2));
     parsed.ok_or_else(|| {
         unsupported(entry, key, value, "supported: linear, relu, sigmoid, tanh, gelu, silu/swish, elu, softplus, selu")
     })
@@ -504,10 +481,6 @@ fn positive(entry: &Entry, key: &str) -> Result<usize> {
         .ok_or_else(|| unsupported(entry, key, value, "a positive integer, at most 2^31 - 1"))
 }
 
-pub(super) fn flag(entry: &Entry, key: &str, default: bool) -> bool {
-    entry.config.get(key).and_then(Value::as_bool).unwrap_or(default)
-}
-
 /// A top-level LSTM/GRU layer (not wrapped): rejects go_backwards, which only makes sense
 /// inside Bidirectional here.
 fn recurrent_layer(
@@ -516,7 +489,7 @@ fn recurrent_layer(
     input: usize,
     weights: &mut Weights,
 ) -> Result<(RecurrentConfig, DirectionWeights)> {
-    if flag(entry, "go_backwards", false) {
+    if entry.flag("go_backwards", false) {
         return Err(unsupported(entry, "go_backwards", &Value::Bool(true), "only inside Bidirectional"));
     }
     recurrent_layer_inner(entry, path, input, weights)
@@ -540,7 +513,7 @@ fn recurrent_layer_inner(
     let units = positive(entry, "units")?;
     let (cell, cell_name) = match entry.class {
         "LSTM" => (Cell::Lstm, "lstm_cell"),
-        _ => (Cell::Gru { reset_after: flag(entry, "reset_after", true) }, "gru_cell"),
+        _ => (Cell::Gru { reset_after: entry.flag("reset_after", true) }, "gru_cell"),
     };
     let config = RecurrentConfig {
         cell,
@@ -549,7 +522,7 @@ fn recurrent_layer_inner(
         directions: 1,
         activation: activation(entry, "activation")?,
         recurrent_activation: activation(entry, "recurrent_activation")?,
-        return_sequences: flag(entry, "return_sequences", false),
+        return_sequences: entry.flag("return_sequences", false),
     };
     use crate::ops::recurrent::{RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS};
     if !RECURRENT_CELL_ACTIVATIONS.contains(&config.activation) {
@@ -568,7 +541,7 @@ fn recurrent_layer_inner(
     let cell_path = format!("{path}/{cell_name}");
     let kernel = weights.take(&cell_path, "kernel", &[input, g])?;
     let recurrent_kernel = weights.take(&cell_path, "recurrent_kernel", &[units, g])?;
-    let (input_bias, recurrent_bias) = if !flag(entry, "use_bias", true) {
+    let (input_bias, recurrent_bias) = if !entry.flag("use_bias", true) {
         (vec![0.0; g], vec![0.0; g])
     } else if cell == (Cell::Gru { reset_after: true }) {
         let both = weights.take(&cell_path, "bias", &[2, g])?;

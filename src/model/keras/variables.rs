@@ -1,16 +1,34 @@
-//! Where a Keras 3 `.keras` file keeps each layer's weights: its `model.weights.h5` stores
-//! a layer's variables as `vars/0, vars/1, ...` (relative to the layer's group) in the order
-//! the layer created them; these functions name them as the builders ask for them
-//! (`{layer}/kernel`, `{layer}/moving_mean`, ...). One per row of the class table.
+//! Where a Keras 3 `.keras` file keeps each layer's weights, and the names the layer
+//! builders ask for them by (`{layer}/kernel`, `{layer}/moving_mean`, ...). One function per
+//! row of the class table ([`super::layers`]).
+//!
+//! `model.weights.h5` holds a model's layers as groups under `{model}/layers/`, named
+//! after the layer's CLASS in snake case (`conv2d`, `conv2d_1`, … numbered among siblings
+//! in `model.layers` order; a Sequential's list leaves out its InputLayer), each with
+//! `vars/0`, `vars/1`, … in variable-creation order and a `vars@name` attribute holding
+//! the layer's real name (matched first; the class numbering is the fallback: see
+//! [`super::file`]). Per class, relative to the layer's group:
+//!
+//! | class | datasets | our names |
+//! |---|---|---|
+//! | Conv2D, Dense | `vars/0`, `vars/1` | `kernel`, `bias` (absent when `use_bias=False`) |
+//! | LayerNormalization | `vars/0`, `vars/1` | `gamma` (if `scale`), `beta` (if `center`): indices shift |
+//! | BatchNormalization | `vars/0` … `vars/3` | `gamma` (if `scale`), `beta` (if `center`), `moving_mean`, `moving_variance`: indices shift |
+//! | Embedding | `vars/0` | `embeddings` |
+//! | LSTM / GRU | `cell/vars/0,1,2` | `{lstm_cell,gru_cell}/kernel`, `recurrent_kernel`, `bias` |
+//! | Bidirectional | `{forward,backward}_layer/cell/vars/…` | `{inner layer name}/{cell}/…` |
+//! | MultiHeadAttention | `{query,key,value,output}_dense/vars/0,1` | `{query,key,value,attention_output}/kernel`, `bias` |
+//!
+//! Any other dataset under a layer's group keeps its path (`{layer}/vars/3`), so the
+//! builder reports it as a weight no layer uses: nothing in the file is silently dropped.
+//! (Legacy `.h5` files name their weights themselves: see [`super::file`].)
 
 use serde_json::Value;
 
+use super::config::{bidirectional_directions, flag, Entry};
+
 /// `(dataset path, our name)` pairs of one layer.
 pub(super) type Variables = Vec<(String, String)>;
-
-fn flag(config: &Value, key: &str, default: bool) -> bool {
-    config.get(key).and_then(Value::as_bool).unwrap_or(default)
-}
 
 /// `{dir}vars/{i}` → `{prefix}/{var}` for the variables present, in order.
 fn listed(dir: &str, prefix: &str, vars: &[Option<&str>]) -> Variables {
@@ -22,50 +40,50 @@ fn bias(config: &Value) -> Option<&'static str> {
 }
 
 /// No weights.
-pub(super) fn none(_class: &str, _config: &Value, _name: &str) -> Variables {
+pub(super) fn none(_entry: &Entry) -> Variables {
     Vec::new()
 }
 
 /// Conv2D, Dense: kernel, then bias (`use_bias`).
-pub(super) fn kernel_bias(_class: &str, config: &Value, name: &str) -> Variables {
-    listed("", name, &[Some("kernel"), bias(config)])
+pub(super) fn kernel_bias(entry: &Entry) -> Variables {
+    listed("", &entry.name, &[Some("kernel"), bias(entry.config)])
 }
 
 /// LayerNormalization: gamma (`scale`), beta (`center`).
-pub(super) fn layer_norm(_class: &str, config: &Value, name: &str) -> Variables {
-    listed("", name, &[flag(config, "scale", true).then_some("gamma"), flag(config, "center", true).then_some("beta")])
+pub(super) fn layer_norm(entry: &Entry) -> Variables {
+    let (scale, center) = (entry.flag("scale", true).then_some("gamma"), entry.flag("center", true).then_some("beta"));
+    listed("", &entry.name, &[scale, center])
 }
 
 /// BatchNormalization: gamma (`scale`), beta (`center`), moving_mean, moving_variance.
-pub(super) fn batch_norm(_class: &str, config: &Value, name: &str) -> Variables {
-    let scale = flag(config, "scale", true).then_some("gamma");
-    let center = flag(config, "center", true).then_some("beta");
-    listed("", name, &[scale, center, Some("moving_mean"), Some("moving_variance")])
+pub(super) fn batch_norm(entry: &Entry) -> Variables {
+    let (scale, center) = (entry.flag("scale", true).then_some("gamma"), entry.flag("center", true).then_some("beta"));
+    listed("", &entry.name, &[scale, center, Some("moving_mean"), Some("moving_variance")])
 }
 
 /// Normalization: its adapted statistics (none when the config gives mean and variance).
-pub(super) fn normalization(_class: &str, config: &Value, name: &str) -> Variables {
-    let given = |key: &str| config.get(key).is_some_and(|v| !v.is_null());
+pub(super) fn normalization(entry: &Entry) -> Variables {
+    let given = |key: &str| entry.config.get(key).is_some_and(|v| !v.is_null());
     if given("mean") || given("variance") {
         return Vec::new();
     }
-    listed("", name, &[Some("mean"), Some("variance"), Some("count")])
+    listed("", &entry.name, &[Some("mean"), Some("variance"), Some("count")])
 }
 
 /// Embedding: the table.
-pub(super) fn embedding(_class: &str, _config: &Value, name: &str) -> Variables {
-    listed("", name, &[Some("embeddings")])
+pub(super) fn embedding(entry: &Entry) -> Variables {
+    listed("", &entry.name, &[Some("embeddings")])
 }
 
 /// LSTM / GRU: `cell/vars/0,1,2` → `{lstm_cell|gru_cell}/{kernel, recurrent_kernel, bias}`.
-pub(super) fn recurrent(class: &str, config: &Value, name: &str) -> Variables {
-    recurrent_in("", name, class == "GRU", config)
+pub(super) fn recurrent(entry: &Entry) -> Variables {
+    recurrent_in("", &entry.name, entry)
 }
 
 /// An LSTM's or GRU's cell variables under `dir`, named under `prefix`.
-fn recurrent_in(dir: &str, prefix: &str, gru: bool, config: &Value) -> Variables {
-    let cell = if gru { "gru_cell" } else { "lstm_cell" };
-    [Some("kernel"), Some("recurrent_kernel"), bias(config)]
+fn recurrent_in(dir: &str, prefix: &str, layer: &Entry) -> Variables {
+    let cell = if layer.class == "GRU" { "gru_cell" } else { "lstm_cell" };
+    [Some("kernel"), Some("recurrent_kernel"), bias(layer.config)]
         .iter()
         .flatten()
         .enumerate()
@@ -73,36 +91,22 @@ fn recurrent_in(dir: &str, prefix: &str, gru: bool, config: &Value) -> Variables
         .collect()
 }
 
-/// Bidirectional: the forward and backward layers' cells, named as the builder derives
-/// the inner names (`backward_` + the forward name when no backward layer is written).
-pub(super) fn bidirectional(_class: &str, config: &Value, name: &str) -> Variables {
-    let inner = |key: &str| config.get(key).filter(|v| !v.is_null());
-    fn inner_name(layer: &Value) -> Option<&str> {
-        layer.get("config").and_then(|c| c.get("name")).or_else(|| layer.get("name")).and_then(Value::as_str)
-    }
-    let class = |layer: &Value| layer.get("class_name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let Some(forward) = inner("layer") else { return Vec::new() };
-    let forward_name = inner_name(forward).map_or_else(|| class(forward), str::to_string);
-    let (backward, backward_name) = match inner("backward_layer") {
-        Some(b) => (b, inner_name(b).map_or_else(|| class(forward), str::to_string)),
-        None => (forward, format!("backward_{}", forward_name.trim_start_matches("forward_"))),
-    };
-    let null = Value::Null;
-    let cell = |layer: &Value, dir: &str, inner: &str| {
-        let gru = class(layer) == "GRU";
-        recurrent_in(dir, &format!("{name}/{inner}"), gru, layer.get("config").unwrap_or(&null))
-    };
-    let mut out = cell(forward, "forward_layer/", &forward_name);
-    out.extend(cell(backward, "backward_layer/", &backward_name));
+/// Bidirectional: the forward and backward layers' cells, named as the builder names the
+/// two directions ([`bidirectional_directions`]).
+pub(super) fn bidirectional(entry: &Entry) -> Variables {
+    // A config without its forward layer has no weights to name (the builder reports it).
+    let Ok((forward, backward)) = bidirectional_directions(entry, "") else { return Vec::new() };
+    let mut out = recurrent_in("forward_layer/", &format!("{}/{}", entry.name, forward.name), &forward);
+    out.extend(recurrent_in("backward_layer/", &format!("{}/{}", entry.name, backward.name), &backward));
     out
 }
 
 /// MultiHeadAttention: the query, key, value and output dense layers' kernel and bias.
-pub(super) fn attention(_class: &str, config: &Value, name: &str) -> Variables {
+pub(super) fn attention(entry: &Entry) -> Variables {
     [("query", "query"), ("key", "key"), ("value", "value"), ("output", "attention_output")]
         .iter()
         .flat_map(|(dense, ours)| {
-            listed(&format!("{dense}_dense/"), &format!("{name}/{ours}"), &[Some("kernel"), bias(config)])
+            listed(&format!("{dense}_dense/"), &format!("{}/{ours}", entry.name), &[Some("kernel"), bias(entry.config)])
         })
         .collect()
 }
