@@ -1,6 +1,8 @@
 //! Shared test helpers: one GPU per test binary, random data, tolerant comparison.
 #![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
+pub mod keras;
+
 use std::sync::{Arc, OnceLock};
 
 use rand::{Rng, SeedableRng};
