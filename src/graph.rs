@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::layers::{Kernel, PlanContext, RunOptions, Scratch};
+use crate::layers::{Io, Kernel, PlanContext, RunOptions, Scratch};
 use crate::model::ModelSpec;
 use crate::ops::{self, Dispatch, Distance, PairDistance, Precision};
 use crate::passes;
@@ -375,7 +375,8 @@ impl Graph {
                     };
                     let inputs: Vec<&wgpu::Buffer> = in_buffers.iter().map(|&b| pool.buffer(b)).collect();
                     let output = pool.buffer(id);
-                    dispatches.extend(kernel.prepare(&ctx, &inputs, &self.input_shapes(&shapes, i), output)?);
+                    let shapes = self.input_shapes(&shapes, i);
+                    dispatches.extend(kernel.prepare(&ctx, &Io { inputs: &inputs, shapes: &shapes, output })?);
                     id
                 }
             };

@@ -2,7 +2,7 @@
 //! The fusion pass folds it into a Conv2D or Dense before it when it can. Kernel family:
 //! `ops::elementwise` / `shaders/activation.wgsl`.
 
-use super::{Inputs, Kernel, LayerOp, PlanContext};
+use super::{Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::{Activation, ActivationOp, Dispatch, Precision};
@@ -50,13 +50,7 @@ impl Kernel for ActivationOp {
         true
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        _output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![ActivationOp::prepare(self, ctx.gpu, shapes[0].iter().product(), inputs[0])?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![ActivationOp::prepare(self, ctx.gpu, io.shapes[0].iter().product(), io.inputs[0])?])
     }
 }

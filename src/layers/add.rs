@@ -1,7 +1,7 @@
 //! Add: the elementwise sum of two values of one shape (Keras `Add`, residual connections).
 //! Kernel family: `ops::add` / `shaders/add.wgsl`.
 
-use super::{Inputs, Kernel, LayerOp, PlanContext};
+use super::{Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{AddOp, Dispatch, Precision};
@@ -44,13 +44,7 @@ impl Kernel for AddOp {
         "add".into()
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![AddOp::prepare(self, ctx.gpu, shapes[0].iter().product(), inputs[0], inputs[1], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![AddOp::prepare(self, ctx.gpu, io.shapes[0].iter().product(), io.inputs[0], io.inputs[1], io.output)?])
     }
 }

@@ -5,7 +5,7 @@
 //! family: `ops::attention` (a fused Q|K|V GEMM, the attention core, the output GEMM).
 
 use super::sequence_pool::ONES;
-use super::{btf, rows_for_items, Inputs, Kernel, LayerOp, PlanContext, Scratch};
+use super::{btf, rows_for_items, Inputs, Io, Kernel, LayerOp, PlanContext, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{self, Activation, Dispatch, MultiHeadAttentionWeights, Precision};
@@ -130,16 +130,10 @@ impl Kernel for AttentionKernel {
         (binding / self.op.scratch_len(steps).0.max(1)).min(rows_for_items(steps, groups))
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        let [b, t, _] = btf(shapes[0])?;
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        let [b, t, _] = btf(io.shapes[0])?;
         let mask = if self.masked { ctx.mask()? } else { ctx.scratch(ONES)? };
         let (qkv, context) = (ctx.scratch(QKV)?, ctx.scratch(CONTEXT)?);
-        Ok(self.op.prepare(ctx.gpu, b, t, inputs[0], qkv, context, mask, output)?.into())
+        Ok(self.op.prepare(ctx.gpu, b, t, io.inputs[0], qkv, context, mask, io.output)?.into())
     }
 }

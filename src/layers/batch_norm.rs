@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{rows_and_features, Inputs, Kernel, LayerOp, PlanContext};
+use super::{rows_and_features, Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{Activation, ChannelAffine, Dispatch, Precision};
@@ -117,13 +117,7 @@ impl Kernel for ChannelAffine {
         format!("channel affine (activation {:?})", self.activation())
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![ChannelAffine::prepare(self, ctx.gpu, shapes[0].iter().product(), inputs[0], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![ChannelAffine::prepare(self, ctx.gpu, io.shapes[0].iter().product(), io.inputs[0], io.output)?])
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{fold_channel_affine, nhwc, rows_for_items, Inputs, Kernel, LayerOp, PlanContext};
+use super::{fold_channel_affine, nhwc, rows_for_items, Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::{self, Activation, Conv2dConfig, Dispatch, Precision};
@@ -102,13 +102,7 @@ impl Kernel for ops::Conv2d {
         rows_for_items(output[1] * output[2], groups)
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![ops::Conv2d::prepare(self, ctx.gpu, shapes[0], inputs[0], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![ops::Conv2d::prepare(self, ctx.gpu, io.shapes[0], io.inputs[0], io.output)?])
     }
 }

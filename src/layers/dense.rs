@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{fold_channel_affine, rows_and_features, rows_for_items, Inputs, Kernel, LayerOp, PlanContext};
+use super::{fold_channel_affine, rows_and_features, rows_for_items, Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{self, Activation, Dispatch, Precision};
@@ -91,13 +91,7 @@ impl Kernel for ops::Dense {
         rows_for_items(output[1..output.len() - 1].iter().product(), groups)
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![ops::Dense::prepare(self, ctx.gpu, shapes[0], inputs[0], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![ops::Dense::prepare(self, ctx.gpu, io.shapes[0], io.inputs[0], io.output)?])
     }
 }

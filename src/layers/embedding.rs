@@ -3,7 +3,7 @@
 //! input as exact f32 values. Kernel family: `ops::embedding` (`shaders/gather.wgsl`,
 //! `shaders/embedding.wgsl`).
 
-use super::{Inputs, Kernel, LayerOp, PlanContext};
+use super::{Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{Dispatch, EmbeddingLookup, EmbeddingTables, Precision, TokenEmbedding};
@@ -55,14 +55,8 @@ impl Kernel for EmbeddingLookup {
         "embedding lookup".into()
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![EmbeddingLookup::prepare(self, ctx.gpu, shapes[0].iter().product(), inputs[0], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![EmbeddingLookup::prepare(self, ctx.gpu, io.shapes[0].iter().product(), io.inputs[0], io.output)?])
     }
 }
 
@@ -151,13 +145,7 @@ impl Kernel for TokenEmbedding {
         "embeddings + layer_norm".into()
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![TokenEmbedding::prepare(self, ctx.gpu, shapes[0][0], shapes[0][1], inputs[0], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![TokenEmbedding::prepare(self, ctx.gpu, io.shapes[0][0], io.shapes[0][1], io.inputs[0], io.output)?])
     }
 }

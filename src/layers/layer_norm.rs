@@ -2,7 +2,7 @@
 //! residual of a post-LN transformer block, fused). Kernel family: `ops::layer_norm` /
 //! `shaders/layer_norm.wgsl`.
 
-use super::{rows_and_features, Inputs, Kernel, LayerOp, PlanContext};
+use super::{rows_and_features, Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{self, Dispatch, Precision};
@@ -68,14 +68,8 @@ impl Kernel for ops::LayerNorm {
         "layer_norm".into()
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        let (rows, _) = rows_and_features(shapes[0]);
-        Ok(vec![ops::LayerNorm::prepare(self, ctx.gpu, rows, inputs[0], inputs.get(1).copied(), output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        let (rows, _) = rows_and_features(io.shapes[0]);
+        Ok(vec![ops::LayerNorm::prepare(self, ctx.gpu, rows, io.inputs[0], io.inputs.get(1).copied(), io.output)?])
     }
 }

@@ -229,14 +229,19 @@ pub trait Kernel: fmt::Debug + Send + Sync {
         usize::MAX
     }
 
-    /// Its dispatches for inputs of these shapes (batch axis = the plan's rows).
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>>;
+    /// Its dispatches over `io` (shapes with the batch axis = the plan's rows).
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>>;
+}
+
+/// What one node's dispatches bind: its input buffers with their shapes, and its output.
+#[derive(Clone, Copy, Debug)]
+pub struct Io<'a> {
+    /// One buffer per input value.
+    pub inputs: &'a [&'a wgpu::Buffer],
+    /// One shape per input value, batch axis first.
+    pub shapes: &'a [&'a [usize]],
+    /// The output buffer (the input's own for an in-place kernel).
+    pub output: &'a wgpu::Buffer,
 }
 
 /// `weights · scale[c]` and `bias · scale[c] + shift[c]` for weights whose last axis is the

@@ -1,7 +1,7 @@
 //! MaxPooling2D / AveragePooling2D and GlobalAveragePooling2D (channels-last). Kernel
 //! family: `ops::pool2d` / `shaders/pool2d.wgsl`.
 
-use super::{nhwc, Inputs, Kernel, LayerOp, PlanContext};
+use super::{nhwc, Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::{self, Dispatch, Pool2dConfig, Precision};
@@ -38,14 +38,8 @@ impl Kernel for ops::Pool2d {
         "pool2d".into()
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![ops::Pool2d::prepare(self, ctx.gpu, shapes[0], inputs[0], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![ops::Pool2d::prepare(self, ctx.gpu, io.shapes[0], io.inputs[0], io.output)?])
     }
 }
 
@@ -84,13 +78,7 @@ impl Kernel for ops::GlobalAveragePool2d {
         "global_average_pool2d".into()
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        Ok(vec![ops::GlobalAveragePool2d::prepare(self, ctx.gpu, shapes[0], inputs[0], output)?])
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Ok(vec![ops::GlobalAveragePool2d::prepare(self, ctx.gpu, io.shapes[0], io.inputs[0], io.output)?])
     }
 }

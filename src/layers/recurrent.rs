@@ -2,7 +2,7 @@
 //! real step, from the step mask). Kernel family: `ops::recurrent` (the input projection
 //! as one GEMM over every step, then the whole recurrence in one dispatch).
 
-use super::{btf, rows_for_items, Inputs, Kernel, LayerOp, PlanContext, RunOptions, Scratch};
+use super::{btf, rows_for_items, Inputs, Io, Kernel, LayerOp, PlanContext, RunOptions, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{self, Cell, DirectionWeights, Dispatch, Precision, RecurrentConfig};
@@ -106,18 +106,12 @@ impl Kernel for ops::Recurrent {
         by_scratch.min(groups).min(rows_for_items(inputs[0][1], groups))
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
         let (mask, projected) = (ctx.mask()?, ctx.scratch(PROJECTION)?);
         if ctx.options.recurrent_per_step {
-            self.prepare_per_step(ctx.gpu, shapes[0], inputs[0], mask, projected, output)
+            self.prepare_per_step(ctx.gpu, io.shapes[0], io.inputs[0], mask, projected, io.output)
         } else {
-            Ok(ops::Recurrent::prepare(self, ctx.gpu, shapes[0], inputs[0], mask, projected, output)?.into())
+            Ok(ops::Recurrent::prepare(self, ctx.gpu, io.shapes[0], io.inputs[0], mask, projected, io.output)?.into())
         }
     }
 }

@@ -3,7 +3,7 @@
 //! pooling), and optionally L2-normalised. Kernel family: `ops::sequence_pool` /
 //! `shaders/sequence_pool.wgsl`.
 
-use super::{btf, Inputs, Kernel, LayerOp, PlanContext, Scratch};
+use super::{btf, Inputs, Io, Kernel, LayerOp, PlanContext, Scratch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::{Dispatch, Precision, SequencePool};
@@ -84,15 +84,9 @@ impl Kernel for MeanKernel {
         }
     }
 
-    fn prepare(
-        &self,
-        ctx: &PlanContext,
-        inputs: &[&wgpu::Buffer],
-        shapes: &[&[usize]],
-        output: &wgpu::Buffer,
-    ) -> Result<Vec<Dispatch>> {
-        let [b, t, f] = btf(shapes[0])?;
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        let [b, t, f] = btf(io.shapes[0])?;
         let mask = if self.masked { ctx.mask()? } else { ctx.scratch(ONES)? };
-        Ok(vec![self.op.prepare(ctx.gpu, b, t, f, inputs[0], mask, output)?])
+        Ok(vec![self.op.prepare(ctx.gpu, b, t, f, io.inputs[0], mask, io.output)?])
     }
 }
