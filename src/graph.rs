@@ -375,8 +375,9 @@ impl Graph {
                     };
                     let inputs: Vec<&wgpu::Buffer> = in_buffers.iter().map(|&b| pool.buffer(b)).collect();
                     let output = pool.buffer(id);
-                    let shapes = self.input_shapes(&shapes, i);
-                    dispatches.extend(kernel.prepare(&ctx, &Io { inputs: &inputs, shapes: &shapes, output })?);
+                    let (input_shapes, output_shape) = (self.input_shapes(&shapes, i), &shapes[i + 1]);
+                    let io = Io { inputs: &inputs, shapes: &input_shapes, output, output_shape };
+                    dispatches.extend(kernel.prepare(&ctx, &io)?);
                     id
                 }
             };

@@ -4,9 +4,11 @@
 //!
 //! 1. [`check_masking`]: the Masking rules (right after the input; not with attention or
 //!    step means, which would have to follow the mask);
-//! 2. [`fold_batch_norm`]: a BatchNormalization whose input is a Conv2D's or Dense's output
+//! 2. [`fold_zero_padding`]: a ZeroPadding2D read only by a `valid` Conv2D becomes that
+//!    convolution's explicit padding;
+//! 3. [`fold_batch_norm`]: a BatchNormalization whose input is a Conv2D's or Dense's output
 //!    read by nothing else is folded into that op's weights;
-//! 3. [`fuse_epilogues`]: a standalone activation goes into the epilogue of the op before
+//! 4. [`fuse_epilogues`]: a standalone activation goes into the epilogue of the op before
 //!    it, a 2×2 max-pool into the Conv2D before it.
 //!
 //! A rewritten node becomes an [`Identity`] view rather than leaving the graph, so value
@@ -17,14 +19,16 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::layers::{
     ActivationLayer, BatchNorm, Conv2d, GlobalAveragePool1d, Identity, LayerOp, Masking, MultiHeadAttention, Pool2d,
+    ZeroPadding2d,
 };
 use crate::model::{Layer, ModelSpec};
-use crate::ops::{Activation, Pool2dConfig};
+use crate::ops::{Activation, Padding, Pool2dConfig};
 
 /// The passes the GPU runner applies, in order.
 pub fn for_gpu(spec: &ModelSpec) -> Result<ModelSpec> {
     check_masking(spec)?;
-    let spec = fold_batch_norm(spec);
+    let spec = fold_zero_padding(spec);
+    let spec = fold_batch_norm(&spec);
     Ok(fuse_epilogues(&spec))
 }
 
@@ -80,6 +84,28 @@ fn absorb(spec: &mut ModelSpec, fused: usize, op: Arc<dyn LayerOp>, absorbed: us
     spec.layers[absorbed].op = Arc::new(Identity);
 }
 
+/// Folds each ZeroPadding2D into the `valid` Conv2D that is its only reader: the
+/// convolution pads explicitly, and the padded image is never made.
+pub fn fold_zero_padding(spec: &ModelSpec) -> ModelSpec {
+    let mut spec = spec.clone();
+    let readers = spec.readers();
+    for index in 0..spec.layers.len() {
+        let Some(conv) = spec.layers[index].downcast::<Conv2d>() else { continue };
+        if conv.pooled || conv.config.padding != Padding::Valid {
+            continue;
+        }
+        let Some(producer) = sole_producer(&spec, &readers, index) else { continue };
+        let Some(&ZeroPadding2d { top, bottom, left, right }) = spec.layers[producer].downcast::<ZeroPadding2d>()
+        else {
+            continue;
+        };
+        let mut padded = conv.clone();
+        padded.config.padding = Padding::Explicit { top, bottom, left, right };
+        absorb(&mut spec, index, Arc::new(padded), producer);
+    }
+    spec
+}
+
 /// Folds each BatchNormalization into the Conv2D or Dense (linear activation) before it,
 /// when that op's output has no other reader.
 pub fn fold_batch_norm(spec: &ModelSpec) -> ModelSpec {
@@ -131,7 +157,7 @@ pub fn fuse_epilogues(spec: &ModelSpec) -> ModelSpec {
 mod tests {
     use super::*;
     use crate::layers::{Add, Dense, Flatten};
-    use crate::ops::{Conv2dConfig, Padding, PoolKind};
+    use crate::ops::{Conv2dConfig, PoolKind};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -255,6 +281,28 @@ mod tests {
         let (a, b) = (model.reference_forward(&input, 2).unwrap(), passed.reference_forward(&input, 2).unwrap());
         assert_eq!(a.len(), b.len());
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5 + 1e-4 * y.abs()));
+    }
+
+    #[test]
+    fn zero_padding_folds_into_a_valid_conv_only() {
+        let pad = ZeroPadding2d { top: 2, bottom: 1, left: 0, right: 3 };
+        let model = spec(vec![Layer::new("pad", pad, vec![0]), Layer::new("conv", valid(conv(2, 4)), vec![1])]);
+        let passed = for_gpu(&model).unwrap();
+        assert_eq!(names(&passed), ["identity", "conv2d"]);
+        let padding = passed.layers[1].downcast::<Conv2d>().unwrap().config.padding;
+        assert_eq!(padding, Padding::Explicit { top: 2, bottom: 1, left: 0, right: 3 });
+        assert_same_numbers(&model, &passed);
+        // A `same` convolution, or a pool after the padding, keeps the padding kernel.
+        let same = spec(vec![Layer::new("pad", pad, vec![0]), Layer::new("conv", conv(2, 4), vec![1])]);
+        assert_eq!(names(&for_gpu(&same).unwrap()), ["zero_padding2d", "conv2d"]);
+        let pool = Pool2d(Pool2dConfig { pool: (3, 3), ..Pool2dConfig::max_2x2() });
+        let pooled = spec(vec![Layer::new("pad", pad, vec![0]), Layer::new("pool", pool, vec![1])]);
+        assert_eq!(names(&for_gpu(&pooled).unwrap()), ["zero_padding2d", "pool2d"]);
+    }
+
+    fn valid(mut conv: Conv2d) -> Conv2d {
+        conv.config.padding = Padding::Valid;
+        conv
     }
 
     #[test]

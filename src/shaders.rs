@@ -82,6 +82,10 @@ pub const PEAK: ShaderSource = ShaderSource { name: "peak", parts: &[COMMON, inc
 pub const AFFINE: ShaderSource =
     ShaderSource { name: "affine", parts: &[COMMON, ACTIVATION, include_str!("../shaders/affine.wgsl")] };
 
+/// An image moved by whole rows and columns (ZeroPadding2D, Cropping2D).
+pub const SHIFT2D: ShaderSource =
+    ShaderSource { name: "shift2d", parts: &[COMMON, include_str!("../shaders/shift2d.wgsl")] };
+
 /// Elementwise add of two tensors.
 pub const ADD: ShaderSource = ShaderSource { name: "add", parts: &[COMMON, include_str!("../shaders/add.wgsl")] };
 
@@ -105,6 +109,7 @@ pub const ALL: &[ShaderSource] = &[
     SEQUENCE_POOL,
     ADD,
     AFFINE,
+    SHIFT2D,
     GATHER,
     SEARCH,
     PEAK,
@@ -178,6 +183,7 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     variants.push(variant(ATTENTION, "self_attention", &[]));
     variants.push(variant(SEQUENCE_POOL, "masked_mean_pool", &[]));
     variants.push(variant(ADD, "add", &[]));
+    variants.push(variant(SHIFT2D, "shift2d", &[]));
     variants.push(variant(GATHER, "gather_rows", &[]));
     variants.push(variant(PEAK, "fma_rate", &[]));
     variants.push(variant(PEAK, "copy_bandwidth", &[]));

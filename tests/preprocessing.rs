@@ -1,6 +1,8 @@
-//! Preprocessing inside a model (issue #15): Rescaling and Normalization (statistics from
-//! the config, or adapted: weights) give Keras' outputs on the GPU and on the CPU
-//! reference (tests/fixtures/keras_files/prep_*, from tools/make_keras_files.py).
+//! Preprocessing and border layers inside a model (issue #15): Rescaling and
+//! Normalization (statistics from the config, or adapted: weights), ZeroPadding2D (folded
+//! into a valid conv, and before a max-pool) and Cropping2D give Keras' outputs on the GPU
+//! and on the CPU reference (tests/fixtures/keras_files/prep_*, pad_stem.*, from
+//! tools/make_keras_files.py).
 
 mod common;
 
@@ -20,7 +22,12 @@ fn golden(stem: &str) -> (Array, Array, Vec<f32>) {
     (read("left"), read("right"), read("keras_out").into_data())
 }
 
-const STEMS: [&str; 2] = ["prep_config", "prep_adapted"];
+const FILES: [(&str, &str); 4] = [
+    ("prep_config.keras", "prep_config"),
+    ("prep_adapted.keras", "prep_adapted"),
+    ("pad_stem.keras", "pad_stem"),
+    ("pad_stem.h5", "pad_stem"),
+];
 
 /// As tests/keras_files.rs (inputs up to ~200 through a conv and a dense layer).
 const ATOL: f32 = 1e-4;
@@ -29,18 +36,18 @@ const RTOL: f32 = 1e-3;
 #[test]
 fn preprocessing_layers_match_keras_on_the_gpu() {
     let Some(gpu) = gpu() else { return };
-    for stem in STEMS {
-        let model = SiameseModel::load_on(gpu.clone(), fixture(&format!("{stem}.keras"))).unwrap();
+    for (file, stem) in FILES {
+        let model = SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap();
         let (left, right, want) = golden(stem);
         let got = model.distances(&left, &right, Distance::Euclidean).unwrap();
-        assert_close(&format!("{stem} vs Keras"), &got, &want, ATOL, RTOL);
+        assert_close(&format!("{file} vs Keras"), &got, &want, ATOL, RTOL);
     }
 }
 
 #[test]
 fn preprocessing_layers_match_keras_on_the_cpu_reference() {
-    for stem in STEMS {
-        let spec = load_keras_file(fixture(&format!("{stem}.keras"))).unwrap().spec;
+    for (file, stem) in FILES {
+        let spec = load_keras_file(fixture(file)).unwrap().spec;
         let (left, right, want) = golden(stem);
         let (a, b) =
             (spec.reference_forward(left.data(), 4).unwrap(), spec.reference_forward(right.data(), 4).unwrap());
@@ -50,6 +57,18 @@ fn preprocessing_layers_match_keras_on_the_cpu_reference() {
             a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
         };
         let got: Vec<f32> = (0..4).map(distance).collect();
-        assert_close(&format!("{stem} (CPU reference) vs Keras"), &got, &want, ATOL, RTOL);
+        assert_close(&format!("{file} (CPU reference) vs Keras"), &got, &want, ATOL, RTOL);
     }
+}
+
+/// The stem's first ZeroPadding2D becomes the conv's padding; the one before the max-pool
+/// (which must see its zeros) and the crop run the shift kernel; the asymmetric one folds.
+#[test]
+fn zero_padding_folds_into_the_valid_conv_after_it() {
+    let Some(gpu) = gpu() else { return };
+    let model = SiameseModel::load_on(gpu, fixture("pad_stem.keras")).unwrap();
+    let kernels: Vec<String> = model.graph().describe();
+    let shifts = kernels.iter().filter(|k| k.contains("shift2d")).count();
+    assert_eq!(shifts, 2, "pool1_pad and crop: {kernels:#?}");
+    assert!(kernels[0].starts_with("conv1_conv") && kernels[0].contains("Relu"), "{kernels:#?}");
 }

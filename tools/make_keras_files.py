@@ -228,6 +228,25 @@ def prep_adapted_encoder(rng: np.random.Generator) -> keras.Model:
     )
 
 
+def pad_stem_encoder() -> keras.Model:
+    """A ResNet-style stem, as keras.applications writes one: ZeroPadding2D(3) before a
+    valid strided 7x7 conv (folded into it), ZeroPadding2D(1) before a 3x3 max-pool (which
+    must see the zeros), an asymmetric padding before a conv, and a Cropping2D."""
+    inp = keras.Input((17, 19, 3), name="image")
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(inp)
+    x = layers.Conv2D(8, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+    x = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = layers.ZeroPadding2D(((0, 1), (2, 0)), name="asym_pad")(x)
+    x = layers.Conv2D(4, 3, name="conv2")(x)
+    x = layers.Cropping2D(((1, 0), (0, 1)), name="crop")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    out = layers.Dense(3, name="dense")(x)
+    return keras.Model(inp, out, name="encoder")
+
+
 def bn_functional_encoder() -> keras.Model:
     """The conv output feeds both the BatchNormalization and the Add: two readers, so the
     normalization cannot be folded into the conv's kernel and bias."""
@@ -417,6 +436,7 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | bn_functional.keras | Keras 3 zip | Functional `encoder`: InputLayer `image` [9, 9, 2], Conv2D `conv2d` 5 3x3 valid, bias, linear (x); BatchNormalization `batch_normalization` (eps 1e-3) of x; Add `residual` (x + bn(x): the conv output has two readers, so the normalization cannot be folded into the conv); GlobalAveragePooling2D `pool`; Dense `dense` 3 linear | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | prep_config.keras | Keras 3 zip | Functional `encoder`: InputLayer `image` [10, 12, 3], Rescaling `rescaling` (1/127.5, offset -1), Normalization `normalization` (mean [0.1, -0.2, 0.05], variance [0.3, 0.5, 0.2] in the config), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3, Normalization `denormalize` (invert=True, mean [1, 2, 3], variance [4, 0.25, 1]) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | prep_adapted.keras | Keras 3 zip | Sequential `encoder`: InputLayer `image` [10, 12, 3], Normalization `normalization` (adapted on 64 random images: mean, variance and an int64 count are weights), Rescaling `rescaling` (per channel [2, 1, 0.5], offset 0.25), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| pad_stem.keras, pad_stem.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [17, 19, 3], ZeroPadding2D `conv1_pad` (3), Conv2D `conv1_conv` 8 7x7 stride 2 valid no bias, BatchNormalization `conv1_bn` (eps 1.001e-5), Activation `conv1_relu`, ZeroPadding2D `pool1_pad` ((1, 1), (1, 1)), MaxPooling2D `pool1_pool` 3 stride 2, ZeroPadding2D `asym_pad` ((0, 1), (2, 0)), Conv2D `conv2` 4 3x3, Cropping2D `crop` ((1, 0), (0, 1)), GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 
 prep_*: |standard normal| × 60 inputs (pixel-like values, 0 to ~200).
 
@@ -557,6 +577,13 @@ def main() -> int:
     left, right = pair_inputs(12, (10, 12, 3))
     left, right = (np.abs(left) * 60).astype(np.float32), (np.abs(right) * 60).astype(np.float32)
     save_and_check(enc, out, "prep_adapted", left, right, encoder_only=True)
+
+    # 12. ZeroPadding2D (folded into a valid conv, or before a max-pool) and Cropping2D.
+    keras.utils.set_random_seed(113)
+    enc = pad_stem_encoder()
+    randomize_batch_norm(enc, 213)
+    left, right = pair_inputs(13, (17, 19, 3))
+    save_and_check(enc, out, "pad_stem", left, right, encoder_only=True, formats=("keras", "h5"))
 
     import h5py
 

@@ -20,6 +20,7 @@ mod conv2d;
 mod dense;
 mod embedding;
 mod layer_norm;
+mod pad;
 mod pool;
 mod recurrent;
 mod rescale;
@@ -34,6 +35,7 @@ pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use embedding::{BertEmbeddings, Embedding};
 pub use layer_norm::LayerNorm;
+pub use pad::{Cropping2d, ZeroPadding2d};
 pub use pool::{GlobalAveragePool2d, Pool2d};
 pub use recurrent::Recurrent;
 pub use rescale::{Normalization, Rescaling, NORMALIZATION_EPSILON};
@@ -242,6 +244,8 @@ pub struct Io<'a> {
     pub shapes: &'a [&'a [usize]],
     /// The output buffer (the input's own for an in-place kernel).
     pub output: &'a wgpu::Buffer,
+    /// The node's output shape, batch axis first.
+    pub output_shape: &'a [usize],
 }
 
 /// `weights · scale[c]` and `bias · scale[c] + shift[c]` for weights whose last axis is the

@@ -50,8 +50,8 @@ impl Conv2dConfig {
     /// Output size and padding for an `in_h × in_w` input.
     pub fn window(&self, in_h: usize, in_w: usize) -> Option<Window> {
         let (kh, kw) = self.dilated_kernel();
-        let (out_h, pad_top) = window_output(in_h, kh, self.strides.0, self.padding)?;
-        let (out_w, pad_left) = window_output(in_w, kw, self.strides.1, self.padding)?;
+        let (out_h, pad_top) = window_output(in_h, kh, self.strides.0, self.padding, 0)?;
+        let (out_w, pad_left) = window_output(in_w, kw, self.strides.1, self.padding, 1)?;
         Some(Window { out: (out_h, out_w), pad: (pad_top, pad_left) })
     }
 

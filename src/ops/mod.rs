@@ -19,6 +19,7 @@ pub mod pool2d;
 pub mod recurrent;
 pub mod search;
 pub mod sequence_pool;
+pub mod shift2d;
 
 pub use add::AddOp;
 pub use affine::ChannelAffine;
@@ -33,6 +34,7 @@ pub use pool2d::{GlobalAveragePool2d, Pool2d, Pool2dConfig, PoolKind};
 pub use recurrent::{Cell, DirectionWeights, Recurrent, RecurrentConfig};
 pub use search::{DistanceMatrix, MatrixShape, TopK, TopKShape};
 pub use sequence_pool::SequencePool;
+pub use shift2d::Shift2d;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -94,24 +96,47 @@ impl Activation {
     }
 }
 
-/// Keras padding modes for convolution and pooling windows.
+/// Padding of convolution and pooling windows: Keras' two modes, and explicit zeros (a
+/// ZeroPadding2D folded into the convolution after it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Padding {
     /// No padding: windows stay inside the input.
     Valid,
     /// Output size `ceil(input / stride)`, padding split with the extra cell at the end.
     Same,
+    /// These many zero rows / columns around the image, then `valid` windows.
+    Explicit {
+        /// Rows above.
+        top: usize,
+        /// Rows below.
+        bottom: usize,
+        /// Columns on the left.
+        left: usize,
+        /// Columns on the right.
+        right: usize,
+    },
 }
 
-/// Output length and padding before, along one axis, for a window of `window` cells
-/// (already dilated) moved by `stride`, Keras/TensorFlow rules. None when the window does
-/// not fit (`valid` with input shorter than the window).
-pub fn window_output(input: usize, window: usize, stride: usize, padding: Padding) -> Option<(usize, usize)> {
+/// Output length and padding before, along `axis` (0: height, 1: width), for a window of
+/// `window` cells (already dilated) moved by `stride`, Keras/TensorFlow rules. None when
+/// the window does not fit (`valid` with input shorter than the window).
+pub fn window_output(
+    input: usize,
+    window: usize,
+    stride: usize,
+    padding: Padding,
+    axis: usize,
+) -> Option<(usize, usize)> {
     if stride == 0 || window == 0 || input == 0 {
         return None;
     }
     match padding {
         Padding::Valid => (input >= window).then(|| ((input - window) / stride + 1, 0)),
+        Padding::Explicit { top, bottom, left, right } => {
+            let (before, after) = if axis == 0 { (top, bottom) } else { (left, right) };
+            let padded = input.checked_add(before)?.checked_add(after)?;
+            (padded >= window).then(|| ((padded - window) / stride + 1, before))
+        }
         Padding::Same => {
             let out = input.div_ceil(stride);
             let needed = ((out - 1) * stride + window).saturating_sub(input);

@@ -44,8 +44,8 @@ impl Pool2dConfig {
 
     /// Output size and padding for an `in_h × in_w` input.
     pub fn window(&self, in_h: usize, in_w: usize) -> Option<Window> {
-        let (out_h, pad_top) = window_output(in_h, self.pool.0, self.strides.0, self.padding)?;
-        let (out_w, pad_left) = window_output(in_w, self.pool.1, self.strides.1, self.padding)?;
+        let (out_h, pad_top) = window_output(in_h, self.pool.0, self.strides.0, self.padding, 0)?;
+        let (out_w, pad_left) = window_output(in_w, self.pool.1, self.strides.1, self.padding, 1)?;
         Some(Window { out: (out_h, out_w), pad: (pad_top, pad_left) })
     }
 

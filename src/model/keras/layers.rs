@@ -11,8 +11,9 @@ use super::variables::{self as vars, Variables};
 use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, Add, BatchNorm, Conv2d, Dense, Embedding, Flatten, GlobalAveragePool1d, GlobalAveragePool2d,
-    Identity, LayerNorm, LayerOp, Masking, MultiHeadAttention, Normalization, Pool2d, Recurrent, Rescaling,
+    ActivationLayer, Add, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, Flatten, GlobalAveragePool1d,
+    GlobalAveragePool2d, Identity, LayerNorm, LayerOp, Masking, MultiHeadAttention, Normalization, Pool2d, Recurrent,
+    Rescaling, ZeroPadding2d,
 };
 use crate::model::weights::Weights;
 use crate::ops::{Activation, Cell, Conv2dConfig, DirectionWeights, Padding, Pool2dConfig, PoolKind, RecurrentConfig};
@@ -65,6 +66,8 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["GlobalAveragePooling1D", "GlobalAvgPool1D"], global_average_pool1d, vars::none),
     (&["Embedding"], embedding, vars::embedding),
     (&["Rescaling"], rescaling, vars::none),
+    (&["ZeroPadding2D"], zero_padding2d, vars::none),
+    (&["Cropping2D"], cropping2d, vars::none),
     (&["Normalization"], normalization, vars::normalization),
 ];
 
@@ -263,6 +266,36 @@ fn numbers(entry: &Entry, key: &str, default: Option<f32>) -> Result<Vec<f32>> {
     };
     list.filter(|l| !l.is_empty() && l.iter().all(|v| v.is_finite()))
         .ok_or_else(|| unsupported(entry, key, value, "a finite number or a list of them"))
+}
+
+/// A 2-D border setting as Keras writes it: `n`, `(rows, cols)` or `((top, bottom), (left,
+/// right))`, as (top, bottom, left, right).
+fn borders(entry: &Entry, key: &str) -> Result<(usize, usize, usize, usize)> {
+    let value = entry.config.get(key).unwrap_or(&Value::Null);
+    let size = |v: &Value| v.as_u64().filter(|&n| n <= MAX_SETTING).map(|n| n as usize);
+    let side = |v: &Value| match v {
+        Value::Array(pair) if pair.len() == 2 => Some((size(&pair[0])?, size(&pair[1])?)),
+        v => size(v).map(|n| (n, n)),
+    };
+    let parsed = match value {
+        Value::Array(axes) if axes.len() == 2 => side(&axes[0]).zip(side(&axes[1])),
+        v => size(v).map(|n| ((n, n), (n, n))),
+    };
+    parsed
+        .map(|((top, bottom), (left, right))| (top, bottom, left, right))
+        .ok_or_else(|| unsupported(entry, key, value, "n, (rows, columns) or ((top, bottom), (left, right))"))
+}
+
+fn zero_padding2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    channels_last(ctx.entry)?;
+    let (top, bottom, left, right) = borders(ctx.entry, "padding")?;
+    layer(ZeroPadding2d { top, bottom, left, right })
+}
+
+fn cropping2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    channels_last(ctx.entry)?;
+    let (top, bottom, left, right) = borders(ctx.entry, "cropping")?;
+    layer(Cropping2d { top, bottom, left, right })
 }
 
 fn rescaling(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
