@@ -5,11 +5,15 @@
 //   0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 gelu (exact, erf), 5 silu (swish),
 //   6 elu (alpha 1), 7 softplus, 8 selu, 9 hard_sigmoid (Keras 3: relu6(x + 3) / 6),
 //   10 Keras 2's hard_sigmoid (clip(0.2·x + 0.5, 0, 1)),
-//   11 gelu, tanh approximation (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), `gelu_new`).
+//   11 gelu, tanh approximation (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), `gelu_new`),
+//   12 relu6, 13 hard_silu (x·relu6(x + 3)/6), 14 mish (x·tanh(softplus(x))),
+//   15 leaky_relu (slope: override ACTIVATION_SLOPE).
 // `apply_activation(code, x)` serves kernels that need two activations (the recurrent
 // cells' gate and cell activations, each its own override constant).
 
 override ACTIVATION: u32 = 0u;
+// The negative slope of LeakyReLU (code 15).
+override ACTIVATION_SLOPE: f32 = 0.3;
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, below f32 resolution of gelu's
 // output); WGSL has no erf builtin.
@@ -51,6 +55,13 @@ fn apply_activation(code: u32, x: f32) -> f32 {
             let inner = 0.7978845608028654 * (x + 0.044715 * x * x * x);
             return 0.5 * x * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
         }
+        case 12u: { return clamp(x, 0.0, 6.0); }
+        case 13u: { return x * clamp(x + 3.0, 0.0, 6.0) / 6.0; }
+        case 14u: {
+            let softplus = max(x, 0.0) + log(1.0 + exp(-abs(x)));
+            return x * tanh(clamp(softplus, -15.0, 15.0));
+        }
+        case 15u: { return select(ACTIVATION_SLOPE * x, x, x >= 0.0); }
         default: { return x; }
     }
 }

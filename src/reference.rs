@@ -27,6 +27,16 @@ pub fn activation(x: f32, activation: Activation) -> f32 {
         Activation::GeluTanh => {
             0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
         }
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+        Activation::HardSilu => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::Mish => x * (x.max(0.0) + (-x.abs()).exp().ln_1p()).tanh(),
+        Activation::LeakyRelu(bits) => {
+            if x >= 0.0 {
+                x
+            } else {
+                f32::from_bits(bits) as f64 * x
+            }
+        }
         Activation::Selu => {
             let (alpha, scale) = (1.6732632423543772, 1.0507009873554805);
             scale * if x > 0.0 { x } else { alpha * (x.exp() - 1.0) }

@@ -1,7 +1,8 @@
 //! Preprocessing and border layers inside a model (issue #15): Rescaling and
 //! Normalization (statistics from the config, or adapted: weights), ZeroPadding2D (folded
-//! into a valid conv, and before a max-pool) and Cropping2D give Keras' outputs on the GPU
-//! and on the CPU reference (tests/fixtures/keras_files/prep_*, pad_stem.*, from
+//! into a valid conv, and before a max-pool), Cropping2D and the activations with settings
+//! (ReLU6, LeakyReLU, hard_silu, mish: act_mix) give Keras' outputs on the GPU
+//! and on the CPU reference (tests/fixtures/keras_files/prep_*, pad_stem.*, act_mix.*, from
 //! tools/make_keras_files.py).
 
 mod common;
@@ -22,7 +23,9 @@ fn golden(stem: &str) -> (Array, Array, Vec<f32>) {
     (read("left"), read("right"), read("keras_out").into_data())
 }
 
-const FILES: [(&str, &str); 4] = [
+const FILES: [(&str, &str); 6] = [
+    ("act_mix.keras", "act_mix"),
+    ("act_mix.h5", "act_mix"),
     ("prep_config.keras", "prep_config"),
     ("prep_adapted.keras", "prep_adapted"),
     ("pad_stem.keras", "pad_stem"),

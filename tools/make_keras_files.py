@@ -247,6 +247,26 @@ def pad_stem_encoder() -> keras.Model:
     return keras.Model(inp, out, name="encoder")
 
 
+def act_mix_encoder() -> keras.Model:
+    """The activation layers and names real backbones use: ReLU(6) (MobileNetV2),
+    hard_silu (MobileNetV3), mish, LeakyReLU, relu6, leaky_relu, ReLU(negative_slope)."""
+    return keras.Sequential(
+        [
+            keras.Input((12,), name="features"),
+            layers.Dense(10, name="dense"),
+            layers.ReLU(6.0, name="relu6_layer"),
+            layers.Dense(9, activation="hard_silu", name="dense_hard_silu"),
+            layers.Dense(8, activation="mish", name="dense_mish"),
+            layers.LeakyReLU(negative_slope=0.1, name="leaky"),
+            layers.Dense(7, activation="relu6", name="dense_relu6"),
+            layers.Dense(6, activation="leaky_relu", name="dense_leaky"),
+            layers.ReLU(negative_slope=0.05, name="relu_slope"),
+            layers.Dense(4, name="dense_out"),
+        ],
+        name="encoder",
+    )
+
+
 def bn_functional_encoder() -> keras.Model:
     """The conv output feeds both the BatchNormalization and the Add: two readers, so the
     normalization cannot be folded into the conv's kernel and bias."""
@@ -437,6 +457,9 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | prep_config.keras | Keras 3 zip | Functional `encoder`: InputLayer `image` [10, 12, 3], Rescaling `rescaling` (1/127.5, offset -1), Normalization `normalization` (mean [0.1, -0.2, 0.05], variance [0.3, 0.5, 0.2] in the config), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3, Normalization `denormalize` (invert=True, mean [1, 2, 3], variance [4, 0.25, 1]) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | prep_adapted.keras | Keras 3 zip | Sequential `encoder`: InputLayer `image` [10, 12, 3], Normalization `normalization` (adapted on 64 random images: mean, variance and an int64 count are weights), Rescaling `rescaling` (per channel [2, 1, 0.5], offset 0.25), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | pad_stem.keras, pad_stem.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [17, 19, 3], ZeroPadding2D `conv1_pad` (3), Conv2D `conv1_conv` 8 7x7 stride 2 valid no bias, BatchNormalization `conv1_bn` (eps 1.001e-5), Activation `conv1_relu`, ZeroPadding2D `pool1_pad` ((1, 1), (1, 1)), MaxPooling2D `pool1_pool` 3 stride 2, ZeroPadding2D `asym_pad` ((0, 1), (2, 0)), Conv2D `conv2` 4 3x3, Cropping2D `crop` ((1, 0), (0, 1)), GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| act_mix.keras, act_mix.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `features` [12], Dense `dense` 10, ReLU `relu6_layer` (max_value 6), Dense `dense_hard_silu` 9 hard_silu, Dense `dense_mish` 8 mish, LeakyReLU `leaky` (negative_slope 0.1), Dense `dense_relu6` 7 relu6, Dense `dense_leaky` 6 leaky_relu (slope 0.2), ReLU `relu_slope` (negative_slope 0.05), Dense `dense_out` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+
+act_mix: standard normal × 4 inputs.
 
 prep_*: |standard normal| × 60 inputs (pixel-like values, 0 to ~200).
 
@@ -584,6 +607,13 @@ def main() -> int:
     randomize_batch_norm(enc, 213)
     left, right = pair_inputs(13, (17, 19, 3))
     save_and_check(enc, out, "pad_stem", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 13. Activation layers and names with settings (ReLU6, leaky slopes, hard_silu, mish).
+    keras.utils.set_random_seed(114)
+    enc = act_mix_encoder()
+    left, right = pair_inputs(14, (12,))
+    left, right = (left * 4).astype(np.float32), (right * 4).astype(np.float32)
+    save_and_check(enc, out, "act_mix", left, right, encoder_only=True, formats=("keras", "h5"))
 
     import h5py
 

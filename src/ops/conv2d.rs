@@ -136,9 +136,10 @@ pub struct Conv2d {
 }
 
 /// Override constants of conv2d.wgsl.
-pub(crate) fn conv2d_constants(activation: Activation, pooled: bool) -> [(&'static str, f64); 2] {
-    let [activation] = activation.constants();
-    [activation, ("POOLED", if pooled { 1.0 } else { 0.0 })]
+pub(crate) fn conv2d_constants(activation: Activation, pooled: bool) -> Vec<(&'static str, f64)> {
+    let mut constants = activation.constants();
+    constants.push(("POOLED", if pooled { 1.0 } else { 0.0 }));
+    constants
 }
 
 impl Conv2d {

@@ -66,11 +66,20 @@ pub enum Activation {
     HardSigmoidClip,
     /// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, Keras `approximate=True`).
     GeluTanh,
+    /// min(max(x, 0), 6) (Keras `relu6`, `ReLU(max_value=6)`).
+    Relu6,
+    /// x · relu6(x + 3) / 6 (Keras `hard_silu` / `hard_swish`).
+    HardSilu,
+    /// x · tanh(softplus(x)) (Keras `mish`).
+    Mish,
+    /// x for x >= 0, else slope · x (Keras `leaky_relu`, `LeakyReLU`, `ReLU(negative_slope)`);
+    /// the slope's f32 bits, so that activations stay `Eq` and `Hash`.
+    LeakyRelu(u32),
 }
 
 impl Activation {
-    /// Every activation, for tests.
-    pub const ALL: [Activation; 12] = [
+    /// Every activation, for tests (LeakyReLU with Keras' layer default, 0.3).
+    pub const ALL: [Activation; 16] = [
         Activation::Linear,
         Activation::Relu,
         Activation::Sigmoid,
@@ -83,16 +92,47 @@ impl Activation {
         Activation::HardSigmoid,
         Activation::HardSigmoidClip,
         Activation::GeluTanh,
+        Activation::Relu6,
+        Activation::HardSilu,
+        Activation::Mish,
+        Activation::LeakyRelu(0.3f32.to_bits()),
     ];
+
+    /// LeakyReLU with this negative slope.
+    pub fn leaky_relu(slope: f32) -> Self {
+        Activation::LeakyRelu(slope.to_bits())
+    }
 
     /// The code `shaders/activation.wgsl` switches on.
     pub fn code(self) -> u32 {
-        self as u32
+        match self {
+            Activation::Linear => 0,
+            Activation::Relu => 1,
+            Activation::Sigmoid => 2,
+            Activation::Tanh => 3,
+            Activation::Gelu => 4,
+            Activation::Silu => 5,
+            Activation::Elu => 6,
+            Activation::Softplus => 7,
+            Activation::Selu => 8,
+            Activation::HardSigmoid => 9,
+            Activation::HardSigmoidClip => 10,
+            Activation::GeluTanh => 11,
+            Activation::Relu6 => 12,
+            Activation::HardSilu => 13,
+            Activation::Mish => 14,
+            Activation::LeakyRelu(_) => 15,
+        }
     }
 
-    /// The pipeline override constants selecting this activation (`ACTIVATION`).
-    pub fn constants(self) -> [(&'static str, f64); 1] {
-        [("ACTIVATION", self.code() as f64)]
+    /// The pipeline override constants selecting this activation (`ACTIVATION`, and
+    /// `ACTIVATION_SLOPE` for LeakyReLU).
+    pub fn constants(self) -> Vec<(&'static str, f64)> {
+        let mut constants = vec![("ACTIVATION", self.code() as f64)];
+        if let Activation::LeakyRelu(bits) = self {
+            constants.push(("ACTIVATION_SLOPE", f32::from_bits(bits) as f64));
+        }
+        constants
     }
 }
 

@@ -54,6 +54,7 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["Dense"], dense, vars::kernel_bias),
     (&["Activation"], activation_layer, vars::none),
     (&["ReLU"], relu, vars::none),
+    (&["LeakyReLU"], leaky_relu, vars::none),
     (&IDENTITY_AT_INFERENCE, identity, vars::none),
     (&["Masking"], masking, vars::none),
     (&["LSTM"], recurrent, vars::recurrent),
@@ -181,17 +182,38 @@ fn activation_layer(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     layer(ActivationLayer(activation(ctx.entry, "activation")?))
 }
 
+/// ReLU with its settings: the plain one, `max_value=6` (ReLU6) or a `negative_slope`
+/// (leaky); a `threshold`, or a cap other than 6, is not run.
 fn relu(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let entry = ctx.entry;
-    for (key, default) in [("negative_slope", 0.0), ("threshold", 0.0)] {
-        if let Some(v) = entry.config.get(key).filter(|v| v.as_f64().unwrap_or(default) != default) {
-            return Err(unsupported(entry, key, v, "only the plain ReLU"));
-        }
+    let number = |key: &str| entry.config.get(key).filter(|v| !v.is_null()).map(|v| (v, v.as_f64()));
+    if let Some((v, _)) = number("threshold").filter(|(_, t)| *t != Some(0.0)) {
+        return Err(unsupported(entry, "threshold", v, "threshold 0"));
     }
-    if let Some(v) = entry.config.get("max_value").filter(|v| !v.is_null()) {
-        return Err(unsupported(entry, "max_value", v, "only the plain ReLU"));
-    }
-    layer(ActivationLayer(Activation::Relu))
+    let slope = match number("negative_slope") {
+        None => 0.0,
+        Some((_, Some(s))) if s.is_finite() => s as f32,
+        Some((v, _)) => return Err(unsupported(entry, "negative_slope", v, "a finite number")),
+    };
+    let activation = match number("max_value") {
+        None if slope == 0.0 => Activation::Relu,
+        None => Activation::leaky_relu(slope),
+        Some((_, Some(cap))) if cap == 6.0 && slope == 0.0 => Activation::Relu6,
+        Some((v, _)) => return Err(unsupported(entry, "max_value", v, "none, or 6 with no negative_slope")),
+    };
+    layer(ActivationLayer(activation))
+}
+
+/// LeakyReLU: `negative_slope` (Keras 3) or `alpha` (Keras 2), default 0.3.
+fn leaky_relu(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let entry = ctx.entry;
+    let key = if entry.config.get("alpha").is_some() { "alpha" } else { "negative_slope" };
+    let value = entry.config.get(key).unwrap_or(&Value::Null);
+    let slope = match value {
+        Value::Null => 0.3,
+        v => v.as_f64().filter(|s| s.is_finite()).ok_or_else(|| unsupported(entry, key, v, "a finite number"))?,
+    };
+    layer(ActivationLayer(Activation::leaky_relu(slope as f32)))
 }
 
 fn identity(_ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
@@ -491,6 +513,10 @@ pub(super) fn activation_named(name: &str, keras2: bool) -> Option<Activation> {
         "selu" => Activation::Selu,
         "hard_sigmoid" if keras2 => Activation::HardSigmoidClip,
         "hard_sigmoid" => Activation::HardSigmoid,
+        "relu6" => Activation::Relu6,
+        "hard_silu" | "hard_swish" => Activation::HardSilu,
+        "mish" => Activation::Mish,
+        "leaky_relu" => Activation::leaky_relu(0.2),
         _ => return None,
     })
 }
@@ -500,7 +526,13 @@ fn activation(entry: &Entry, key: &str) -> Result<Activation> {
     let value = entry.config.get(key).unwrap_or(&Value::Null);
     let parsed = activation_name(value).and_then(|name| activation_named(name, entry.keras2));
     parsed.ok_or_else(|| {
-        unsupported(entry, key, value, "supported: linear, relu, sigmoid, tanh, gelu, silu/swish, elu, softplus, selu")
+        unsupported(
+            entry,
+            key,
+            value,
+            "supported: linear, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu/swish, hard_silu/hard_swish, \
+             mish, elu, softplus, selu, hard_sigmoid",
+        )
     })
 }
 
