@@ -6,19 +6,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
+use common::keras::{encoder_files_match_keras_on_the_cpu_reference, encoder_files_match_keras_on_the_gpu, fixture};
 use common::{assert_close, gpu, random_vec, rng};
-use siamese_wgpu::io::read_npy;
 use siamese_wgpu::layers::{ActivationLayer, BatchNorm};
-use siamese_wgpu::model::keras_file::load_keras_file;
 use siamese_wgpu::model::{Layer, ModelSpec};
 use siamese_wgpu::ops::Activation;
-use siamese_wgpu::{Array, Distance, SiameseModel};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_files").join(name)
-}
+use siamese_wgpu::{Array, SiameseModel};
 
 /// Encoder files: Keras' golden is the euclidean distance of the encoder outputs.
 const FILES: [(&str, &str); 4] = [
@@ -28,11 +21,6 @@ const FILES: [(&str, &str); 4] = [
     ("bn_functional.keras", "bn_functional"),
 ];
 
-fn golden(stem: &str) -> (Array, Array, Vec<f32>) {
-    let read = |suffix: &str| read_npy(fixture(&format!("{stem}.{suffix}.npy"))).unwrap();
-    (read("left"), read("right"), read("keras_out").into_data())
-}
-
 /// As tests/keras_files.rs: different summation orders through a few layers.
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-3;
@@ -40,29 +28,12 @@ const RTOL: f32 = 1e-3;
 #[test]
 fn batch_norm_models_match_keras_on_the_gpu() {
     let Some(gpu) = gpu() else { return };
-    for (file, stem) in FILES {
-        let model = SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap();
-        let (left, right, want) = golden(stem);
-        let got = model.distances(&left, &right, Distance::Euclidean).unwrap();
-        assert_close(&format!("{file} vs Keras"), &got, &want, ATOL, RTOL);
-    }
+    encoder_files_match_keras_on_the_gpu(&gpu, &FILES, ATOL, RTOL);
 }
 
 #[test]
 fn batch_norm_models_match_keras_on_the_cpu_reference() {
-    for (file, stem) in FILES {
-        let spec = load_keras_file(fixture(file)).unwrap().spec;
-        let (left, right, want) = golden(stem);
-        let (a, b) =
-            (spec.reference_forward(left.data(), 4).unwrap(), spec.reference_forward(right.data(), 4).unwrap());
-        let dim = a.len() / 4;
-        let got: Vec<f32> = (0..4)
-            .map(|i| {
-                a[i * dim..(i + 1) * dim].iter().zip(&b[i * dim..]).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
-            })
-            .collect();
-        assert_close(&format!("{file} (CPU reference) vs Keras"), &got, &want, ATOL, RTOL);
-    }
+    encoder_files_match_keras_on_the_cpu_reference(&FILES, ATOL, RTOL);
 }
 
 /// Which normalisations fold: into a convolution or dense layer read by nothing else (the

@@ -7,21 +7,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{assert_close, gpu};
-use siamese_wgpu::io::read_npy;
-use siamese_wgpu::model::keras_file::load_keras_file;
-use siamese_wgpu::{Array, Distance, SiameseModel};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_files").join(name)
-}
-
-fn golden(stem: &str) -> (Array, Array, Vec<f32>) {
-    let read = |suffix: &str| read_npy(fixture(&format!("{stem}.{suffix}.npy"))).unwrap();
-    (read("left"), read("right"), read("keras_out").into_data())
-}
+use common::gpu;
+use common::keras::{encoder_files_match_keras_on_the_cpu_reference, encoder_files_match_keras_on_the_gpu, fixture};
+use siamese_wgpu::SiameseModel;
 
 const FILES: [(&str, &str); 6] = [
     ("act_mix.keras", "act_mix"),
@@ -39,29 +27,12 @@ const RTOL: f32 = 1e-3;
 #[test]
 fn preprocessing_layers_match_keras_on_the_gpu() {
     let Some(gpu) = gpu() else { return };
-    for (file, stem) in FILES {
-        let model = SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap();
-        let (left, right, want) = golden(stem);
-        let got = model.distances(&left, &right, Distance::Euclidean).unwrap();
-        assert_close(&format!("{file} vs Keras"), &got, &want, ATOL, RTOL);
-    }
+    encoder_files_match_keras_on_the_gpu(&gpu, &FILES, ATOL, RTOL);
 }
 
 #[test]
 fn preprocessing_layers_match_keras_on_the_cpu_reference() {
-    for (file, stem) in FILES {
-        let spec = load_keras_file(fixture(file)).unwrap().spec;
-        let (left, right, want) = golden(stem);
-        let (a, b) =
-            (spec.reference_forward(left.data(), 4).unwrap(), spec.reference_forward(right.data(), 4).unwrap());
-        let dim = a.len() / 4;
-        let distance = |i: usize| {
-            let (a, b) = (&a[i * dim..(i + 1) * dim], &b[i * dim..(i + 1) * dim]);
-            a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
-        };
-        let got: Vec<f32> = (0..4).map(distance).collect();
-        assert_close(&format!("{file} (CPU reference) vs Keras"), &got, &want, ATOL, RTOL);
-    }
+    encoder_files_match_keras_on_the_cpu_reference(&FILES, ATOL, RTOL);
 }
 
 /// The stem's first ZeroPadding2D becomes the conv's padding; the one before the max-pool

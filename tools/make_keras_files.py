@@ -372,6 +372,12 @@ def pair_inputs(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarr
     return left, right
 
 
+def pixel_inputs(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-like values, |standard normal| x 60 (0 to ~200), for models that rescale."""
+    left, right = pair_inputs(seed, shape)
+    return (np.abs(left) * 60).astype(np.float32), (np.abs(right) * 60).astype(np.float32)
+
+
 def image_inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """MNIST-like values in [0, 1)."""
     rng = np.random.default_rng(seed)
@@ -592,13 +598,11 @@ def main() -> int:
     # 11. Rescaling and Normalization inside the model: statistics in the config, then adapted.
     keras.utils.set_random_seed(111)
     enc = prep_config_encoder()
-    left, right = pair_inputs(11, (10, 12, 3))
-    left, right = (np.abs(left) * 60).astype(np.float32), (np.abs(right) * 60).astype(np.float32)
+    left, right = pixel_inputs(11, (10, 12, 3))
     save_and_check(enc, out, "prep_config", left, right, encoder_only=True)
     keras.utils.set_random_seed(112)
     enc = prep_adapted_encoder(np.random.default_rng(212))
-    left, right = pair_inputs(12, (10, 12, 3))
-    left, right = (np.abs(left) * 60).astype(np.float32), (np.abs(right) * 60).astype(np.float32)
+    left, right = pixel_inputs(12, (10, 12, 3))
     save_and_check(enc, out, "prep_adapted", left, right, encoder_only=True)
 
     # 12. ZeroPadding2D (folded into a valid conv, or before a max-pool) and Cropping2D.

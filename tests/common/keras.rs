@@ -1,5 +1,6 @@
-//! Keras fixture helpers shared by tests/keras_files*.rs: the files of
-//! tests/fixtures/keras_files, their goldens, and edited copies of them.
+//! Keras fixture helpers shared by the Keras test files: the files of
+//! tests/fixtures/keras_files, their goldens, edited copies of them, and the check of an
+//! encoder-only file against its golden.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use siamese_wgpu::io::read_npy;
 use siamese_wgpu::model::keras_file::load_keras_file;
-use siamese_wgpu::{model, Array, Error};
+use siamese_wgpu::{model, Array, Distance, Error, Gpu, SiameseModel};
 
 /// A file of tests/fixtures/keras_files.
 pub fn fixture(name: &str) -> PathBuf {
@@ -18,6 +19,37 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn golden(stem: &str) -> (Array, Array, Vec<f32>) {
     let read = |suffix: &str| read_npy(fixture(&format!("{stem}.{suffix}.npy"))).unwrap();
     (read("left"), read("right"), read("keras_out").into_data())
+}
+
+/// Encoder-only fixtures (`(file, stem)`; the golden is the euclidean distance between the
+/// encoder outputs of left and right) give Keras' distances on the GPU, within
+/// `atol + rtol·|ref|`.
+pub fn encoder_files_match_keras_on_the_gpu(gpu: &std::sync::Arc<Gpu>, files: &[(&str, &str)], atol: f32, rtol: f32) {
+    for (file, stem) in files {
+        let model = SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap();
+        let (left, right, want) = golden(stem);
+        let got = model.distances(&left, &right, Distance::Euclidean).unwrap();
+        super::assert_close(&format!("{file} vs Keras"), &got, &want, atol, rtol);
+    }
+}
+
+/// As [`encoder_files_match_keras_on_the_gpu`], on the CPU reference.
+pub fn encoder_files_match_keras_on_the_cpu_reference(files: &[(&str, &str)], atol: f32, rtol: f32) {
+    for (file, stem) in files {
+        let spec = load_keras_file(fixture(file)).unwrap().spec;
+        let (left, right, want) = golden(stem);
+        let pairs = left.batch();
+        let a = spec.reference_forward(left.data(), pairs).unwrap();
+        let b = spec.reference_forward(right.data(), pairs).unwrap();
+        let dim = a.len() / pairs;
+        let got: Vec<f32> = (0..pairs)
+            .map(|i| {
+                let (a, b) = (&a[i * dim..(i + 1) * dim], &b[i * dim..(i + 1) * dim]);
+                a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+            })
+            .collect();
+        super::assert_close(&format!("{file} (CPU reference) vs Keras"), &got, &want, atol, rtol);
+    }
 }
 
 /// Copies a `.keras` zip, letting `edit` change each JSON member (`config.json`,
