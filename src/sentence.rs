@@ -100,46 +100,51 @@ impl SentenceModel {
             .map_err(|e| Error::input("sentence", format!("cannot tokenise {sentence:?}: {e}")))
     }
 
-    fn tokenize(&self, sentences: &[&str]) -> Result<Tokens> {
+    /// Every sentence tokenised once, each token id checked against the vocabulary.
+    fn encode_all(&self, sentences: &[&str]) -> Result<Vec<tokenizers::Encoding>> {
         if sentences.is_empty() {
             return Err(Error::input("sentences", "no sentence given"));
         }
         let encodings = sentences.iter().map(|s| self.encode(s)).collect::<Result<Vec<_>>>()?;
-        // Pad to the longest in the batch, as sentence-transformers does.
-        let steps = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
-        let mut values = vec![0.0f32; sentences.len() * steps * 2];
-        let mut mask = vec![0u32; sentences.len() * steps];
+        if let Some(&id) = encodings.iter().flat_map(|e| e.get_ids()).find(|&&id| id as usize >= self.vocab) {
+            return Err(Error::input("sentence", format!("token id {id} is outside the vocabulary")));
+        }
+        Ok(encodings)
+    }
+
+    /// One batch of encoded sentences, padded to the longest, as sentence-transformers does.
+    fn tokens(encodings: &[&tokenizers::Encoding]) -> Tokens {
+        let steps = longest(encodings.iter().copied());
+        let mut values = vec![0.0f32; encodings.len() * steps * 2];
+        let mut mask = vec![0u32; encodings.len() * steps];
         for (b, encoding) in encodings.iter().enumerate() {
             for (t, (&id, &kind)) in encoding.get_ids().iter().zip(encoding.get_type_ids()).enumerate() {
-                if id as usize >= self.vocab {
-                    return Err(Error::input("sentence", format!("token id {id} is outside the vocabulary")));
-                }
                 let token = b * steps + t;
                 values[2 * token] = id as f32;
                 values[2 * token + 1] = kind as f32;
                 mask[token] = 1;
             }
         }
-        Ok(Tokens { values, mask, steps })
+        Tokens { values, mask, steps }
     }
 
     /// Sentence embeddings `[N, dimension]` (normalised when the model has a Normalize module).
     pub fn embed(&self, sentences: &[&str]) -> Result<Array> {
-        let chunk = self.sentences_per_submit(sentences)?;
+        let encodings = self.encode_all(sentences)?;
+        let chunk = self.sentences_per_submit(&encodings);
         let mut values = Vec::with_capacity(sentences.len() * self.dimension());
-        for part in sentences.chunks(chunk) {
-            let tokens = self.tokenize(part)?;
+        for part in encodings.chunks(chunk) {
+            let tokens = Self::tokens(&part.iter().collect::<Vec<_>>());
             values.extend(tokens.run(part.len(), |batch| self.graph.run_embed(batch))?);
         }
         Array::new(vec![sentences.len(), self.dimension()], values)
     }
 
-    /// How many sentences fit one submit for the batch's longest sentence: what the runner
-    /// says fits its buffers and dispatches. Every row is computed independently, so
-    /// chunking changes no number.
-    fn sentences_per_submit(&self, sentences: &[&str]) -> Result<usize> {
-        let steps = self.tokenize(sentences)?.steps;
-        Ok(self.graph.max_rows(steps).max(2))
+    /// How many sentences fit one submit for the longest sentence: what the runner says
+    /// fits its buffers and dispatches. Every row is computed independently, so chunking
+    /// changes no number.
+    fn sentences_per_submit(&self, encodings: &[tokenizers::Encoding]) -> usize {
+        self.graph.max_rows(longest(encodings.iter())).max(2)
     }
 
     /// Cosine similarity of each pair: both sentences of every pair in one batch, one
@@ -149,13 +154,16 @@ impl SentenceModel {
         if pairs.is_empty() {
             return Err(Error::input("pairs", "no sentence pair given"));
         }
+        // Each pair's two sentences, side by side: [a0, b0, a1, b1, ...].
         let all: Vec<&str> = pairs.iter().flat_map(|p| [p.0, p.1]).collect();
-        let chunk = (self.sentences_per_submit(&all)? / 2).max(1);
+        let encodings = self.encode_all(&all)?;
+        let chunk = (self.sentences_per_submit(&encodings) / 2).max(1);
         let mut scores = Vec::with_capacity(pairs.len());
-        for part in pairs.chunks(chunk) {
-            let sentences: Vec<&str> = part.iter().map(|p| p.0).chain(part.iter().map(|p| p.1)).collect();
-            let tokens = self.tokenize(&sentences)?;
-            let run = tokens.run(sentences.len(), |batch| self.graph.run_pairs(batch, Distance::Cosine, false))?;
+        for part in encodings.chunks(2 * chunk) {
+            // The runner's batch: the left sentences, then the right ones.
+            let batch: Vec<&tokenizers::Encoding> =
+                part.iter().step_by(2).chain(part.iter().skip(1).step_by(2)).collect();
+            let run = Self::tokens(&batch).run(batch.len(), |b| self.graph.run_pairs(b, Distance::Cosine, false))?;
             scores.extend(run.distances.into_iter().map(|d| 1.0 - d));
         }
         Ok(scores)
@@ -164,7 +172,8 @@ impl SentenceModel {
     /// Token states `[N, steps, hidden]` after the embeddings (`layers = 0`) or after that
     /// many encoder layers, padded to the longest sentence: for checking against a reference.
     pub fn token_states(&self, sentences: &[&str], layers: usize) -> Result<Array> {
-        let tokens = self.tokenize(sentences)?;
+        let encodings = self.encode_all(sentences)?;
+        let tokens = Self::tokens(&encodings.iter().collect::<Vec<_>>());
         let nodes = 1 + layers.min(self.config.num_hidden_layers) * LAYERS_PER_BLOCK;
         let values = tokens.run(sentences.len(), |batch| self.graph.run_value(batch, nodes))?;
         Array::new(vec![sentences.len(), tokens.steps, self.dimension()], values)
@@ -177,4 +186,9 @@ impl Tokens {
         let parts = [self.values.as_slice()];
         f(&Batch { parts: &parts, rows, steps: self.steps, mask: &self.mask })
     }
+}
+
+/// Tokens of the longest encoding (at least 1).
+fn longest<'a>(encodings: impl Iterator<Item = &'a tokenizers::Encoding>) -> usize {
+    encodings.map(|e| e.get_ids().len()).max().unwrap_or(1).max(1)
 }
