@@ -13,6 +13,10 @@ use crate::ops::{self, Dispatch, Distance, PairDistance, Precision};
 use crate::passes;
 use crate::plans::{poisoned, PlanCache};
 
+/// The usage of every plan buffer the kernels bind (copied in and out for uploads and reads).
+const STORAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
 /// What a plan computes after the encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Head {
@@ -338,11 +342,10 @@ impl Graph {
             _ => self.exec.layers.len(),
         };
         let len = |shape: &[usize]| shape.iter().product::<usize>();
-        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         ops::check_binding(gpu, "input", len(&shapes[0]))?;
-        let input = gpu.create_buffer("input (left twin rows, then right)", len(&shapes[0]) as u64 * 4, storage);
+        let input = gpu.create_buffer("input (left twin rows, then right)", len(&shapes[0]) as u64 * 4, STORAGE);
         let reads_mask = self.compiled().any(|(i, k)| i < nodes && k.reads_mask());
-        let mask = reads_mask.then(|| gpu.create_buffer("step mask", (rows * steps) as u64 * 4, storage));
+        let mask = reads_mask.then(|| gpu.create_buffer("step mask", (rows * steps) as u64 * 4, STORAGE));
         let mut owned: Vec<wgpu::Buffer> = Vec::new();
         let scratch = self.plan_scratch(&shapes, nodes, &mut owned)?;
         let ctx = PlanContext { gpu, mask: mask.as_ref(), scratch: &scratch, options: self.options };
@@ -371,7 +374,7 @@ impl Graph {
                     } else {
                         let values = kernel.output_len(&shapes[i + 1], self.options);
                         ops::check_binding(gpu, &format!("output of {}", layer.name), values)?;
-                        pool.take(gpu, values, storage)
+                        pool.take(gpu, values, STORAGE)
                     };
                     let inputs: Vec<&wgpu::Buffer> = in_buffers.iter().map(|&b| pool.buffer(b)).collect();
                     let output = pool.buffer(id);
@@ -392,7 +395,7 @@ impl Graph {
             Head::Embed | Head::Value(_) => (None, embedding_len),
             Head::Pairs(metric) => {
                 let pairs = rows / 2;
-                let out = gpu.create_buffer("distances", pairs as u64 * 4, storage);
+                let out = gpu.create_buffer("distances", pairs as u64 * 4, STORAGE);
                 let dim = embedding_len / rows.max(1);
                 let dispatch = self.distance_op(metric)?.prepare(gpu, pairs, dim, &embedding, &out)?;
                 (Some((dispatch, out)), pairs + embedding_len)
@@ -435,11 +438,10 @@ impl Graph {
                 }
             }
         }
-        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let mut scratch = HashMap::new();
         for need in needs {
             ops::check_binding(&self.gpu, need.key, need.len)?;
-            let buffer = self.gpu.create_buffer(need.key, need.len as u64 * 4, storage);
+            let buffer = self.gpu.create_buffer(need.key, need.len as u64 * 4, STORAGE);
             if need.ones {
                 self.gpu.queue().write_buffer(&buffer, 0, bytemuck::cast_slice(&vec![1u32; need.len]));
             }

@@ -58,10 +58,14 @@ fn affine_shape(what: &str, lens: &[usize], input: &[usize]) -> Result<Vec<usize
     }
 }
 
+/// Channel `c`'s value of a per-channel setting (a single value broadcasts), in f64.
+fn at(values: &[f32], c: usize) -> f64 {
+    values[if values.len() == 1 { 0 } else { c }] as f64
+}
+
 /// `x · scale[c] + shift[c]` on the CPU, in f64.
 fn reference_affine(inputs: &Inputs, scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let (_, features) = rows_and_features(inputs.shape());
-    let at = |v: &[f32], c: usize| v[if v.len() == 1 { 0 } else { c }] as f64;
     inputs
         .x()
         .iter()
@@ -141,7 +145,6 @@ impl LayerOp for Normalization {
 
     fn reference(&self, inputs: &Inputs) -> Result<Vec<f32>> {
         let (_, features) = rows_and_features(inputs.shape());
-        let at = |v: &[f32], c: usize| v[if v.len() == 1 { 0 } else { c }] as f64;
         Ok(inputs
             .x()
             .iter()

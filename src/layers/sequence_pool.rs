@@ -38,14 +38,8 @@ impl LayerOp for GlobalAveragePool1d {
     }
 
     fn settings(&self) -> String {
-        let mut settings = String::new();
-        if self.masked {
-            settings.push_str("masked");
-        }
-        if self.normalize {
-            settings.push_str(" normalized");
-        }
-        settings
+        let flags = [(self.masked, "masked"), (self.normalize, "normalized")];
+        flags.iter().filter(|(on, _)| *on).map(|(_, name)| *name).collect::<Vec<_>>().join(" ")
     }
 
     fn reference(&self, inputs: &Inputs) -> Result<Vec<f32>> {
