@@ -156,7 +156,7 @@ pub fn fuse_epilogues(spec: &ModelSpec) -> ModelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::{Add, Dense, Flatten};
+    use crate::layers::{Dense, Flatten, Merge};
     use crate::ops::{Conv2dConfig, PoolKind};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -227,7 +227,7 @@ mod tests {
         let branch = spec(vec![
             Layer::new("conv", conv(2, 4), vec![0]),
             Layer::new("bn", norm(4), vec![1]),
-            Layer::new("add", Add, vec![1, 2]),
+            Layer::new("add", Merge::add(), vec![1, 2]),
             Layer::new("relu", ActivationLayer(Activation::Relu), vec![3]),
         ]);
         let passed = for_gpu(&branch).unwrap();

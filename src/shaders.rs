@@ -86,8 +86,10 @@ pub const AFFINE: ShaderSource =
 pub const SHIFT2D: ShaderSource =
     ShaderSource { name: "shift2d", parts: &[COMMON, include_str!("../shaders/shift2d.wgsl")] };
 
-/// Elementwise add of two tensors.
-pub const ADD: ShaderSource = ShaderSource { name: "add", parts: &[COMMON, include_str!("../shaders/add.wgsl")] };
+/// Elementwise combinations and copies over strided, broadcasting views (merges,
+/// Concatenate, Permute, RepeatVector).
+pub const STRIDED: ShaderSource =
+    ShaderSource { name: "strided", parts: &[COMMON, include_str!("../shaders/strided.wgsl")] };
 
 /// Nearest-neighbour search: query × gallery distance matrix and per-query top-k.
 pub const SEARCH: ShaderSource =
@@ -107,7 +109,7 @@ pub const ALL: &[ShaderSource] = &[
     LAYER_NORM,
     ATTENTION,
     SEQUENCE_POOL,
-    ADD,
+    STRIDED,
     AFFINE,
     SHIFT2D,
     GATHER,
@@ -182,7 +184,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     variants.push(variant(LAYER_NORM, "add_layer_norm", &[]));
     variants.push(variant(ATTENTION, "self_attention", &[]));
     variants.push(variant(SEQUENCE_POOL, "masked_mean_pool", &[]));
-    variants.push(variant(ADD, "add", &[]));
+    for combine in crate::ops::Combine::ALL {
+        variants.push(variant(STRIDED, "strided", &combine.constants()));
+    }
     variants.push(variant(SHIFT2D, "shift2d", &[]));
     variants.push(variant(GATHER, "gather_rows", &[]));
     variants.push(variant(PEAK, "fma_rate", &[]));

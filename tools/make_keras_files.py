@@ -279,6 +279,52 @@ def bn_functional_encoder() -> keras.Model:
     return keras.Model(inp, out, name="encoder")
 
 
+def merge_ops_encoder() -> keras.Model:
+    """Merges and Keras 3 operation nodes as backbones write them: MobileNetV3's
+    squeeze-excite block (its own code: GlobalAveragePooling2D(keepdims) -> Conv 1x1 ->
+    ReLU -> Conv 1x1 -> hard_sigmoid as `ReLU(6)(x + 3.0) * (1/6)` -> Multiply of
+    [N,1,1,C] and [N,H,W,C]), Concatenate on the channel and the row axis, Subtract,
+    Average of three, Maximum / Minimum (layers and keras.ops with a constant), `x / y`,
+    `2.0 - x`, `-x`, `x + y` of two tensors, Reshape (with -1) and Flatten."""
+    from keras.src.applications.mobilenet_v3 import _se_block
+
+    inp = keras.Input((7, 9, 3), name="pixels")
+    x = keras.layers.Conv2D(6, 3, padding="same", name="stem")(inp)
+    se = _se_block(x, 6, 0.5, "block_")
+    a = keras.layers.Conv2D(6, 1, name="branch_a")(se)
+    b = keras.layers.Conv2D(6, 1, activation="relu", name="branch_b")(x)
+    cat = keras.layers.Concatenate(name="cat_channels")([a, b])
+    rows = keras.layers.Concatenate(axis=1, name="cat_rows")([a, b])
+    rows = keras.layers.Reshape((7, 9, 12), name="rows_back")(rows)
+    d = keras.layers.Subtract(name="sub")([cat, rows])
+    avg = keras.layers.Average(name="avg3")([cat, rows, d])
+    hi = keras.layers.Maximum(name="max")([avg, d])
+    lo = keras.layers.Minimum(name="min")([avg, d, cat])
+    y = hi / (keras.ops.maximum(lo, 0.0) + 1.5)
+    y = 2.0 - y
+    y = keras.ops.minimum(y, 3.0) + (-lo)
+    y = y + hi
+    y = y + keras.layers.Concatenate(name="cat_twice")([x, x])
+    y = keras.layers.Reshape((-1, 12), name="flat_rows")(y)
+    y = keras.layers.GlobalAveragePooling1D(name="mean_rows")(y)
+    out = keras.layers.Dense(5, name="embedding")(y)
+    return keras.Model(inp, out, name="merge_ops")
+
+
+def rearrange_encoder() -> keras.Model:
+    """RepeatVector and Permute: a vector repeated over 4 steps, transposed, then mixed by a
+    Dense on the last axis and flattened."""
+    inp = keras.Input((6,), name="features")
+    x = keras.layers.Dense(5, activation="tanh", name="project")(inp)
+    x = keras.layers.RepeatVector(4, name="repeat")(x)
+    x = keras.layers.Permute((2, 1), name="swap")(x)
+    x = keras.layers.Dense(3, name="mix")(x)
+    x = keras.layers.Reshape((3, 5, 1), name="as_image")(keras.layers.Permute((2, 1))(x))
+    x = keras.layers.Permute((3, 1, 2), name="channels_first")(x)
+    out = keras.layers.Flatten(name="flat")(x)
+    return keras.Model(inp, out, name="rearrange")
+
+
 def randomize_batch_norm(model: keras.Model, seed: int) -> None:
     """Give every BatchNormalization layer of `model` non-trivial weights: gamma uniform
     [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance uniform
@@ -464,8 +510,11 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | prep_adapted.keras | Keras 3 zip | Sequential `encoder`: InputLayer `image` [10, 12, 3], Normalization `normalization` (adapted on 64 random images: mean, variance and an int64 count are weights), Rescaling `rescaling` (per channel [2, 1, 0.5], offset 0.25), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | pad_stem.keras, pad_stem.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [17, 19, 3], ZeroPadding2D `conv1_pad` (3), Conv2D `conv1_conv` 8 7x7 stride 2 valid no bias, BatchNormalization `conv1_bn` (eps 1.001e-5), Activation `conv1_relu`, ZeroPadding2D `pool1_pad` ((1, 1), (1, 1)), MaxPooling2D `pool1_pool` 3 stride 2, ZeroPadding2D `asym_pad` ((0, 1), (2, 0)), Conv2D `conv2` 4 3x3, Cropping2D `crop` ((1, 0), (0, 1)), GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | act_mix.keras, act_mix.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `features` [12], Dense `dense` 10, ReLU `relu6_layer` (max_value 6), Dense `dense_hard_silu` 9 hard_silu, Dense `dense_mish` 8 mish, LeakyReLU `leaky` (negative_slope 0.1), Dense `dense_relu6` 7 relu6, Dense `dense_leaky` 6 leaky_relu (slope 0.2), ReLU `relu_slope` (negative_slope 0.05), Dense `dense_out` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| merge_ops.keras | Keras 3 zip | Functional `merge_ops`: InputLayer `pixels` [7, 9, 3], Conv2D `stem`, MobileNetV3's own `_se_block` (GlobalAveragePooling2D keepdims, Conv 1×1, ReLU, Conv 1×1, hard_sigmoid as the operation nodes `x + 3.0` and `* (1/6)` around ReLU(6), Multiply [N,1,1,C]·[N,H,W,C]), Concatenate on channels and on rows, Reshape, Subtract, Average of 3, Maximum, Minimum of 3, the operation nodes TrueDivide, `2.0 - x`, Maximum / Minimum with a number, Negative, Add of two tensors, Reshape (-1, 12), GlobalAveragePooling1D, Dense `embedding` 5 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| rearrange.keras, rearrange.h5 | Keras 3 zip; legacy HDF5 | Functional `rearrange`: InputLayer `features` [6], Dense 5 tanh, RepeatVector 4, Permute (2, 1), Dense 3, Permute, Reshape (3, 5, 1), Permute (3, 1, 2), Flatten | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 
 act_mix: standard normal × 4 inputs.
+merge_ops (no .h5: Keras 3.15 cannot reload operation nodes from one), rearrange: standard normal inputs.
 
 prep_*: |standard normal| × 60 inputs (pixel-like values, 0 to ~200).
 
@@ -618,6 +667,19 @@ def main() -> int:
     left, right = pair_inputs(14, (12,))
     left, right = (left * 4).astype(np.float32), (right * 4).astype(np.float32)
     save_and_check(enc, out, "act_mix", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 30. Merges with broadcasting and Keras 3 operation nodes (MobileNetV3's squeeze-excite).
+    keras.utils.set_random_seed(130)
+    enc = merge_ops_encoder()
+    left, right = pair_inputs(30, (7, 9, 3))
+    # No .h5: Keras 3.15 cannot reload operation nodes from one ("Unknown layer: 'TrueDivide'").
+    save_and_check(enc, out, "merge_ops", left, right, encoder_only=True)
+
+    # 31. RepeatVector and Permute.
+    keras.utils.set_random_seed(131)
+    enc = rearrange_encoder()
+    left, right = pair_inputs(31, (6,))
+    save_and_check(enc, out, "rearrange", left, right, encoder_only=True, formats=("keras", "h5"))
 
     import h5py
 

@@ -13,32 +13,34 @@
 //! family of [`crate::ops`] or adding one) plus one line in each importer's table.
 
 mod activation;
-mod add;
 mod attention;
 mod batch_norm;
 mod conv2d;
 mod dense;
 mod embedding;
 mod layer_norm;
+mod merge;
 mod pad;
 mod pool;
 mod recurrent;
 mod rescale;
+mod reshape;
 mod sequence_pool;
 mod view;
 
 pub use activation::ActivationLayer;
-pub use add::Add;
 pub use attention::MultiHeadAttention;
 pub use batch_norm::BatchNorm;
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use embedding::{BertEmbeddings, Embedding};
 pub use layer_norm::LayerNorm;
+pub use merge::{Concatenate, Merge, MergeKind, Scalar};
 pub use pad::{Cropping2d, ZeroPadding2d};
 pub use pool::{GlobalAveragePool2d, Pool2d};
 pub use recurrent::Recurrent;
 pub use rescale::{Normalization, Rescaling, NORMALIZATION_EPSILON};
+pub use reshape::{Permute, RepeatVector, Reshape};
 pub use sequence_pool::GlobalAveragePool1d;
 pub use view::{Flatten, Identity, Masking};
 

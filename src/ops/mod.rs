@@ -5,7 +5,6 @@
 //! `prepare` a [`Dispatch`] (params uniform + bind group + workgroup counts checked against
 //! the device limits) that the graph runner records as often as it likes.
 
-pub mod add;
 pub mod affine;
 pub mod attention;
 pub mod conv2d;
@@ -20,8 +19,8 @@ pub mod recurrent;
 pub mod search;
 pub mod sequence_pool;
 pub mod shift2d;
+pub mod strided;
 
-pub use add::AddOp;
 pub use affine::ChannelAffine;
 pub use attention::{MultiHeadAttention, MultiHeadAttentionWeights, SelfAttention};
 pub use conv2d::{Conv2d, Conv2dConfig};
@@ -35,6 +34,7 @@ pub use recurrent::{Cell, DirectionWeights, Recurrent, RecurrentConfig};
 pub use search::{DistanceMatrix, MatrixShape, TopK, TopKShape};
 pub use sequence_pool::SequencePool;
 pub use shift2d::Shift2d;
+pub use strided::{Combine, StridedOp, StridedSpace};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

@@ -1,6 +1,6 @@
 //! A Functional model config's layer graph for the importer: each layer with the layers
 //! it reads (from the one inbound-node walker, [`super::config`]), checked to be what the
-//! engine runs: one input and one output, branching only into Add and self-attention, and
+//! engine runs: one input and one output, each layer called once, and
 //! Keras 3's mask nodes ([`MASK_OP_CLASSES`]) exactly a Masking layer's mask.
 
 use std::collections::HashSet;
@@ -22,8 +22,8 @@ type Node<'m, 'a> = (&'m Entry<'a>, Vec<&'a str>);
 
 /// A Functional model's layers in the order Keras writes them (topological), each with
 /// the names of the layers it reads, mask nodes left out. Checks: one input and one output
-/// (the last layer), every input written earlier, every layer used, several inputs only
-/// for Add (two) and self-attention MultiHeadAttention (query = value = key).
+/// (the last layer), every input written earlier, every layer used and called once. How
+/// many inputs each layer takes is its layer's to say (checked when it is built).
 pub(super) fn graph<'m, 'a>(model: &'m ModelView<'a>, file: &str) -> Result<Vec<Node<'m, 'a>>> {
     let format_error = |reason: String| Error::ModelFormat { file: file.to_string(), reason };
     let (inputs, outputs) = (&model.inputs, &model.outputs);
@@ -49,20 +49,18 @@ pub(super) fn graph<'m, 'a>(model: &'m ModelView<'a>, file: &str) -> Result<Vec<
         if e.class == "MultiHeadAttention" && parents.iter().all(|p| Some(p) == parents.first()) {
             parents.truncate(1);
         }
-        let allowed = match e.class {
-            "InputLayer" => 0,
-            "Add" => 2,
-            _ => 1,
-        };
-        if parents.len() != allowed {
-            return Err(format_error(format!(
-                "layer {:?} ({}) takes {} inputs ({}): only Add takes two, and MultiHeadAttention \
-                 only self-attention (query = value = key); other branching is not supported",
-                e.name,
-                e.class,
-                parents.len(),
-                parents.join(", ")
-            )));
+        let calls = e.calls().len();
+        let expected = if e.class == "InputLayer" { 0 } else { 1 };
+        if calls > 1 || (parents.is_empty()) != (expected == 0) {
+            let reason = if calls > 1 {
+                format!(
+                    "layer {:?} ({}) is called {calls} times: a layer shared inside the encoder is not supported",
+                    e.name, e.class
+                )
+            } else {
+                format!("layer {:?} ({}) takes {} inputs ({})", e.name, e.class, parents.len(), parents.join(", "))
+            };
+            return Err(format_error(reason));
         }
         if let Some(missing) = parents.iter().find(|p| !graph.iter().any(|(g, _)| g.name == **p)) {
             return Err(format_error(format!(

@@ -245,6 +245,12 @@ fn twin_rows(
 fn class_runs(entry: &Entry) -> Runs {
     if entry.class == "InputLayer" {
         Runs::Input
+    } else if super::merge::is_op_node(entry) && !MASK_OP_CLASSES.contains(&entry.class) {
+        if super::merge::is_supported_op(entry.class) {
+            Runs::Gpu
+        } else {
+            Runs::Unsupported(String::new())
+        }
     } else if is_supported(entry.class) {
         Runs::Gpu
     } else if MASK_OP_CLASSES.contains(&entry.class) {

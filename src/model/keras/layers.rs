@@ -7,23 +7,26 @@ use std::sync::{Arc, LazyLock};
 use serde_json::Value;
 
 use super::config::activation_name;
+use super::merge::{concatenate, is_op_node, merge, op_node, permute, repeat_vector, reshape};
 use super::recurrent::{bidirectional, recurrent};
 use super::variables::{self as vars, Variables};
 use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, Add, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, Flatten, GlobalAveragePool1d,
+    ActivationLayer, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, Flatten, GlobalAveragePool1d,
     GlobalAveragePool2d, Identity, LayerNorm, LayerOp, Masking, MultiHeadAttention, Normalization, Pool2d, Rescaling,
     ZeroPadding2d,
 };
 use crate::model::weights::Weights;
 use crate::ops::{Activation, Conv2dConfig, Padding, Pool2dConfig, PoolKind};
 
-/// What a row's builder reads: the layer's entry, the shape of its first input (batch axis
-/// first, sequences of 1 step), the weights, and the file (for errors).
+/// What a row's builder reads: the layer's entry, the shapes of its inputs (batch axis
+/// first, sequences of 1 step; `input` is the first's), the weights, and the file (for
+/// errors).
 pub(super) struct Context<'a, 'b> {
     pub entry: &'a Entry<'b>,
     pub input: &'a [usize],
+    pub inputs: &'a [&'a [usize]],
     pub weights: &'a mut Weights,
     pub file: &'a str,
 }
@@ -64,7 +67,16 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["MultiHeadAttention"], multi_head_attention, vars::attention),
     (&["LayerNormalization"], layer_norm, vars::layer_norm),
     (&["BatchNormalization"], batch_norm, vars::batch_norm),
-    (&["Add"], add, vars::none),
+    (&["Add"], merge, vars::none),
+    (&["Subtract"], merge, vars::none),
+    (&["Multiply"], merge, vars::none),
+    (&["Average"], merge, vars::none),
+    (&["Maximum"], merge, vars::none),
+    (&["Minimum"], merge, vars::none),
+    (&["Concatenate"], concatenate, vars::none),
+    (&["Reshape"], reshape, vars::none),
+    (&["Permute"], permute, vars::none),
+    (&["RepeatVector"], repeat_vector, vars::none),
     (&["GlobalAveragePooling1D", "GlobalAvgPool1D"], global_average_pool1d, vars::none),
     (&["Embedding"], embedding, vars::embedding),
     (&["Rescaling"], rescaling, vars::none),
@@ -83,8 +95,12 @@ pub(crate) fn is_supported(class: &str) -> bool {
     TABLE.iter().any(|(classes, ..)| classes.contains(&class))
 }
 
-/// Builds the layer of a (non-input) entry from its table row.
+/// Builds the layer of a (non-input) entry from its table row (a Keras 3 operation node:
+/// from [`super::merge::op_node`]).
 pub(super) fn build(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    if is_op_node(ctx.entry) {
+        return op_node(ctx);
+    }
     match TABLE.iter().find(|(classes, ..)| classes.contains(&ctx.entry.class)) {
         Some((_, build, _)) => build(ctx),
         None => Err(Error::UnsupportedLayer {
@@ -219,10 +235,6 @@ fn leaky_relu(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 
 fn identity(_ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     layer(Identity)
-}
-
-fn add(_ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
-    layer(Add)
 }
 
 fn masking(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {

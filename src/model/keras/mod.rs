@@ -16,7 +16,8 @@
 //! The file loader's public paths are [`super::keras_file`]'s.
 //!
 //! Accepted: a `Sequential` model, or a `Functional`/`Model` whose layers form a graph from
-//! its single input to its single output (branching only into Add and self-attention).
+//! its single input to its single output (merges read several; MultiHeadAttention runs as
+//! self-attention).
 //! Weights are looked up as `{layer name}/{variable}` (Keras 3 `Variable.path`):
 //! `conv2d/kernel` (HWIO), `conv2d/bias`, `dense/kernel` (`[in, out]`), `dense/bias`.
 //! Keras layouts are our layouts, so nothing is transposed here.
@@ -26,6 +27,7 @@ pub(super) mod file;
 mod functional;
 pub(super) mod inspect;
 mod layers;
+pub(super) mod merge;
 mod recurrent;
 pub(super) mod twin;
 mod variables;
@@ -197,8 +199,27 @@ fn build_layers(
             };
             return Err(Error::ModelFormat { file: file.to_string(), reason });
         }
-        let mut ctx = layers::Context { entry, input: &shapes[inputs[0]], weights, file };
+        let input_shapes: Vec<&[usize]> = inputs.iter().map(|&v| shapes[v].as_slice()).collect();
+        let mut ctx = layers::Context { entry, input: input_shapes[0], inputs: &input_shapes, weights, file };
         let op = layers::build(&mut ctx)?;
+        if op.arity() != inputs.len() {
+            let self_attention = if entry.class == "MultiHeadAttention" {
+                " (MultiHeadAttention runs as self-attention only: query = value = key)"
+            } else {
+                ""
+            };
+            return Err(Error::ModelFormat {
+                file: file.to_string(),
+                reason: format!(
+                    "layer {:?} ({}) takes {} inputs ({}), but it reads {}{self_attention}",
+                    entry.name,
+                    entry.class,
+                    inputs.len(),
+                    parents.join(", "),
+                    op.arity()
+                ),
+            });
+        }
         if (*op).as_any().is::<Embedding>() && inputs != [0] {
             return Err(Error::UnsupportedConfig {
                 layer: entry.name.clone(),
@@ -207,7 +228,6 @@ fn build_layers(
                 hint: " (an Embedding must read the model's input: integer token ids)".into(),
             });
         }
-        let input_shapes: Vec<&[usize]> = inputs.iter().map(|&v| shapes[v].as_slice()).collect();
         let shape = op.output_shape(&input_shapes).map_err(|e| match e {
             Error::ShapeMismatch { op, expected, got } => {
                 Error::ShapeMismatch { op: format!("layer {:?} ({op})", entry.name), expected, got }
