@@ -26,6 +26,7 @@ pub(super) mod file;
 mod functional;
 pub(super) mod inspect;
 mod layers;
+mod misc;
 mod recurrent;
 pub(super) mod twin;
 mod variables;
