@@ -7,13 +7,29 @@
 //   10 Keras 2's hard_sigmoid (clip(0.2·x + 0.5, 0, 1)),
 //   11 gelu, tanh approximation (0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), `gelu_new`),
 //   12 relu6, 13 hard_silu (x·relu6(x + 3)/6), 14 mish (x·tanh(softplus(x))),
-//   15 leaky_relu (slope: override ACTIVATION_SLOPE).
+//   15 leaky_relu (slope: override ACTIVATION_SLOPE),
+//   16 elu with alpha ACTIVATION_SLOPE,
+//   17 Keras 3 relu with every setting: min(x > ACTIVATION_THRESHOLD ? x : 0, ACTIVATION_MAX)
+//      − ACTIVATION_SLOPE · max(ACTIVATION_THRESHOLD − x, 0); ACTIVATION_MAX < 0: no cap.
 // `apply_activation(code, x)` serves kernels that need two activations (the recurrent
 // cells' gate and cell activations, each its own override constant).
 
 override ACTIVATION: u32 = 0u;
 // The negative slope of LeakyReLU (code 15).
 override ACTIVATION_SLOPE: f32 = 0.3;
+// Code 17's cap (negative: none; Keras refuses negative caps) and threshold.
+override ACTIVATION_MAX: f32 = -1.0;
+override ACTIVATION_THRESHOLD: f32 = 0.0;
+
+// Keras 3's ReLU (ops.relu with negative_slope, max_value, threshold), as its static_call
+// composes it: the part above the threshold, capped, minus the slope times the part below.
+fn relu_with(x: f32) -> f32 {
+    var above = select(0.0, x, x > ACTIVATION_THRESHOLD);
+    if ACTIVATION_MAX >= 0.0 {
+        above = clamp(above, 0.0, ACTIVATION_MAX);
+    }
+    return above - ACTIVATION_SLOPE * max(ACTIVATION_THRESHOLD - x, 0.0);
+}
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, below f32 resolution of gelu's
 // output); WGSL has no erf builtin.
@@ -62,6 +78,8 @@ fn apply_activation(code: u32, x: f32) -> f32 {
             return x * tanh(clamp(softplus, -15.0, 15.0));
         }
         case 15u: { return select(ACTIVATION_SLOPE * x, x, x >= 0.0); }
+        case 16u: { return select(ACTIVATION_SLOPE * (exp(min(x, 0.0)) - 1.0), x, x > 0.0); }
+        case 17u: { return relu_with(x); }
         default: { return x; }
     }
 }

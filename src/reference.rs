@@ -37,6 +37,23 @@ pub fn activation(x: f32, activation: Activation) -> f32 {
                 f32::from_bits(bits) as f64 * x
             }
         }
+        Activation::EluAlpha(bits) => {
+            if x > 0.0 {
+                x
+            } else {
+                f32::from_bits(bits) as f64 * x.exp_m1()
+            }
+        }
+        Activation::ReluWith { negative_slope, max_value, threshold } => {
+            let (slope, cap, threshold) = (
+                f32::from_bits(negative_slope) as f64,
+                f32::from_bits(max_value) as f64,
+                f32::from_bits(threshold) as f64,
+            );
+            let above = if x > threshold { x } else { 0.0 };
+            let above = if cap.is_finite() { above.clamp(0.0, cap) } else { above };
+            above - slope * (threshold - x).max(0.0)
+        }
         Activation::Selu => {
             let (alpha, scale) = (1.6732632423543772, 1.0507009873554805);
             scale * if x > 0.0 { x } else { alpha * (x.exp() - 1.0) }

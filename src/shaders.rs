@@ -91,6 +91,13 @@ pub const SHIFT2D: ShaderSource =
 pub const STRIDED: ShaderSource =
     ShaderSource { name: "strided", parts: &[COMMON, include_str!("../shaders/strided.wgsl")] };
 
+/// Softmax, log-softmax and L2 normalisation along a run of axes, in place.
+pub const SOFTMAX: ShaderSource =
+    ShaderSource { name: "softmax", parts: &[COMMON, REDUCE, include_str!("../shaders/softmax.wgsl")] };
+
+/// PReLU in place, a trained slope per value.
+pub const PRELU: ShaderSource = ShaderSource { name: "prelu", parts: &[COMMON, include_str!("../shaders/prelu.wgsl")] };
+
 /// Nearest-neighbour search: query × gallery distance matrix and per-query top-k.
 pub const SEARCH: ShaderSource =
     ShaderSource { name: "search", parts: &[COMMON, METRIC, include_str!("../shaders/search.wgsl")] };
@@ -115,6 +122,8 @@ pub const ALL: &[ShaderSource] = &[
     GATHER,
     SEARCH,
     PEAK,
+    SOFTMAX,
+    PRELU,
 ];
 
 /// One pipeline the crate can build: a kernel family, an entry point and the override
@@ -136,7 +145,7 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     use crate::ops::recurrent::{
         row_sharing_constants, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS, ROW_GROUPS,
     };
-    use crate::ops::{Activation, Cell, Distance, PoolKind};
+    use crate::ops::{Activation, AxisMode, Cell, Distance, PoolKind};
     let variant = |shader, entry_point, constants: &[(&'static str, f64)]| PipelineVariant {
         shader,
         entry_point,
@@ -195,6 +204,10 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         variants.push(variant(SEARCH, "distance_matrix", &metric.constants()));
     }
     variants.push(variant(SEARCH, "top_k", &[]));
+    for mode in AxisMode::ALL {
+        variants.push(variant(SOFTMAX, "softmax", &mode.constants()));
+    }
+    variants.push(variant(PRELU, "prelu", &[]));
     variants
 }
 

@@ -99,7 +99,7 @@ fn unsupported_layer_is_named() {
 
 #[test]
 fn unsupported_settings_are_named() {
-    let dir = edited_model(&cnn_dir(), |j| layers(j)[6]["config"]["activation"] = "softmax".into(), |_| {});
+    let dir = edited_model(&cnn_dir(), |j| layers(j)[6]["config"]["activation"] = "sparsemax".into(), |_| {});
     let err = load_err(dir.path());
     assert!(
         matches!(&err, Error::UnsupportedConfig { layer, key, .. } if layer == "dense" && key == "activation"),

@@ -32,6 +32,14 @@ so a fixture whose file does not round-trip through Keras is never written.
   bn_functional.keras      Functional encoder: Conv2D -> x; Add(x, BatchNormalization(x)) ->
                            GlobalAveragePooling2D -> Dense (the conv output has two readers,
                            so the BatchNormalization cannot be folded into the conv)
+  seq_pool.keras / .h5     Sequential encoder on [13, 5]: Dense -> MaxPooling1D /
+                           AveragePooling1D (valid, same, strides) -> GlobalMaxPooling1D and
+                           GlobalAveragePooling1D (keepdims) -> Dense softmax / log_softmax
+  misc_cnn.keras / .h5     Sequential encoder: PReLU (shared_axes [1, 2], and full), ELU(0.7),
+                           ReLU(max_value, threshold, negative_slope), GlobalMaxPooling2D
+                           (keepdims), Softmax, UnitNormalization
+  softmax_axes.keras       Softmax / UnitNormalization over other and several axes
+  layer_scale.keras / .h5  ConvNeXt-style block with its LayerScale and StochasticDepth
 
 Every BatchNormalization of the bn_* files gets random statistics after the build (gamma
 uniform [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance
@@ -324,6 +332,99 @@ def rearrange_encoder() -> keras.Model:
     out = keras.layers.Flatten(name="flat")(x)
     return keras.Model(inp, out, name="rearrange")
 
+def seq_pool_encoder() -> keras.Model:
+    """1-D pooling over [steps, features] (Dense acts on the last axis of each step):
+    MaxPooling1D valid and same, AveragePooling1D same with a stride, GlobalMaxPooling1D and
+    GlobalAveragePooling1D with keepdims, and the softmax / log_softmax activation names."""
+    return keras.Sequential(
+        [
+            keras.Input((13, 5), name="sequence"),
+            layers.Dense(7, activation="relu", name="dense"),
+            layers.MaxPooling1D(2, name="max_pool"),
+            layers.AveragePooling1D(3, strides=2, padding="same", name="avg_pool"),
+            layers.MaxPooling1D(2, strides=1, padding="same", name="max_pool_same"),
+            layers.AveragePooling1D(2, strides=1, name="avg_pool_valid"),
+            layers.GlobalMaxPooling1D(keepdims=True, name="global_max"),
+            layers.Dense(6, activation="softmax", name="dense_softmax"),
+            layers.GlobalAveragePooling1D(keepdims=True, name="global_avg"),
+            layers.Dense(4, activation="log_softmax", name="dense_log_softmax"),
+            layers.GlobalMaxPool1D(name="global_max_flat"),
+        ],
+        name="encoder",
+    )
+
+
+def misc_cnn_encoder() -> keras.Model:
+    """Activations with settings and weights, global max pooling with keepdims, a Softmax
+    layer and UnitNormalization at the end."""
+    return keras.Sequential(
+        [
+            keras.Input((9, 11, 3), name="image"),
+            layers.Conv2D(6, 3, name="conv2d"),
+            layers.PReLU(shared_axes=[1, 2], name="prelu_channels"),
+            layers.Conv2D(5, 3, padding="same", name="conv2d_1"),
+            layers.ELU(alpha=0.7, name="elu"),
+            layers.ReLU(max_value=4.0, threshold=0.5, negative_slope=0.1, name="relu_mixed"),
+            layers.PReLU(name="prelu_full"),
+            layers.ReLU(threshold=0.3, name="relu_threshold"),
+            layers.ReLU(max_value=2.5, name="relu_cap"),
+            layers.GlobalMaxPooling2D(keepdims=True, name="global_max"),
+            layers.Dense(7, name="dense"),
+            layers.Softmax(axis=-1, name="softmax"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(6, name="dense_1"),
+            layers.UnitNormalization(name="unit_norm"),
+        ],
+        name="encoder",
+    )
+
+
+def softmax_axes_encoder() -> keras.Model:
+    """Softmax and UnitNormalization over other axes (several contiguous ones, not the
+    last), GlobalAveragePooling2D with keepdims, GlobalMaxPool2D."""
+    return keras.Sequential(
+        [
+            keras.Input((6, 7, 4), name="image"),
+            layers.Conv2D(5, 1, name="conv2d"),
+            layers.Softmax(axis=(1, 2), name="softmax_hw"),
+            layers.Conv2D(3, 1, name="conv2d_1"),
+            layers.Softmax(axis=1, name="softmax_h"),
+            layers.UnitNormalization(axis=(2, 3), name="unit_norm_wc"),
+            layers.GlobalAveragePooling2D(keepdims=True, name="global_avg"),
+            layers.Conv2D(5, 1, name="conv2d_2"),
+            layers.GlobalMaxPool2D(name="global_max"),
+            layers.Dense(4, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
+def layer_scale_encoder() -> keras.Model:
+    """A ConvNeXt-style block (Conv2D standing in for the depthwise conv): LayerNormalization,
+    Dense gelu, Dense, ConvNeXt's LayerScale (gamma randomised), StochasticDepth, Add."""
+    from keras.src.applications.convnext import LayerScale, StochasticDepth
+
+    inp = keras.Input((7, 6, 5), name="image")
+    x = layers.Conv2D(5, 3, padding="same", name="conv2d")(inp)
+    x = layers.LayerNormalization(epsilon=1e-6, name="layer_norm")(x)
+    x = layers.Dense(12, activation="gelu", name="pointwise_1")(x)
+    x = layers.Dense(5, name="pointwise_2")(x)
+    x = LayerScale(0.5, 5, name="layer_scale")(x)
+    x = StochasticDepth(0.1, name="stochastic_depth")(x)
+    x = layers.Add(name="residual")([inp, x])
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    out = layers.Dense(4, name="dense")(x)
+    return keras.Model(inp, out, name="encoder")
+
+
+def randomize_named(model: keras.Model, names: list[str], seed: int, low: float, high: float) -> None:
+    """Uniform [low, high) values for the weights of the named layers (PReLU alpha is zero
+    and LayerScale gamma a constant at init)."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        layer = model.get_layer(name)
+        layer.set_weights([rng.uniform(low, high, w.shape).astype(np.float32) for w in layer.get_weights()])
+
 
 def randomize_batch_norm(model: keras.Model, seed: int) -> None:
     """Give every BatchNormalization layer of `model` non-trivial weights: gamma uniform
@@ -512,9 +613,17 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | act_mix.keras, act_mix.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `features` [12], Dense `dense` 10, ReLU `relu6_layer` (max_value 6), Dense `dense_hard_silu` 9 hard_silu, Dense `dense_mish` 8 mish, LeakyReLU `leaky` (negative_slope 0.1), Dense `dense_relu6` 7 relu6, Dense `dense_leaky` 6 leaky_relu (slope 0.2), ReLU `relu_slope` (negative_slope 0.05), Dense `dense_out` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | merge_ops.keras | Keras 3 zip | Functional `merge_ops`: InputLayer `pixels` [7, 9, 3], Conv2D `stem`, MobileNetV3's own `_se_block` (GlobalAveragePooling2D keepdims, Conv 1×1, ReLU, Conv 1×1, hard_sigmoid as the operation nodes `x + 3.0` and `* (1/6)` around ReLU(6), Multiply [N,1,1,C]·[N,H,W,C]), Concatenate on channels and on rows, Reshape, Subtract, Average of 3, Maximum, Minimum of 3, the operation nodes TrueDivide, `2.0 - x`, Maximum / Minimum with a number, Negative, Add of two tensors, Reshape (-1, 12), GlobalAveragePooling1D, Dense `embedding` 5 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | rearrange.keras, rearrange.h5 | Keras 3 zip; legacy HDF5 | Functional `rearrange`: InputLayer `features` [6], Dense 5 tanh, RepeatVector 4, Permute (2, 1), Dense 3, Permute, Reshape (3, 5, 1), Permute (3, 1, 2), Flatten | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| seq_pool.keras, seq_pool.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `sequence` [13, 5], Dense `dense` 7 relu, MaxPooling1D `max_pool` 2, AveragePooling1D `avg_pool` 3 stride 2 same, MaxPooling1D `max_pool_same` 2 stride 1 same, AveragePooling1D `avg_pool_valid` 2 stride 1, GlobalMaxPooling1D `global_max` (keepdims), Dense `dense_softmax` 6 softmax, GlobalAveragePooling1D `global_avg` (keepdims), Dense `dense_log_softmax` 4 log_softmax, GlobalMaxPool1D `global_max_flat` | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| misc_cnn.keras, misc_cnn.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `image` [9, 11, 3], Conv2D `conv2d` 6 3x3, PReLU `prelu_channels` (shared_axes [1, 2]: alpha [1, 1, 6]), Conv2D `conv2d_1` 5 3x3 same, ELU `elu` (alpha 0.7), ReLU `relu_mixed` (max_value 4, threshold 0.5, negative_slope 0.1), PReLU `prelu_full` (alpha [7, 9, 5]), ReLU `relu_threshold` (threshold 0.3), ReLU `relu_cap` (max_value 2.5), GlobalMaxPooling2D `global_max` (keepdims), Dense `dense` 7, Softmax `softmax` (axis -1), Flatten `flatten`, Dense `dense_1` 6, UnitNormalization `unit_norm` | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| softmax_axes.keras | Keras 3 zip (no .h5: Keras 3.15 reloads its legacy file of it with axis -1 where the config lists several axes) | Sequential `encoder`: InputLayer `image` [6, 7, 4], Conv2D `conv2d` 5 1x1, Softmax `softmax_hw` (axis (1, 2)), Conv2D `conv2d_1` 3 1x1 (kernel x40), Softmax `softmax_h` (axis 1), UnitNormalization `unit_norm_wc` (axis (2, 3)), GlobalAveragePooling2D `global_avg` (keepdims), Conv2D `conv2d_2` 5 1x1, GlobalMaxPool2D `global_max`, Dense `dense` 4 (kernel x30) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| layer_scale.keras, layer_scale.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [7, 6, 5], Conv2D `conv2d` 5 3x3 same, LayerNormalization `layer_norm` (eps 1e-6), Dense `pointwise_1` 12 gelu, Dense `pointwise_2` 5, ConvNeXt's LayerScale `layer_scale` (init 0.5, projection_dim 5; gamma uniform [0.2, 1.5) after the build; legacy .h5 names it `layer_scale/variable`), ConvNeXt's StochasticDepth `stochastic_depth` (0.1), Add `residual` (input + block), GlobalAveragePooling2D `pool`, Dense `dense` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 
 act_mix: standard normal × 4 inputs.
 merge_ops (no .h5: Keras 3.15 cannot reload operation nodes from one), rearrange: standard normal inputs.
+
+seq_pool, misc_cnn, layer_scale: standard normal inputs ([4, 13, 5], [4, 9, 11, 3],
+[4, 7, 6, 5]); softmax_axes: standard normal × 3 ([4, 6, 7, 4]). The PReLU alphas of
+misc_cnn are uniform [-0.5, 1.0) after the build (zeros at init).
 
 prep_*: |standard normal| × 60 inputs (pixel-like values, 0 to ~200).
 
@@ -680,6 +789,44 @@ def main() -> int:
     enc = rearrange_encoder()
     left, right = pair_inputs(31, (6,))
     save_and_check(enc, out, "rearrange", left, right, encoder_only=True, formats=("keras", "h5"))
+    # 14. 1-D pooling (MaxPooling1D, AveragePooling1D, global max / average with keepdims) and
+    #     the softmax / log_softmax activations of Dense layers.
+    keras.utils.set_random_seed(115)
+    enc = seq_pool_encoder()
+    left, right = pair_inputs(15, (13, 5))
+    save_and_check(enc, out, "seq_pool", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 15. PReLU (per channel and per value), ELU(alpha), ReLU(max_value, threshold,
+    #     negative_slope), GlobalMaxPooling2D(keepdims), Softmax, UnitNormalization.
+    keras.utils.set_random_seed(116)
+    enc = misc_cnn_encoder()
+    randomize_named(enc, ["prelu_channels", "prelu_full"], 216, -0.5, 1.0)
+    left, right = pair_inputs(16, (9, 11, 3))
+    save_and_check(enc, out, "misc_cnn", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 16. Softmax / UnitNormalization over other and several axes. No .h5: Keras 3.15 reloads
+    #     its legacy file of it with axis -1 where the config lists several axes.
+    keras.utils.set_random_seed(117)
+    enc = softmax_axes_encoder()
+    left, right = pair_inputs(17, (6, 7, 4))
+    left, right = (left * 3).astype(np.float32), (right * 3).astype(np.float32)
+    # Softmaxes squash the differences between the twins: larger kernels after them
+    # spread the outputs (and the distances) well beyond the tests' tolerance.
+    for name, factor in (("conv2d_1", 40.0), ("dense", 30.0)):
+        kernel, bias = enc.get_layer(name).get_weights()
+        enc.get_layer(name).set_weights([kernel * factor, bias])
+    save_and_check(enc, out, "softmax_axes", left, right, encoder_only=True)
+
+    # 17. ConvNeXt's LayerScale and StochasticDepth in a residual block.
+    keras.utils.set_random_seed(118)
+    enc = layer_scale_encoder()
+    randomize_named(enc, ["layer_scale"], 218, 0.2, 1.5)
+    left, right = pair_inputs(18, (7, 6, 5))
+    from keras.src.applications.convnext import LayerScale, StochasticDepth
+
+    # The legacy .h5 loader finds the two classes only in a custom-object scope.
+    with keras.utils.custom_object_scope({"LayerScale": LayerScale, "StochasticDepth": StochasticDepth}):
+        save_and_check(enc, out, "layer_scale", left, right, encoder_only=True, formats=("keras", "h5"))
 
     import h5py
 

@@ -15,10 +15,12 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod peak;
 pub mod pool2d;
+pub mod prelu;
 pub mod recurrent;
 pub mod search;
 pub mod sequence_pool;
 pub mod shift2d;
+pub mod softmax;
 pub mod strided;
 
 pub use affine::ChannelAffine;
@@ -29,11 +31,13 @@ pub use distance::{Distance, LearnedHead, PairDistance};
 pub use elementwise::ActivationOp;
 pub use embedding::{EmbeddingLookup, EmbeddingTables, TokenEmbedding};
 pub use layer_norm::LayerNorm;
-pub use pool2d::{GlobalAveragePool2d, Pool2d, Pool2dConfig, PoolKind};
+pub use pool2d::{GlobalAveragePool2d, GlobalPool, Pool2d, Pool2dConfig, PoolKind};
+pub use prelu::PreluOp;
 pub use recurrent::{Cell, DirectionWeights, Recurrent, RecurrentConfig};
 pub use search::{DistanceMatrix, MatrixShape, TopK, TopKShape};
 pub use sequence_pool::SequencePool;
 pub use shift2d::Shift2d;
+pub use softmax::{AxisMode, AxisOp};
 pub use strided::{Combine, StridedOp, StridedSpace};
 
 use crate::error::{Error, Result};
@@ -75,11 +79,24 @@ pub enum Activation {
     /// x for x >= 0, else slope · x (Keras `leaky_relu`, `LeakyReLU`, `ReLU(negative_slope)`);
     /// the slope's f32 bits, so that activations stay `Eq` and `Hash`.
     LeakyRelu(u32),
+    /// ELU with this alpha (f32 bits): x for x > 0, else alpha · (e^x − 1) (Keras `ELU(alpha)`).
+    EluAlpha(u32),
+    /// Keras 3's ReLU with all its settings (f32 bits each):
+    /// `min(x > threshold ? x : 0, max_value) − negative_slope · max(threshold − x, 0)`, no
+    /// cap when `max_value` is +inf ([`Activation::relu_with`] picks the plainer variants).
+    ReluWith {
+        /// Slope below the threshold.
+        negative_slope: u32,
+        /// Cap (+inf: none).
+        max_value: u32,
+        /// Values at or below it are damped.
+        threshold: u32,
+    },
 }
 
 impl Activation {
     /// Every activation, for tests (LeakyReLU with Keras' layer default, 0.3).
-    pub const ALL: [Activation; 16] = [
+    pub const ALL: [Activation; 18] = [
         Activation::Linear,
         Activation::Relu,
         Activation::Sigmoid,
@@ -96,11 +113,43 @@ impl Activation {
         Activation::HardSilu,
         Activation::Mish,
         Activation::LeakyRelu(0.3f32.to_bits()),
+        Activation::EluAlpha(0.7f32.to_bits()),
+        Activation::ReluWith {
+            negative_slope: 0.1f32.to_bits(),
+            max_value: 4.0f32.to_bits(),
+            threshold: 0.5f32.to_bits(),
+        },
     ];
 
     /// LeakyReLU with this negative slope.
     pub fn leaky_relu(slope: f32) -> Self {
         Activation::LeakyRelu(slope.to_bits())
+    }
+
+    /// ELU with this alpha (alpha 1 is [`Activation::Elu`]).
+    pub fn elu(alpha: f32) -> Self {
+        if alpha == 1.0 {
+            Activation::Elu
+        } else {
+            Activation::EluAlpha(alpha.to_bits())
+        }
+    }
+
+    /// Keras 3's `relu(x, negative_slope, max_value, threshold)`: the plainest variant that
+    /// computes it (Relu, Relu6, LeakyRelu), else [`Activation::ReluWith`].
+    pub fn relu_with(negative_slope: f32, max_value: Option<f32>, threshold: f32) -> Self {
+        match max_value {
+            _ if threshold != 0.0 => {}
+            None if negative_slope == 0.0 => return Activation::Relu,
+            None => return Activation::leaky_relu(negative_slope),
+            Some(cap) if cap == 6.0 && negative_slope == 0.0 => return Activation::Relu6,
+            Some(_) => {}
+        }
+        Activation::ReluWith {
+            negative_slope: negative_slope.to_bits(),
+            max_value: max_value.unwrap_or(f32::INFINITY).to_bits(),
+            threshold: threshold.to_bits(),
+        }
     }
 
     /// The code `shaders/activation.wgsl` switches on.
@@ -122,15 +171,30 @@ impl Activation {
             Activation::HardSilu => 13,
             Activation::Mish => 14,
             Activation::LeakyRelu(_) => 15,
+            Activation::EluAlpha(_) => 16,
+            Activation::ReluWith { .. } => 17,
         }
     }
 
-    /// The pipeline override constants selecting this activation (`ACTIVATION`, and
-    /// `ACTIVATION_SLOPE` for LeakyReLU).
+    /// The pipeline override constants selecting this activation (`ACTIVATION`; and
+    /// `ACTIVATION_SLOPE` for LeakyReLU and ELU's alpha; `ACTIVATION_SLOPE`,
+    /// `ACTIVATION_MAX` (−1: none) and `ACTIVATION_THRESHOLD` for [`Activation::ReluWith`]).
     pub fn constants(self) -> Vec<(&'static str, f64)> {
         let mut constants = vec![("ACTIVATION", self.code() as f64)];
-        if let Activation::LeakyRelu(bits) = self {
-            constants.push(("ACTIVATION_SLOPE", f32::from_bits(bits) as f64));
+        let value = |bits: u32| f32::from_bits(bits) as f64;
+        match self {
+            Activation::LeakyRelu(bits) | Activation::EluAlpha(bits) => {
+                constants.push(("ACTIVATION_SLOPE", value(bits)))
+            }
+            Activation::ReluWith { negative_slope, max_value, threshold } => {
+                let max = if f32::from_bits(max_value).is_finite() { value(max_value) } else { -1.0 };
+                constants.extend([
+                    ("ACTIVATION_SLOPE", value(negative_slope)),
+                    ("ACTIVATION_MAX", max),
+                    ("ACTIVATION_THRESHOLD", value(threshold)),
+                ]);
+            }
+            _ => {}
         }
         constants
     }

@@ -1,4 +1,5 @@
-//! MaxPooling2D, AveragePooling2D and GlobalAveragePooling2D (channels-last).
+//! MaxPooling2D, AveragePooling2D and GlobalAveragePooling2D / GlobalMaxPooling2D
+//! (channels-last; the 1-D layers run these on `[batch, 1, steps, channels]`).
 //! Kernel: `shaders/pool2d.wgsl`.
 
 use super::conv2d::Window;
@@ -98,11 +99,7 @@ impl Pool2d {
         if [config.pool.0, config.pool.1, config.strides.0, config.strides.1].contains(&0) {
             return Err(Error::shape("pool2d config", "pool sizes and strides >= 1", format!("{config:?}")));
         }
-        let mode = match config.kind {
-            PoolKind::Max => 0.0,
-            PoolKind::Average => 1.0,
-        };
-        Ok(Self { pipeline: gpu.pipeline(&shaders::POOL2D, "pool2d", &[("MODE", mode)])?, config })
+        Ok(Self { pipeline: gpu.pipeline(&shaders::POOL2D, "pool2d", &config.kind.constants())?, config })
     }
 
     /// Output shape for a `[batch, h, w, c]` input.
@@ -170,21 +167,66 @@ impl GlobalAveragePool2d {
         output: &wgpu::Buffer,
     ) -> Result<Dispatch> {
         let out = Self::output_shape(input_shape)?;
-        let params = Pool2dParams {
-            batch: input_shape[0] as u32,
-            in_h: input_shape[1] as u32,
-            in_w: input_shape[2] as u32,
-            channels: input_shape[3] as u32,
-            out_h: 1,
-            out_w: 1,
-            pool_h: input_shape[1] as u32,
-            pool_w: input_shape[2] as u32,
-            stride_y: 1,
-            stride_x: 1,
-            pad_top: 0,
-            pad_left: 0,
-        };
+        let params = global_params(input_shape);
         let workgroups = linear_dispatch(gpu, "global_average_pool2d", out.iter().product(), WORKGROUP)?;
         Ok(prepare_dispatch(gpu, "global_average_pool2d", &self.pipeline, &params, &[input, output], workgroups))
+    }
+}
+
+/// Params of one window over the whole `[batch, h, w, c]` image (one output cell).
+fn global_params(input_shape: &[usize]) -> Pool2dParams {
+    Pool2dParams {
+        batch: input_shape[0] as u32,
+        in_h: input_shape[1] as u32,
+        in_w: input_shape[2] as u32,
+        channels: input_shape[3] as u32,
+        out_h: 1,
+        out_w: 1,
+        pool_h: input_shape[1] as u32,
+        pool_w: input_shape[2] as u32,
+        stride_y: 1,
+        stride_x: 1,
+        pad_top: 0,
+        pad_left: 0,
+    }
+}
+
+/// Global max or average pooling: `[batch, h, w, c]` → `[batch, c]` values, the `pool2d`
+/// entry point with one window over the whole image (sized per call, so any image size).
+#[derive(Debug)]
+pub struct GlobalPool {
+    kind: PoolKind,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl GlobalPool {
+    /// Compiles the kernel for `kind`.
+    pub fn new(gpu: &Gpu, kind: PoolKind) -> Result<Self> {
+        Ok(Self { kind, pipeline: gpu.pipeline(&shaders::POOL2D, "pool2d", &kind.constants())? })
+    }
+
+    /// Max or average.
+    pub fn kind(&self) -> PoolKind {
+        self.kind
+    }
+
+    /// Binds `input` (`[batch, h, w, c]`) and `output` (`batch · c` values).
+    pub fn prepare(
+        &self,
+        gpu: &Gpu,
+        input_shape: &[usize],
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
+        let out = GlobalAveragePool2d::output_shape(input_shape)?;
+        let workgroups = linear_dispatch(gpu, "global pool", out.iter().product(), WORKGROUP)?;
+        Ok(prepare_dispatch(
+            gpu,
+            "global pool",
+            &self.pipeline,
+            &global_params(input_shape),
+            &[input, output],
+            workgroups,
+        ))
     }
 }

@@ -8,14 +8,14 @@ use serde_json::Value;
 
 use super::config::activation_name;
 use super::merge::{concatenate, is_op_node, merge, op_node, permute, repeat_vector, reshape};
+use super::misc;
 use super::recurrent::{bidirectional, recurrent};
 use super::variables::{self as vars, Variables};
 use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, Flatten, GlobalAveragePool1d,
-    GlobalAveragePool2d, Identity, LayerNorm, LayerOp, Masking, MultiHeadAttention, Normalization, Pool2d, Rescaling,
-    ZeroPadding2d,
+    ActivationLayer, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, Flatten, Identity, LayerNorm, LayerOp, Masking,
+    MultiHeadAttention, Normalization, Pool2d, Rescaling, ZeroPadding2d,
 };
 use crate::model::weights::Weights;
 use crate::ops::{Activation, Conv2dConfig, Padding, Pool2dConfig, PoolKind};
@@ -43,8 +43,8 @@ type Build = fn(&mut Context) -> Result<Arc<dyn LayerOp>>;
 type Vars = fn(&Entry) -> Variables;
 
 /// Layer classes that pass their input through unchanged at inference (noise and dropout).
-pub(crate) const IDENTITY_AT_INFERENCE: [&str; 5] =
-    ["Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout"];
+pub(crate) const IDENTITY_AT_INFERENCE: [&str; 6] =
+    ["Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout", "StochasticDepth"];
 
 /// Every Keras class this importer runs: the class names (first: the one errors list), and
 /// how one becomes a layer, where a `.keras` file keeps its weights.
@@ -53,11 +53,11 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["Conv2D", "Convolution2D"], conv2d, vars::kernel_bias),
     (&["MaxPooling2D", "MaxPool2D"], pool2d, vars::none),
     (&["AveragePooling2D", "AvgPool2D"], pool2d, vars::none),
-    (&["GlobalAveragePooling2D", "GlobalAvgPool2D"], global_average_pool2d, vars::none),
+    (&["GlobalAveragePooling2D", "GlobalAvgPool2D"], misc::global_average_pool2d, vars::none),
     (&["Flatten"], flatten, vars::none),
     (&["Dense"], dense, vars::kernel_bias),
     (&["Activation"], activation_layer, vars::none),
-    (&["ReLU"], relu, vars::none),
+    (&["ReLU"], misc::relu, vars::none),
     (&["LeakyReLU"], leaky_relu, vars::none),
     (&IDENTITY_AT_INFERENCE, identity, vars::none),
     (&["Masking"], masking, vars::none),
@@ -77,12 +77,21 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["Reshape"], reshape, vars::none),
     (&["Permute"], permute, vars::none),
     (&["RepeatVector"], repeat_vector, vars::none),
-    (&["GlobalAveragePooling1D", "GlobalAvgPool1D"], global_average_pool1d, vars::none),
+    (&["GlobalAveragePooling1D", "GlobalAvgPool1D"], misc::global_average_pool1d, vars::none),
     (&["Embedding"], embedding, vars::embedding),
     (&["Rescaling"], rescaling, vars::none),
     (&["ZeroPadding2D"], zero_padding2d, vars::none),
     (&["Cropping2D"], cropping2d, vars::none),
     (&["Normalization"], normalization, vars::normalization),
+    (&["GlobalMaxPooling2D", "GlobalMaxPool2D"], misc::global_max_pool2d, vars::none),
+    (&["GlobalMaxPooling1D", "GlobalMaxPool1D"], misc::global_max_pool1d, vars::none),
+    (&["MaxPooling1D", "MaxPool1D"], misc::pool1d, vars::none),
+    (&["AveragePooling1D", "AvgPool1D"], misc::pool1d, vars::none),
+    (&["Softmax"], misc::softmax, vars::none),
+    (&["UnitNormalization"], misc::unit_normalization, vars::none),
+    (&["ELU"], misc::elu, vars::none),
+    (&["PReLU"], misc::prelu, vars::prelu),
+    (&["LayerScale"], misc::layer_scale, vars::layer_scale),
 ];
 
 /// The classes errors list as supported: the first name of each row (the others are
@@ -102,7 +111,7 @@ pub(super) fn build(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
         return op_node(ctx);
     }
     match TABLE.iter().find(|(classes, ..)| classes.contains(&ctx.entry.class)) {
-        Some((_, build, _)) => build(ctx),
+        Some((_, build, _)) => misc::build_with_softmax(ctx, *build),
         None => Err(Error::UnsupportedLayer {
             file: ctx.file.to_string(),
             layer: ctx.entry.name.clone(),
@@ -185,11 +194,6 @@ fn pool2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     layer(Pool2d(Pool2dConfig { kind, pool, strides, padding: padding(entry)? }))
 }
 
-fn global_average_pool2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
-    channels_last(ctx.entry)?;
-    layer(GlobalAveragePool2d { keepdims: ctx.entry.flag("keepdims", false) })
-}
-
 fn flatten(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     channels_last(ctx.entry)?;
     layer(Flatten)
@@ -197,28 +201,6 @@ fn flatten(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 
 fn activation_layer(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     layer(ActivationLayer(activation(ctx.entry, "activation")?))
-}
-
-/// ReLU with its settings: the plain one, `max_value=6` (ReLU6) or a `negative_slope`
-/// (leaky); a `threshold`, or a cap other than 6, is not run.
-fn relu(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
-    let entry = ctx.entry;
-    let number = |key: &str| entry.config.get(key).filter(|v| !v.is_null()).map(|v| (v, v.as_f64()));
-    if let Some((v, _)) = number("threshold").filter(|(_, t)| *t != Some(0.0)) {
-        return Err(unsupported(entry, "threshold", v, "threshold 0"));
-    }
-    let slope = match number("negative_slope") {
-        None => 0.0,
-        Some((_, Some(s))) if s.is_finite() => s as f32,
-        Some((v, _)) => return Err(unsupported(entry, "negative_slope", v, "a finite number")),
-    };
-    let activation = match number("max_value") {
-        None if slope == 0.0 => Activation::Relu,
-        None => Activation::leaky_relu(slope),
-        Some((_, Some(cap))) if cap == 6.0 && slope == 0.0 => Activation::Relu6,
-        Some((v, _)) => return Err(unsupported(entry, "max_value", v, "none, or 6 with no negative_slope")),
-    };
-    layer(ActivationLayer(activation))
 }
 
 /// LeakyReLU: `negative_slope` (Keras 3) or `alpha` (Keras 2), default 0.3.
@@ -239,14 +221,6 @@ fn identity(_ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 
 fn masking(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     layer(Masking { mask_value: ctx.entry.config.get("mask_value").and_then(Value::as_f64).unwrap_or(0.0) as f32 })
-}
-
-fn global_average_pool1d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
-    channels_last(ctx.entry)?;
-    if ctx.entry.flag("keepdims", false) {
-        return Err(unsupported(ctx.entry, "keepdims", &Value::Bool(true), "only keepdims=False"));
-    }
-    layer(GlobalAveragePool1d::default())
 }
 
 /// Whether the `axis` setting names the last axis of an input of `rank` axes.
@@ -461,7 +435,7 @@ fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(us
     }
 }
 
-fn padding(entry: &Entry) -> Result<Padding> {
+pub(super) fn padding(entry: &Entry) -> Result<Padding> {
     let value = entry.config.get("padding").unwrap_or(&Value::Null);
     match value.as_str().map(str::to_ascii_lowercase).as_deref() {
         Some("valid") | None => Ok(Padding::Valid),
@@ -470,7 +444,7 @@ fn padding(entry: &Entry) -> Result<Padding> {
     }
 }
 
-fn channels_last(entry: &Entry) -> Result<()> {
+pub(super) fn channels_last(entry: &Entry) -> Result<()> {
     match entry.config.get("data_format") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s == "channels_last" => Ok(()),
@@ -510,7 +484,7 @@ pub(super) fn activation(entry: &Entry, key: &str) -> Result<Activation> {
             key,
             value,
             "supported: linear, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu/swish, hard_silu/hard_swish, \
-             mish, elu, softplus, selu, hard_sigmoid",
+             mish, elu, softplus, selu, hard_sigmoid; softmax, log_softmax on Dense, Conv and Activation layers",
         )
     })
 }

@@ -28,6 +28,7 @@ mod functional;
 pub(super) mod inspect;
 mod layers;
 pub(super) mod merge;
+mod misc;
 mod recurrent;
 pub(super) mod twin;
 mod variables;

@@ -110,3 +110,13 @@ pub(super) fn attention(entry: &Entry) -> Variables {
         })
         .collect()
 }
+
+/// PReLU: alpha.
+pub(super) fn prelu(entry: &Entry) -> Variables {
+    listed("", &entry.name, &[Some("alpha")])
+}
+
+/// ConvNeXt's LayerScale: gamma.
+pub(super) fn layer_scale(entry: &Entry) -> Variables {
+    listed("", &entry.name, &[Some("gamma")])
+}
