@@ -279,6 +279,81 @@ def bn_functional_encoder() -> keras.Model:
     return keras.Model(inp, out, name="encoder")
 
 
+def mbv2_block_encoder() -> keras.Model:
+    """MobileNetV2-style inverted residual blocks: Conv 1x1 -> BN -> ReLU6 -> DepthwiseConv2D
+    3x3 -> BN -> ReLU6 -> Conv 1x1 -> BN, with a residual Add at stride 1; at stride 2 the
+    depthwise conv is `valid` after a ZeroPadding2D, as keras.applications writes it; then
+    a depthwise conv with depth_multiplier 2, dilation 2, bias and relu in its config."""
+    inp = keras.Input((13, 11, 7), name="image")
+
+    def bn(name):
+        return layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name=name)
+
+    x = layers.Conv2D(21, 1, use_bias=False, name="b1_expand")(inp)
+    x = bn("b1_expand_bn")(x)
+    x = layers.ReLU(6.0, name="b1_expand_relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="b1_dw")(x)
+    x = bn("b1_dw_bn")(x)
+    x = layers.ReLU(6.0, name="b1_dw_relu")(x)
+    x = layers.Conv2D(7, 1, use_bias=False, name="b1_project")(x)
+    x = bn("b1_project_bn")(x)
+    x = layers.Add(name="b1_add")([inp, x])
+    y = layers.Conv2D(14, 1, use_bias=False, name="b2_expand")(x)
+    y = bn("b2_expand_bn")(y)
+    y = layers.ReLU(6.0, name="b2_expand_relu")(y)
+    y = layers.ZeroPadding2D(((0, 1), (0, 1)), name="b2_pad")(y)
+    y = layers.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False, name="b2_dw")(y)
+    y = bn("b2_dw_bn")(y)
+    y = layers.ReLU(6.0, name="b2_dw_relu")(y)
+    y = layers.Conv2D(13, 1, use_bias=False, name="b2_project")(y)
+    y = bn("b2_project_bn")(y)
+    y = layers.DepthwiseConv2D(
+        3, strides=2, padding="same", depth_multiplier=2, activation="relu", name="dw_same_s2"
+    )(y)
+    y = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same", name="dw_dilated")(y)
+    y = layers.GlobalAveragePooling2D(name="pool")(y)
+    out = layers.Dense(5, name="dense")(y)
+    return keras.Model(inp, out, name="encoder")
+
+
+def separable_encoder() -> keras.Model:
+    """Xception-like: SeparableConv2D (depth_multiplier 2, no bias) -> BN -> relu ->
+    SeparableConv2D -> BN -> MaxPooling2D 3 stride 2 same, plus a strided 1x1 Conv2D -> BN
+    residual; then a SeparableConv2D with bias, relu, stride 2 and a 3x2 kernel."""
+    inp = keras.Input((12, 13, 5), name="image")
+    residual = layers.Conv2D(8, 1, strides=2, padding="same", use_bias=False, name="res_conv")(inp)
+    residual = layers.BatchNormalization(name="res_bn")(residual)
+    x = layers.SeparableConv2D(8, 3, padding="same", depth_multiplier=2, use_bias=False, name="sep1")(inp)
+    x = layers.BatchNormalization(name="sep1_bn")(x)
+    x = layers.Activation("relu", name="sep1_act")(x)
+    x = layers.SeparableConv2D(8, 3, padding="same", use_bias=False, name="sep2")(x)
+    x = layers.BatchNormalization(name="sep2_bn")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = layers.Add(name="add")([x, residual])
+    x = layers.SeparableConv2D(
+        6, (3, 2), strides=2, depth_multiplier=3, activation="relu", name="sep3"
+    )(x)
+    out = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inp, out, name="encoder")
+
+
+def grouped_encoder() -> keras.Model:
+    """Conv2D with groups: 3 groups (dilation 2, relu), 2 groups (stride 2) -> BN, and a 1x1
+    with 2 groups of 8 output channels each."""
+    return keras.Sequential(
+        [
+            keras.Input((9, 10, 6), name="image"),
+            layers.Conv2D(12, 3, groups=3, dilation_rate=2, padding="same", activation="relu", name="g3"),
+            layers.Conv2D(8, (3, 2), strides=2, groups=2, name="g2"),
+            layers.BatchNormalization(name="g2_bn"),
+            layers.Conv2D(16, 1, groups=2, activation="tanh", name="g2_pointwise"),
+            layers.GlobalAveragePooling2D(name="pool"),
+            layers.Dense(4, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
 def randomize_batch_norm(model: keras.Model, seed: int) -> None:
     """Give every BatchNormalization layer of `model` non-trivial weights: gamma uniform
     [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance uniform
@@ -618,6 +693,23 @@ def main() -> int:
     left, right = pair_inputs(14, (12,))
     left, right = (left * 4).astype(np.float32), (right * 4).astype(np.float32)
     save_and_check(enc, out, "act_mix", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 14. Depthwise, separable and grouped convolutions (MobileNetV2 / Xception blocks).
+    keras.utils.set_random_seed(115)
+    enc = mbv2_block_encoder()
+    randomize_batch_norm(enc, 215)
+    left, right = pair_inputs(15, (13, 11, 7))
+    save_and_check(enc, out, "dw_mbv2", left, right, encoder_only=True, formats=("keras", "h5"))
+    keras.utils.set_random_seed(116)
+    enc = separable_encoder()
+    randomize_batch_norm(enc, 216)
+    left, right = pair_inputs(16, (12, 13, 5))
+    save_and_check(enc, out, "dw_separable", left, right, encoder_only=True, formats=("keras", "h5"))
+    keras.utils.set_random_seed(117)
+    enc = grouped_encoder()
+    randomize_batch_norm(enc, 217)
+    left, right = pair_inputs(17, (9, 10, 6))
+    save_and_check(enc, out, "dw_grouped", left, right, encoder_only=True, formats=("keras", "h5"))
 
     import h5py
 

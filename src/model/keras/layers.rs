@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::Value;
 
 use super::config::activation_name;
+use super::conv::{depthwise_conv2d, grouped_conv2d, separable_conv2d};
 use super::recurrent::{bidirectional, recurrent};
 use super::variables::{self as vars, Variables};
 use super::{Entry, MAX_SETTING};
@@ -71,6 +72,8 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["ZeroPadding2D"], zero_padding2d, vars::none),
     (&["Cropping2D"], cropping2d, vars::none),
     (&["Normalization"], normalization, vars::normalization),
+    (&["DepthwiseConv2D"], depthwise_conv2d, vars::kernel_bias),
+    (&["SeparableConv2D", "SeparableConvolution2D"], separable_conv2d, vars::separable),
 ];
 
 /// The classes errors list as supported: the first name of each row (the others are
@@ -117,9 +120,6 @@ fn input_layer(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 fn conv2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let (entry, channels) = (ctx.entry, ctx.channels());
     channels_last(entry)?;
-    if let Some(groups) = entry.config.get("groups").filter(|g| g.as_u64() != Some(1)) {
-        return Err(unsupported(entry, "groups", groups, "only groups=1"));
-    }
     let filters = positive(entry, "filters")?;
     let config = Conv2dConfig {
         in_channels: channels,
@@ -137,13 +137,16 @@ fn conv2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
             format!("{:?}", ctx.input),
         ));
     }
+    if entry.config.get("groups").is_some_and(|g| g.as_u64() != Some(1)) {
+        return grouped_conv2d(ctx, config);
+    }
     let kernel = ctx.weights.take(&entry.name, "kernel", &[config.kernel.0, config.kernel.1, channels, filters])?;
     let bias = optional(ctx, "use_bias", "bias", filters)?;
     layer(Conv2d::new(config, kernel, bias))
 }
 
 /// A weight that exists when the boolean setting `flag` (default true) is set.
-fn optional(ctx: &mut Context, flag_key: &str, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+pub(super) fn optional(ctx: &mut Context, flag_key: &str, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
     if ctx.entry.flag(flag_key, true) {
         Ok(Some(ctx.weights.take(&ctx.entry.name, name, &[len])?))
     } else {
@@ -432,7 +435,7 @@ pub(super) fn unsupported(entry: &Entry, key: &str, value: &Value, hint: &str) -
 }
 
 /// Reads an int-or-pair setting (`kernel_size: 3` or `[3, 3]`).
-fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(usize, usize)> {
+pub(super) fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(usize, usize)> {
     let value = entry.config.get(key).unwrap_or(&Value::Null);
     let parsed = match value {
         Value::Number(n) => n.as_u64().map(|v| (v as usize, v as usize)),
@@ -449,7 +452,7 @@ fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(us
     }
 }
 
-fn padding(entry: &Entry) -> Result<Padding> {
+pub(super) fn padding(entry: &Entry) -> Result<Padding> {
     let value = entry.config.get("padding").unwrap_or(&Value::Null);
     match value.as_str().map(str::to_ascii_lowercase).as_deref() {
         Some("valid") | None => Ok(Padding::Valid),
@@ -458,7 +461,7 @@ fn padding(entry: &Entry) -> Result<Padding> {
     }
 }
 
-fn channels_last(entry: &Entry) -> Result<()> {
+pub(super) fn channels_last(entry: &Entry) -> Result<()> {
     match entry.config.get("data_format") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s == "channels_last" => Ok(()),
