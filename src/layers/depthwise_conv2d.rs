@@ -339,8 +339,18 @@ mod tests {
             activation: Activation::Linear,
         };
         let depthwise = DepthwiseConv2d::depthwise(3, 2, conv, vec![0.0; 54], None).unwrap();
-        let point =
-            Conv2dConfig { in_channels: 6, filters: 5, kernel: (1, 1), strides: (1, 1), ..depthwise.config.conv };
+        let point = Conv2dConfig {
+            in_channels: 6,
+            filters: 5,
+            kernel: (1, 1),
+            strides: (1, 1),
+            padding: Padding::Valid,
+            ..depthwise.config.conv
+        };
+        // A pointwise step that is not a 1×1 valid conv of the depthwise output is refused.
+        let same = Conv2dConfig { padding: Padding::Same, ..point.clone() };
+        let refused = SeparableConv2d::new(depthwise.clone(), super::super::Conv2d::new(same, vec![0.0; 30], None));
+        assert!(refused.is_err());
         let separable = SeparableConv2d::new(depthwise, super::super::Conv2d::new(point, vec![0.0; 30], None)).unwrap();
         assert_eq!(separable.output_shape(&[&[2, 7, 9, 3]]).unwrap(), [2, 4, 5, 5]);
     }
