@@ -44,6 +44,16 @@ pub const DENSE_F16: ShaderSource =
 /// Conv2D with f16 weights (`Precision::F16`).
 pub const CONV2D_F16: ShaderSource =
     ShaderSource { name: "conv2d_f16", parts: &[ACTIVATION, WEIGHTS_F16, include_str!("../shaders/conv2d.wgsl")] };
+/// Grouped and depthwise Conv2D + bias + activation.
+pub const DEPTHWISE_CONV2D: ShaderSource = ShaderSource {
+    name: "depthwise_conv2d",
+    parts: &[ACTIVATION, WEIGHTS, include_str!("../shaders/depthwise_conv2d.wgsl")],
+};
+/// Grouped and depthwise Conv2D with f16 weights (`Precision::F16`).
+pub const DEPTHWISE_CONV2D_F16: ShaderSource = ShaderSource {
+    name: "depthwise_conv2d_f16",
+    parts: &[ACTIVATION, WEIGHTS_F16, include_str!("../shaders/depthwise_conv2d.wgsl")],
+};
 /// Max / average / global average pooling.
 pub const POOL2D: ShaderSource =
     ShaderSource { name: "pool2d", parts: &[COMMON, include_str!("../shaders/pool2d.wgsl")] };
@@ -108,6 +118,8 @@ pub const ALL: &[ShaderSource] = &[
     CONV2D,
     DENSE_F16,
     CONV2D_F16,
+    DEPTHWISE_CONV2D,
+    DEPTHWISE_CONV2D_F16,
     POOL2D,
     ELEMENTWISE,
     DISTANCE,
@@ -158,6 +170,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             for pooled in [false, true] {
                 variants.push(variant(conv2d, "conv2d", &conv2d_constants(activation, pooled)));
             }
+        }
+        for depthwise in [DEPTHWISE_CONV2D, DEPTHWISE_CONV2D_F16] {
+            variants.push(variant(depthwise, "depthwise_conv2d", &activation.constants()));
         }
         variants.push(variant(ELEMENTWISE, "activate_in_place", &activation.constants()));
         variants.push(variant(AFFINE, "channel_affine", &activation.constants()));

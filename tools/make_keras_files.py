@@ -29,6 +29,13 @@ so a fixture whose file does not round-trip through Keras is never written.
                            BatchNormalization(epsilon=0.01)
   bn_dense.keras           Sequential encoder: BatchNormalization on the input -> Dense relu ->
                            BatchNormalization(momentum=0.9, epsilon=1e-5) -> Dense
+  dw_mbv2.keras / .h5      Functional encoder: MobileNetV2-style inverted residual blocks
+                           (Conv 1x1 -> BN -> ReLU6 -> DepthwiseConv2D 3x3 stride 1 / 2 ->
+                           BN -> ReLU6 -> Conv 1x1 -> BN, residual Add), then depthwise
+                           convs with depth_multiplier 2 and dilation 2
+  dw_separable.keras / .h5 Functional encoder, Xception-like: SeparableConv2D blocks with BN,
+                           depth_multiplier 2 and 3, a strided 1x1 residual
+  dw_grouped.keras / .h5   Sequential encoder: Conv2D with groups 3 and 2 (BN after one)
   bn_functional.keras      Functional encoder: Conv2D -> x; Add(x, BatchNormalization(x)) ->
                            GlobalAveragePooling2D -> Dense (the conv output has two readers,
                            so the BatchNormalization cannot be folded into the conv)
@@ -426,6 +433,81 @@ def randomize_named(model: keras.Model, names: list[str], seed: int, low: float,
         layer.set_weights([rng.uniform(low, high, w.shape).astype(np.float32) for w in layer.get_weights()])
 
 
+def mbv2_block_encoder() -> keras.Model:
+    """MobileNetV2-style inverted residual blocks: Conv 1x1 -> BN -> ReLU6 -> DepthwiseConv2D
+    3x3 -> BN -> ReLU6 -> Conv 1x1 -> BN, with a residual Add at stride 1; at stride 2 the
+    depthwise conv is `valid` after a ZeroPadding2D, as keras.applications writes it; then
+    a depthwise conv with depth_multiplier 2, dilation 2, bias and relu in its config."""
+    inp = keras.Input((13, 11, 7), name="image")
+
+    def bn(name):
+        return layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name=name)
+
+    x = layers.Conv2D(21, 1, use_bias=False, name="b1_expand")(inp)
+    x = bn("b1_expand_bn")(x)
+    x = layers.ReLU(6.0, name="b1_expand_relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="b1_dw")(x)
+    x = bn("b1_dw_bn")(x)
+    x = layers.ReLU(6.0, name="b1_dw_relu")(x)
+    x = layers.Conv2D(7, 1, use_bias=False, name="b1_project")(x)
+    x = bn("b1_project_bn")(x)
+    x = layers.Add(name="b1_add")([inp, x])
+    y = layers.Conv2D(14, 1, use_bias=False, name="b2_expand")(x)
+    y = bn("b2_expand_bn")(y)
+    y = layers.ReLU(6.0, name="b2_expand_relu")(y)
+    y = layers.ZeroPadding2D(((0, 1), (0, 1)), name="b2_pad")(y)
+    y = layers.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False, name="b2_dw")(y)
+    y = bn("b2_dw_bn")(y)
+    y = layers.ReLU(6.0, name="b2_dw_relu")(y)
+    y = layers.Conv2D(13, 1, use_bias=False, name="b2_project")(y)
+    y = bn("b2_project_bn")(y)
+    y = layers.DepthwiseConv2D(
+        3, strides=2, padding="same", depth_multiplier=2, activation="relu", name="dw_same_s2"
+    )(y)
+    y = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same", name="dw_dilated")(y)
+    y = layers.GlobalAveragePooling2D(name="pool")(y)
+    out = layers.Dense(5, name="dense")(y)
+    return keras.Model(inp, out, name="encoder")
+
+
+def separable_encoder() -> keras.Model:
+    """Xception-like: SeparableConv2D (depth_multiplier 2, no bias) -> BN -> relu ->
+    SeparableConv2D -> BN -> MaxPooling2D 3 stride 2 same, plus a strided 1x1 Conv2D -> BN
+    residual; then a SeparableConv2D with bias, relu, stride 2 and a 3x2 kernel."""
+    inp = keras.Input((12, 13, 5), name="image")
+    residual = layers.Conv2D(8, 1, strides=2, padding="same", use_bias=False, name="res_conv")(inp)
+    residual = layers.BatchNormalization(name="res_bn")(residual)
+    x = layers.SeparableConv2D(8, 3, padding="same", depth_multiplier=2, use_bias=False, name="sep1")(inp)
+    x = layers.BatchNormalization(name="sep1_bn")(x)
+    x = layers.Activation("relu", name="sep1_act")(x)
+    x = layers.SeparableConv2D(8, 3, padding="same", use_bias=False, name="sep2")(x)
+    x = layers.BatchNormalization(name="sep2_bn")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = layers.Add(name="add")([x, residual])
+    x = layers.SeparableConv2D(
+        6, (3, 2), strides=2, depth_multiplier=3, activation="relu", name="sep3"
+    )(x)
+    out = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inp, out, name="encoder")
+
+
+def grouped_encoder() -> keras.Model:
+    """Conv2D with groups: 3 groups (dilation 2, relu), 2 groups (stride 2) -> BN, and a 1x1
+    with 2 groups of 8 output channels each."""
+    return keras.Sequential(
+        [
+            keras.Input((9, 10, 6), name="image"),
+            layers.Conv2D(12, 3, groups=3, dilation_rate=2, padding="same", activation="relu", name="g3"),
+            layers.Conv2D(8, (3, 2), strides=2, groups=2, name="g2"),
+            layers.BatchNormalization(name="g2_bn"),
+            layers.Conv2D(16, 1, groups=2, activation="tanh", name="g2_pointwise"),
+            layers.GlobalAveragePooling2D(name="pool"),
+            layers.Dense(4, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
 def randomize_batch_norm(model: keras.Model, seed: int) -> None:
     """Give every BatchNormalization layer of `model` non-trivial weights: gamma uniform
     [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance uniform
@@ -611,6 +693,9 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | prep_adapted.keras | Keras 3 zip | Sequential `encoder`: InputLayer `image` [10, 12, 3], Normalization `normalization` (adapted on 64 random images: mean, variance and an int64 count are weights), Rescaling `rescaling` (per channel [2, 1, 0.5], offset 0.25), Conv2D `conv2d` 4 3x3 relu, GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | pad_stem.keras, pad_stem.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [17, 19, 3], ZeroPadding2D `conv1_pad` (3), Conv2D `conv1_conv` 8 7x7 stride 2 valid no bias, BatchNormalization `conv1_bn` (eps 1.001e-5), Activation `conv1_relu`, ZeroPadding2D `pool1_pad` ((1, 1), (1, 1)), MaxPooling2D `pool1_pool` 3 stride 2, ZeroPadding2D `asym_pad` ((0, 1), (2, 0)), Conv2D `conv2` 4 3x3, Cropping2D `crop` ((1, 0), (0, 1)), GlobalAveragePooling2D `pool`, Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | act_mix.keras, act_mix.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `features` [12], Dense `dense` 10, ReLU `relu6_layer` (max_value 6), Dense `dense_hard_silu` 9 hard_silu, Dense `dense_mish` 8 mish, LeakyReLU `leaky` (negative_slope 0.1), Dense `dense_relu6` 7 relu6, Dense `dense_leaky` 6 leaky_relu (slope 0.2), ReLU `relu_slope` (negative_slope 0.05), Dense `dense_out` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| dw_mbv2.keras, dw_mbv2.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [13, 11, 7]; block 1: Conv2D `b1_expand` 21 1x1 no bias, BatchNormalization `b1_expand_bn`, ReLU `b1_expand_relu` (max_value 6), DepthwiseConv2D `b1_dw` 3x3 same no bias, BN `b1_dw_bn`, ReLU6 `b1_dw_relu`, Conv2D `b1_project` 7 1x1 no bias, BN `b1_project_bn`, Add `b1_add` (input + block); block 2: Conv2D `b2_expand` 14 1x1, BN, ReLU6, ZeroPadding2D `b2_pad` ((0, 1), (0, 1)), DepthwiseConv2D `b2_dw` 3x3 stride 2 valid no bias, BN, ReLU6, Conv2D `b2_project` 13 1x1, BN `b2_project_bn`; DepthwiseConv2D `dw_same_s2` 3x3 stride 2 same depth_multiplier 2 bias relu; DepthwiseConv2D `dw_dilated` 3x3 dilation 2 same bias; GlobalAveragePooling2D `pool`; Dense `dense` 5. Every BN: epsilon 1e-3, random statistics | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| dw_separable.keras, dw_separable.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [12, 13, 5]; Conv2D `res_conv` 8 1x1 stride 2 same no bias -> BN `res_bn` (residual); SeparableConv2D `sep1` 8 3x3 same depth_multiplier 2 no bias, BN `sep1_bn`, Activation `sep1_act` relu, SeparableConv2D `sep2` 8 3x3 same no bias, BN `sep2_bn`, MaxPooling2D `pool1` 3 stride 2 same, Add `add` (with the residual); SeparableConv2D `sep3` 6 3x2 stride 2 valid depth_multiplier 3 bias relu; GlobalAveragePooling2D `pool` | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| dw_grouped.keras, dw_grouped.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `image` [9, 10, 6], Conv2D `g3` 12 3x3 groups 3 dilation 2 same relu, Conv2D `g2` 8 3x2 stride 2 groups 2 valid, BatchNormalization `g2_bn`, Conv2D `g2_pointwise` 16 1x1 groups 2 tanh, GlobalAveragePooling2D `pool`, Dense `dense` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | merge_ops.keras | Keras 3 zip | Functional `merge_ops`: InputLayer `pixels` [7, 9, 3], Conv2D `stem`, MobileNetV3's own `_se_block` (GlobalAveragePooling2D keepdims, Conv 1×1, ReLU, Conv 1×1, hard_sigmoid as the operation nodes `x + 3.0` and `* (1/6)` around ReLU(6), Multiply [N,1,1,C]·[N,H,W,C]), Concatenate on channels and on rows, Reshape, Subtract, Average of 3, Maximum, Minimum of 3, the operation nodes TrueDivide, `2.0 - x`, Maximum / Minimum with a number, Negative, Add of two tensors, Reshape (-1, 12), GlobalAveragePooling1D, Dense `embedding` 5 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | rearrange.keras, rearrange.h5 | Keras 3 zip; legacy HDF5 | Functional `rearrange`: InputLayer `features` [6], Dense 5 tanh, RepeatVector 4, Permute (2, 1), Dense 3, Permute, Reshape (3, 5, 1), Permute (3, 1, 2), Flatten | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | seq_pool.keras, seq_pool.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `sequence` [13, 5], Dense `dense` 7 relu, MaxPooling1D `max_pool` 2, AveragePooling1D `avg_pool` 3 stride 2 same, MaxPooling1D `max_pool_same` 2 stride 1 same, AveragePooling1D `avg_pool_valid` 2 stride 1, GlobalMaxPooling1D `global_max` (keepdims), Dense `dense_softmax` 6 softmax, GlobalAveragePooling1D `global_avg` (keepdims), Dense `dense_log_softmax` 4 log_softmax, GlobalMaxPool1D `global_max_flat` | (the model itself) | none | [4] euclidean distance, as bn_cnn |
@@ -632,8 +717,9 @@ Inputs: cnn_* are uniform [0, 1) of shape [4, 28, 28, 1]; lstm_twin standard nor
 masked_lstm and masked_lstm_twin (the same files) standard normal [4, 6, 8], zero after
 each row's length (left 6, 4, 1, 5; right 4, 1, 5, 6) and left row 3 zero at step 1 too.
 
-bn_*: standard normal inputs, [4, 11, 13, 3] (bn_cnn), [4, 10] (bn_dense), [4, 9, 9, 2]
-(bn_functional). Every BatchNormalization has random statistics set after the build
+bn_*, dw_*: standard normal inputs, [4, 11, 13, 3] (bn_cnn), [4, 10] (bn_dense), [4, 9, 9, 2]
+(bn_functional), [4, 13, 11, 7] (dw_mbv2), [4, 12, 13, 5] (dw_separable), [4, 9, 10, 6]
+(dw_grouped). Every BatchNormalization has random statistics set after the build
 (gamma uniform [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5),
 moving_variance uniform [0.3, 2.0)), so none is near the identity; inference computes
 gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta (gamma 1 when
@@ -666,6 +752,8 @@ layer's real name. A Sequential's `layers` omits its InputLayer; a Functional's 
     layers/batch_normalization_1/vars/0,1,2         bn_cnn (scale=False): beta, moving_mean, moving_variance [6]
     layers/batch_normalization_2/vars/0,1,2         bn_cnn (center=False): gamma, moving_mean, moving_variance [120]
     layers/batch_normalization_3/vars/0,1,2,3       bn_cnn: gamma, beta, moving_mean, moving_variance [5]
+    layers/depthwise_conv2d/vars/0,1                dw_mbv2: DepthwiseConv2D kernel [kh,kw,C,m], bias [C*m]
+    layers/separable_conv2d/vars/0,1,2              dw_separable: depthwise_kernel [kh,kw,C,m], pointwise_kernel [1,1,C*m,filters], bias
 
 Legacy `.h5`: root attributes `model_config` (JSON), `keras_version`, `backend`;
 `model_weights` has `layer_names` (one per top-level layer), and one group per layer with a
@@ -827,6 +915,23 @@ def main() -> int:
     # The legacy .h5 loader finds the two classes only in a custom-object scope.
     with keras.utils.custom_object_scope({"LayerScale": LayerScale, "StochasticDepth": StochasticDepth}):
         save_and_check(enc, out, "layer_scale", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 18. Depthwise, separable and grouped convolutions (MobileNetV2 / Xception blocks).
+    keras.utils.set_random_seed(115)
+    enc = mbv2_block_encoder()
+    randomize_batch_norm(enc, 215)
+    left, right = pair_inputs(15, (13, 11, 7))
+    save_and_check(enc, out, "dw_mbv2", left, right, encoder_only=True, formats=("keras", "h5"))
+    keras.utils.set_random_seed(116)
+    enc = separable_encoder()
+    randomize_batch_norm(enc, 216)
+    left, right = pair_inputs(16, (12, 13, 5))
+    save_and_check(enc, out, "dw_separable", left, right, encoder_only=True, formats=("keras", "h5"))
+    keras.utils.set_random_seed(117)
+    enc = grouped_encoder()
+    randomize_batch_norm(enc, 217)
+    left, right = pair_inputs(17, (9, 10, 6))
+    save_and_check(enc, out, "dw_grouped", left, right, encoder_only=True, formats=("keras", "h5"))
 
     import h5py
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::Value;
 
 use super::config::activation_name;
+use super::conv::{depthwise_conv2d, grouped_conv2d, separable_conv2d};
 use super::merge::{concatenate, is_op_node, merge, op_node, permute, repeat_vector, reshape};
 use super::misc;
 use super::recurrent::{bidirectional, recurrent};
@@ -92,6 +93,8 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["ELU"], misc::elu, vars::none),
     (&["PReLU"], misc::prelu, vars::prelu),
     (&["LayerScale"], misc::layer_scale, vars::layer_scale),
+    (&["DepthwiseConv2D"], depthwise_conv2d, vars::kernel_bias),
+    (&["SeparableConv2D", "SeparableConvolution2D"], separable_conv2d, vars::separable),
 ];
 
 /// The classes errors list as supported: the first name of each row (the others are
@@ -142,9 +145,6 @@ fn input_layer(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 fn conv2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let (entry, channels) = (ctx.entry, ctx.channels());
     channels_last(entry)?;
-    if let Some(groups) = entry.config.get("groups").filter(|g| g.as_u64() != Some(1)) {
-        return Err(unsupported(entry, "groups", groups, "only groups=1"));
-    }
     let filters = positive(entry, "filters")?;
     let config = Conv2dConfig {
         in_channels: channels,
@@ -162,13 +162,16 @@ fn conv2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
             format!("{:?}", ctx.input),
         ));
     }
+    if entry.config.get("groups").is_some_and(|g| g.as_u64() != Some(1)) {
+        return grouped_conv2d(ctx, config);
+    }
     let kernel = ctx.weights.take(&entry.name, "kernel", &[config.kernel.0, config.kernel.1, channels, filters])?;
     let bias = optional(ctx, "use_bias", "bias", filters)?;
     layer(Conv2d::new(config, kernel, bias))
 }
 
 /// A weight that exists when the boolean setting `flag` (default true) is set.
-fn optional(ctx: &mut Context, flag_key: &str, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+pub(super) fn optional(ctx: &mut Context, flag_key: &str, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
     if ctx.entry.flag(flag_key, true) {
         Ok(Some(ctx.weights.take(&ctx.entry.name, name, &[len])?))
     } else {
@@ -418,7 +421,7 @@ pub(super) fn unsupported(entry: &Entry, key: &str, value: &Value, hint: &str) -
 }
 
 /// Reads an int-or-pair setting (`kernel_size: 3` or `[3, 3]`).
-fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(usize, usize)> {
+pub(super) fn pair(entry: &Entry, key: &str, default: Option<(usize, usize)>) -> Result<(usize, usize)> {
     let value = entry.config.get(key).unwrap_or(&Value::Null);
     let parsed = match value {
         Value::Number(n) => n.as_u64().map(|v| (v as usize, v as usize)),

@@ -23,6 +23,7 @@
 //! Keras layouts are our layouts, so nothing is transposed here.
 
 mod config;
+mod conv;
 pub(super) mod file;
 mod functional;
 pub(super) mod inspect;

@@ -12,6 +12,8 @@
 //! | class | datasets | our names |
 //! |---|---|---|
 //! | Conv2D, Dense | `vars/0`, `vars/1` | `kernel`, `bias` (absent when `use_bias=False`) |
+//! | DepthwiseConv2D | `vars/0`, `vars/1` | `kernel` `(kh, kw, C, m)`, `bias` (if `use_bias`) |
+//! | SeparableConv2D | `vars/0` … `vars/2` | `depthwise_kernel` `(kh, kw, C, m)`, `pointwise_kernel` `(1, 1, C·m, filters)`, `bias` (if `use_bias`) |
 //! | LayerNormalization | `vars/0`, `vars/1` | `gamma` (if `scale`), `beta` (if `center`): indices shift |
 //! | BatchNormalization | `vars/0` … `vars/3` | `gamma` (if `scale`), `beta` (if `center`), `moving_mean`, `moving_variance`: indices shift |
 //! | Embedding | `vars/0` | `embeddings` |
@@ -119,4 +121,9 @@ pub(super) fn prelu(entry: &Entry) -> Variables {
 /// ConvNeXt's LayerScale: gamma.
 pub(super) fn layer_scale(entry: &Entry) -> Variables {
     listed("", &entry.name, &[Some("gamma")])
+}
+
+/// SeparableConv2D: depthwise kernel, pointwise kernel, then bias (`use_bias`).
+pub(super) fn separable(entry: &Entry) -> Variables {
+    listed("", &entry.name, &[Some("depthwise_kernel"), Some("pointwise_kernel"), bias(entry.config)])
 }
