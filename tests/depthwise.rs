@@ -364,3 +364,36 @@ fn bad_configs_and_weights_are_typed_errors() {
     let stride0 = Conv2dConfig { strides: (0, 1), ..base };
     assert!(DepthwiseConv2d::depthwise(4, 1, stride0, vec![0.0; 36], None).is_err());
 }
+
+/// tf.keras 2 names DepthwiseConv2D's kernel `depthwise_kernel` (Keras 3: `kernel`): both
+/// load, to the same numbers; with neither, the error names Keras 3's.
+#[test]
+fn keras2_depthwise_kernel_name_loads() {
+    use siamese_wgpu::model::keras::from_json;
+    use siamese_wgpu::model::weights::{Weight, Weights};
+    let json = json!({
+        "class_name": "Sequential",
+        "config": {"name": "enc", "layers": [
+            {"class_name": "InputLayer", "config": {"batch_input_shape": [null, 5, 4, 3], "name": "in"}},
+            {"class_name": "DepthwiseConv2D", "config": {"name": "dw", "kernel_size": [3, 3], "depth_multiplier": 2,
+                "padding": "same", "strides": [1, 1], "activation": "relu", "use_bias": true}}
+        ]}
+    })
+    .to_string();
+    let mut rng = rng(91);
+    let (kernel, bias) = (random_vec(&mut rng, 3 * 3 * 3 * 2), random_vec(&mut rng, 6));
+    let load = |kernel_name: &str| {
+        let tensors = [
+            (format!("dw/{kernel_name}"), Weight { shape: vec![3, 3, 3, 2], data: kernel.clone() }),
+            ("dw/bias".to_string(), Weight { shape: vec![6], data: bias.clone() }),
+        ];
+        from_json(&json, "test.json", Weights::from_map("test", tensors.into_iter().collect()))
+    };
+    let input = random_vec(&mut rng, 2 * 5 * 4 * 3);
+    let keras3 = load("kernel").unwrap().reference_forward(&input, 2).unwrap();
+    let keras2 = load("depthwise_kernel").unwrap().reference_forward(&input, 2).unwrap();
+    assert_eq!(keras3, keras2);
+    assert!(keras3.iter().any(|&v| v > 0.0));
+    let err = load("pointwise_kernel").unwrap_err();
+    assert!(matches!(&err, Error::MissingWeight { name, .. } if name == "dw/kernel"), "{err:?}");
+}
