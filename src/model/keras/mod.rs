@@ -22,6 +22,7 @@
 //! Keras layouts are our layouts, so nothing is transposed here.
 
 mod config;
+mod embedding;
 pub(super) mod file;
 mod functional;
 pub(super) mod inspect;
