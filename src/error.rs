@@ -106,6 +106,23 @@ pub enum Error {
         /// Supported classes.
         supported: &'static str,
     },
+    /// A layer of a custom (user-registered) Keras class, which the importer does not know.
+    #[error(
+        "{file}: layer {layer:?} has the custom class {class} (registered by the user, not a Keras built-in), \
+         which is not supported: if it computes what a built-in layer does, with the built-in's config keys and \
+         weights, load it as that class with the load option `custom_layer` {class}=BUILTIN (supported built-ins: \
+         {supported})"
+    )]
+    CustomLayer {
+        /// Model file.
+        file: String,
+        /// Layer name.
+        layer: String,
+        /// The custom class.
+        class: String,
+        /// Supported classes.
+        supported: &'static str,
+    },
     /// A layer setting we do not run.
     #[error("layer {layer:?}: {key} = {value} is not supported{hint}")]
     UnsupportedConfig {

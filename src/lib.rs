@@ -38,7 +38,7 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};
-pub use model::ModelSpec;
+pub use model::{LoadOptions, ModelSpec};
 pub use ops::{Activation, Distance, Precision};
 pub use search::{Gallery, GpuSearch};
 pub use sentence::SentenceModel;

@@ -2,8 +2,9 @@
 //! one that computes the same numbers with fewer or cheaper kernels, or an error naming
 //! what the runner cannot run. [`for_gpu`] is what the runner applies, in order:
 //!
-//! 1. [`check_masking`]: the Masking rules (right after the input; not with attention or
-//!    step means, which would have to follow the mask);
+//! 1. [`check_masking`]: the mask rules (one Masking layer right after the input or one
+//!    `Embedding(mask_zero=True)` reading it; every layer Keras hands the mask to masked, as
+//!    [`apply_masks`], which the Keras importers run at load, sets it);
 //! 2. [`fold_zero_padding`]: a ZeroPadding2D read only by a `valid` Conv2D becomes that
 //!    convolution's explicit padding;
 //! 3. [`fold_batch_norm`]: a BatchNormalization whose input is a Conv2D's or Dense's output
@@ -18,7 +19,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, BatchNorm, Conv2d, GlobalAveragePool1d, Identity, LayerOp, Masking, MultiHeadAttention, Pool2d,
+    ActivationLayer, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, GlobalAveragePool1d, GlobalAveragePool2d,
+    Identity, LayerNorm, LayerOp, Masking, Merge, MultiHeadAttention, Normalization, Pool2d, Recurrent, Rescaling,
     ZeroPadding2d,
 };
 use crate::model::{Layer, ModelSpec};
@@ -32,30 +34,161 @@ pub fn for_gpu(spec: &ModelSpec) -> Result<ModelSpec> {
     Ok(fuse_epilogues(&spec))
 }
 
-/// Masking must directly follow the input (its mask is computed from the input on the
-/// host), and cannot be combined with layers that would have to follow it but do not.
-pub fn check_masking(spec: &ModelSpec) -> Result<()> {
-    let Some(position) = spec.layers.iter().position(|l| l.downcast::<Masking>().is_some()) else {
-        return Ok(());
-    };
-    if position != 0 {
+/// Where a Keras mask comes from: a Masking layer right after the input, or an
+/// `Embedding(mask_zero=True)` reading the token ids. Either way the engine computes it on
+/// the host, from the input, as the `[rows, steps]` step mask (see
+/// [`crate::SiameseModel`]): there is one such mask per model.
+fn mask_source(spec: &ModelSpec) -> Result<Option<usize>> {
+    let is_source =
+        |l: &Layer| l.downcast::<Masking>().is_some() || l.downcast::<Embedding>().is_some_and(|e| e.mask_zero);
+    let mut sources = spec.layers.iter().enumerate().filter(|(_, l)| is_source(l));
+    let Some((position, layer)) = sources.next() else { return Ok(None) };
+    if let Some((_, second)) = sources.next() {
         return Err(Error::UnsupportedConfig {
-            layer: spec.layers[position].name.clone(),
-            key: "position".into(),
-            value: position.to_string(),
-            hint: " (Masking must directly follow the input)".into(),
+            layer: second.name.clone(),
+            key: "mask".into(),
+            value: format!("a second mask (after {:?})", layer.name),
+            hint: " (one Masking layer or one Embedding(mask_zero=True) per model)".into(),
         });
     }
-    let unmasked = |l: &Layer| {
-        l.downcast::<MultiHeadAttention>().is_some_and(|a| !a.masked)
-            || l.downcast::<GlobalAveragePool1d>().is_some_and(|p| !p.masked)
+    let (rule, first) = if layer.downcast::<Masking>().is_some() {
+        ("Masking must directly follow the input", position == 0)
+    } else {
+        ("an Embedding(mask_zero=True) must read the model input", layer.inputs == [0])
     };
-    if spec.layers.iter().any(unmasked) {
+    if !first {
         return Err(Error::UnsupportedConfig {
-            layer: spec.name.clone(),
+            layer: layer.name.clone(),
+            key: "position".into(),
+            value: position.to_string(),
+            hint: format!(" ({rule})"),
+        });
+    }
+    Ok(Some(position))
+}
+
+/// Keras 3 mask propagation over the graph IR, as Keras does it at inference: the mask of
+/// a Masking layer or an `Embedding(mask_zero=True)` passes through the per-step layers
+/// that support masking (Dense, activations, Dropout and the other identities,
+/// LayerNormalization, BatchNormalization, Rescaling, Normalization, Add, recurrent layers
+/// returning sequences) and is used by LSTM / GRU / Bidirectional (masked steps carry the
+/// state) and GlobalAveragePooling1D (the mean over real steps: `masked` is set here);
+/// Flatten, Conv2D, pooling and padding drop it, as Keras does. Errors where Keras would
+/// use the mask in a layer the engine cannot mask (MultiHeadAttention, unknown layers), or
+/// where the masked steps' values would differ from Keras' and be read unmasked (Keras
+/// zeroes a Bidirectional's masked outputs; the engine carries the state).
+///
+/// The Keras importers apply it at load, so the graph IR (and its CPU reference) computes
+/// what Keras does; [`check_masking`] refuses a graph it would still change.
+pub fn apply_masks(spec: &ModelSpec) -> Result<ModelSpec> {
+    let mut spec = spec.clone();
+    let Some(source) = mask_source(&spec)? else { return Ok(spec) };
+    // Per value: whether it carries the mask, and whether its masked steps hold values that
+    // differ from Keras' (read unmasked, they would give other numbers).
+    let mut carries = vec![false; spec.layers.len() + 1];
+    let mut differs = vec![false; spec.layers.len() + 1];
+    let source_name = spec.layers[source].name.clone();
+    let refuse = |layer: &Layer, what: &str| Error::UnsupportedConfig {
+        layer: layer.name.clone(),
+        key: "mask".into(),
+        value: format!("the padding mask of {source_name:?}"),
+        hint: format!(" ({what})"),
+    };
+    for index in 0..spec.layers.len() {
+        let layer = spec.layers[index].clone();
+        let layer = &layer;
+        let masked = layer.inputs.iter().any(|&v| carries[v]);
+        let stale = layer.inputs.iter().any(|&v| differs[v]);
+        let (out, out_differs) = if index == source {
+            (true, false)
+        } else if let Some(recurrent) = layer.downcast::<Recurrent>() {
+            if !masked {
+                return Err(refuse(
+                    layer,
+                    "Keras runs this recurrent layer unmasked (a layer before it drops the mask), but the engine's                      recurrent layers all follow the one step mask",
+                ));
+            }
+            let sequences = recurrent.config.return_sequences;
+            (sequences, sequences && recurrent.config.directions == 2)
+        } else if let Some(pool) = layer.downcast::<GlobalAveragePool1d>() {
+            if masked && !pool.masked {
+                let pool = GlobalAveragePool1d { masked: true, ..pool.clone() };
+                spec.layers[index].op = Arc::new(pool);
+            }
+            (false, false)
+        } else if passes_mask(layer) {
+            (masked, stale)
+        } else if drops_mask(layer) {
+            if masked && stale {
+                return Err(refuse(
+                    layer,
+                    "Keras zeroes the masked steps of a Bidirectional layer returning sequences, the engine                      carries its state there, and this layer reads them without the mask",
+                ));
+            }
+            (false, false)
+        } else if masked {
+            let what = if layer.downcast::<MultiHeadAttention>().is_some() {
+                "Keras masks this attention's queries and keys; masked attention from a Keras mask is not supported"
+            } else {
+                "Keras would hand this layer the mask, and the engine cannot mask it"
+            };
+            return Err(refuse(layer, what));
+        } else {
+            (false, false)
+        };
+        carries[index + 1] = out;
+        differs[index + 1] = out_differs;
+    }
+    if differs[spec.layers.len()] {
+        let last = &spec.layers[spec.layers.len() - 1];
+        return Err(refuse(
+            last,
+            "the embedding would hold the masked steps of a Bidirectional layer returning sequences, which Keras              zeroes and the engine does not",
+        ));
+    }
+    Ok(spec)
+}
+
+/// Per-step layers that keep their input's mask in Keras 3 (`supports_masking`).
+fn passes_mask(layer: &Layer) -> bool {
+    layer.downcast::<Dense>().is_some()
+        || layer.downcast::<Identity>().is_some()
+        || layer.downcast::<ActivationLayer>().is_some()
+        || layer.downcast::<LayerNorm>().is_some()
+        || layer.downcast::<BatchNorm>().is_some()
+        || layer.downcast::<Rescaling>().is_some()
+        || layer.downcast::<Normalization>().is_some()
+        || layer.downcast::<Merge>().is_some()
+        || layer.downcast::<Masking>().is_some()
+}
+
+/// Layers that drop a mask in Keras 3 (no `supports_masking`: the values are computed as
+/// without one).
+fn drops_mask(layer: &Layer) -> bool {
+    layer.op.is_view() && layer.downcast::<Identity>().is_none() && layer.downcast::<Masking>().is_none()
+        || layer.downcast::<Conv2d>().is_some()
+        || layer.downcast::<Pool2d>().is_some()
+        || layer.downcast::<GlobalAveragePool2d>().is_some()
+        || layer.downcast::<ZeroPadding2d>().is_some()
+        || layer.downcast::<Cropping2d>().is_some()
+}
+
+/// The masking rules the runner needs: one mask source (a Masking layer directly after the
+/// input, or an `Embedding(mask_zero=True)` reading it), and every layer Keras hands the
+/// mask to masked as [`apply_masks`] sets it (an unmasked GlobalAveragePooling1D after a
+/// mask would average the padding).
+pub fn check_masking(spec: &ModelSpec) -> Result<()> {
+    let applied = apply_masks(spec)?;
+    let unmasked = spec.layers.iter().zip(&applied.layers).find(|(before, after)| {
+        let masked = |l: &Layer| l.downcast::<GlobalAveragePool1d>().is_some_and(|p| p.masked);
+        masked(after) && !masked(before)
+    });
+    if let Some((layer, _)) = unmasked {
+        return Err(Error::UnsupportedConfig {
+            layer: layer.name.clone(),
             key: "Masking".into(),
-            value: "with MultiHeadAttention or GlobalAveragePooling1D".into(),
-            hint: " (masked attention and pooling in Keras models are not supported yet)".into(),
+            value: "an unmasked GlobalAveragePooling1D after a mask".into(),
+            hint: " (Keras averages the real steps only: build the graph with passes::apply_masks)".into(),
         });
     }
     Ok(())

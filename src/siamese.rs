@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Batch, Graph};
 use crate::model::keras_file::{self, TwinHead};
-use crate::model::{self, ModelSpec};
+use crate::model::{self, LoadOptions, ModelSpec};
 use crate::ops::{Distance, LearnedHead, Precision};
 
 /// The learned metric head's file name in a model directory.
@@ -61,11 +61,18 @@ impl SiameseModel {
     /// (`Precision::F16`: half the GPU memory and upload, at the accuracy measured in
     /// BENCHMARKS.md).
     pub fn load_with_precision(gpu: Arc<Gpu>, path: impl AsRef<Path>, precision: Precision) -> Result<Self> {
-        let path = path.as_ref();
+        Self::load_with_options(gpu, path, &LoadOptions::default().precision(precision))
+    }
+
+    /// As [`load_on`](Self::load_on), with load options: the weights' precision, and Keras
+    /// custom classes to load as built-ins (`LoadOptions::default().custom_layer("MyDense",
+    /// "Dense")`; the CLI's `--custom-layer MyDense=Dense`).
+    pub fn load_with_options(gpu: Arc<Gpu>, path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
+        let (path, precision) = (path.as_ref(), options.precision);
         match model::detect_format(path)? {
             model::Format::KerasFile => {
                 // A Keras file, possibly a whole twin: its encoder runs, its head as it maps.
-                let file = keras_file::load_keras_file(path)?;
+                let file = keras_file::load_keras_file_with(path, options)?;
                 let mut model = Self::from_spec_with_precision(gpu, file.spec, precision)?;
                 if let TwinHead::Learned(head) = &file.head {
                     model.set_learned_head(head)?;
@@ -80,7 +87,7 @@ impl SiameseModel {
                     .into(),
             }),
             model::Format::Directory => {
-                let model = Self::from_spec_with_precision(gpu, model::load(path)?, precision)?;
+                let model = Self::from_spec_with_precision(gpu, model::load_with(path, options)?, precision)?;
                 let head = path.join(LEARNED_HEAD_FILE);
                 if head.is_file() {
                     model.set_learned_head(&model::learned_head::read_learned_head(&head)?)?;

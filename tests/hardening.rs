@@ -94,7 +94,11 @@ fn embedding_then_lstm_with_a_fixed_length() {
         name: "tokens_lstm".into(),
         input_shape: vec![steps],
         layers: vec![
-            Layer::new("embedding", Embedding { vocab, dim, table: random_vec(&mut rng, vocab * dim) }, vec![0]),
+            Layer::new(
+                "embedding",
+                Embedding { vocab, dim, table: random_vec(&mut rng, vocab * dim), mask_zero: false },
+                vec![0],
+            ),
             Layer::new("lstm", Recurrent { config, weights }, vec![1]),
         ],
     };

@@ -172,6 +172,88 @@ def masked_lstm_encoder() -> keras.Model:
     return keras.Model(x, out, name="encoder")
 
 
+def token_lstm_encoder(cell) -> keras.Model:
+    """Token ids of any length (Input((None,), int32)) -> Embedding -> LSTM / GRU."""
+    x = keras.Input((None,), dtype="int32", name="ids")
+    h = layers.Embedding(50, 8, name="embedding")(x)
+    out = cell(6, name=cell.__name__.lower())(h)
+    return keras.Model(x, out, name="encoder")
+
+
+def mask_zero_lstm_encoder() -> keras.Model:
+    """Sequential: Embedding(mask_zero=True) -> LSTM (no mask nodes in the config)."""
+    return keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32", name="ids"),
+            layers.Embedding(37, 7, mask_zero=True, name="embedding"),
+            layers.LSTM(5, name="lstm"),
+        ],
+        name="encoder",
+    )
+
+
+def mask_zero_bigru_encoder() -> keras.Model:
+    """Functional: Embedding(mask_zero=True) -> Dense (passes the mask on) ->
+    Bidirectional(GRU); Keras records NotEqual(ids, 0) feeding the GRU's mask."""
+    x = keras.Input((None,), dtype="int32", name="ids")
+    h = layers.Embedding(37, 7, mask_zero=True, name="embedding")(x)
+    h = layers.Dense(5, activation="tanh", name="dense")(h)
+    out = layers.Bidirectional(layers.GRU(4), name="bigru")(h)
+    return keras.Model(x, out, name="encoder")
+
+
+def mask_zero_pool_encoder() -> keras.Model:
+    """Functional: Embedding(mask_zero=True) -> GlobalAveragePooling1D (mean over the
+    real steps) -> Dense."""
+    x = keras.Input((None,), dtype="int32", name="ids")
+    h = layers.Embedding(37, 7, mask_zero=True, name="embedding")(x)
+    h = layers.GlobalAveragePooling1D(name="pool")(h)
+    out = layers.Dense(3, name="dense")(h)
+    return keras.Model(x, out, name="encoder")
+
+
+@keras.saving.register_keras_serializable(package="siamese_wgpu")
+class MyDense(layers.Dense):
+    """A registered custom class that is Dense (its config and weights)."""
+
+
+@keras.saving.register_keras_serializable(package="siamese_wgpu")
+class MyRelu(keras.layers.Layer):
+    """A registered custom class computing ReLU (no settings of its own)."""
+
+    def call(self, x):
+        return ops.relu(x)
+
+    def get_config(self):
+        return super().get_config()
+
+
+def custom_layer_encoder() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((6,), name="features"),
+            MyDense(7, name="my_dense"),
+            MyRelu(name="my_relu"),
+            layers.Dense(4, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
+def padded_ids(seed: int, vocab: int, steps: int, lengths: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """int32 ids [PAIRS, steps] in 1..vocab, 0 after each row's length (left, right); the
+    left twin's row 3 also has a 0 inside (t = 1), which Keras masks too."""
+    rng = np.random.default_rng(seed)
+    twins = []
+    for twin_lengths in lengths:
+        ids = rng.integers(1, vocab, (PAIRS, steps)).astype(np.int32)
+        for row, length in enumerate(twin_lengths):
+            ids[row, length:] = 0
+        twins.append(ids)
+    twins[0][3, 1] = 0
+    return twins[0], twins[1]
+
+
 def dense_encoder() -> keras.Model:
     return keras.Sequential(
         [keras.Input((6,), name="features"), layers.Dense(4, activation="tanh", name="dense")],
@@ -703,7 +785,21 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | softmax_axes.keras | Keras 3 zip (no .h5: Keras 3.15 reloads its legacy file of it with axis -1 where the config lists several axes) | Sequential `encoder`: InputLayer `image` [6, 7, 4], Conv2D `conv2d` 5 1x1, Softmax `softmax_hw` (axis (1, 2)), Conv2D `conv2d_1` 3 1x1 (kernel x40), Softmax `softmax_h` (axis 1), UnitNormalization `unit_norm_wc` (axis (2, 3)), GlobalAveragePooling2D `global_avg` (keepdims), Conv2D `conv2d_2` 5 1x1, GlobalMaxPool2D `global_max`, Dense `dense` 4 (kernel x30) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | layer_scale.keras, layer_scale.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [7, 6, 5], Conv2D `conv2d` 5 3x3 same, LayerNormalization `layer_norm` (eps 1e-6), Dense `pointwise_1` 12 gelu, Dense `pointwise_2` 5, ConvNeXt's LayerScale `layer_scale` (init 0.5, projection_dim 5; gamma uniform [0.2, 1.5) after the build; legacy .h5 names it `layer_scale/variable`), ConvNeXt's StochasticDepth `stochastic_depth` (0.1), Add `residual` (input + block), GlobalAveragePooling2D `pool`, Dense `dense` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 
+| mask_zero_lstm.keras, mask_zero_lstm.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `ids` [None] int32, Embedding `embedding` (37 -> 7, mask_zero=True), LSTM `lstm` 5 (no mask nodes in a Sequential config) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| mask_zero_bigru.keras | Keras 3 zip (no .h5: Keras cannot reload it) | Functional `encoder`: InputLayer `ids` [None] int32, Embedding `embedding` (37 -> 7, mask_zero=True), NotEqual `not_equal_N` (Keras numbers it; ids != 0, the operation node Keras 3 records for the mask, fed to the GRU's `mask`), Dense `dense` 5 tanh (passes the mask on), Bidirectional `bigru` (GRU 4, concat) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| mask_zero_pool.keras | Keras 3 zip | Functional `encoder`: InputLayer `ids` [None] int32, Embedding `embedding` (37 -> 7, mask_zero=True), NotEqual `not_equal_N` (ids != 0), GlobalAveragePooling1D `pool` (mean over the real steps), Dense `dense` 3 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| emb_lstm.keras, emb_gru.keras | Keras 3 zip | Functional `encoder`: InputLayer `ids` [None] int32, Embedding `embedding` (50 -> 8), LSTM `lstm` 6 / GRU `gru` 6 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| custom_layer.keras | Keras 3 zip | Sequential `encoder`: InputLayer `features` [6], MyDense `my_dense` 7 (a registered subclass of Dense: `"registered_name": "siamese_wgpu>MyDense"`, Dense's config and weights), MyRelu `my_relu` (a registered keras.layers.Layer computing ops.relu), Dense `dense` 4; loads with --custom-layer MyDense=Dense --custom-layer MyRelu=ReLU | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+
 act_mix: standard normal × 4 inputs.
+
+emb_lstm, emb_gru: int32 token ids [4, 5] in 0..50 (0 is an ordinary id: no mask).
+
+mask_zero_*: int32 token ids [4, 9] in 1..37, 0 after each row's length (left 9, 4, 1, 6;
+right 3, 9, 5, 1) and left row 3 also 0 at step 1: Keras masks every id-0 step.
+
+custom_layer: standard normal [4, 6] inputs.
+
 merge_ops (no .h5: Keras 3.15 cannot reload operation nodes from one), rearrange: standard normal inputs.
 
 seq_pool, misc_cnn, layer_scale: standard normal inputs ([4, 13, 5], [4, 9, 11, 3],
@@ -932,6 +1028,31 @@ def main() -> int:
     randomize_batch_norm(enc, 217)
     left, right = pair_inputs(17, (9, 10, 6))
     save_and_check(enc, out, "dw_grouped", left, right, encoder_only=True, formats=("keras", "h5"))
+
+    # 14. Token ids of any length -> Embedding -> LSTM / GRU (the `siamese pairs` panic).
+    for seed, cell, name in [(115, layers.LSTM, "emb_lstm"), (116, layers.GRU, "emb_gru")]:
+        keras.utils.set_random_seed(seed)
+        enc = token_lstm_encoder(cell)
+        rng = np.random.default_rng(seed)
+        left, right = (rng.integers(0, 50, (PAIRS, 5)).astype(np.int32) for _ in range(2))
+        save_and_check(enc, out, name, left, right, encoder_only=True)
+
+    # 15. Embedding(mask_zero=True): the padding mask to LSTM, Dense -> Bidirectional(GRU),
+    #     GlobalAveragePooling1D. Rows of full length and of length 1.
+    lengths = [[9, 4, 1, 6], [3, 9, 5, 1]]
+    keras.utils.set_random_seed(117)
+    left, right = padded_ids(117, 37, 9, lengths)
+    save_and_check(mask_zero_lstm_encoder(), out, "mask_zero_lstm", left, right, encoder_only=True, formats=("keras", "h5"))
+    keras.utils.set_random_seed(118)
+    # No .h5 for the Functional ones: Keras cannot reload them ("Unknown layer: 'NotEqual'").
+    save_and_check(mask_zero_bigru_encoder(), out, "mask_zero_bigru", left, right, encoder_only=True)
+    keras.utils.set_random_seed(119)
+    save_and_check(mask_zero_pool_encoder(), out, "mask_zero_pool", left, right, encoder_only=True)
+
+    # 16. Registered custom classes that are built-ins (--custom-layer MyDense=Dense, MyRelu=ReLU).
+    keras.utils.set_random_seed(120)
+    left, right = pair_inputs(20, (6,))
+    save_and_check(custom_layer_encoder(), out, "custom_layer", left, right, encoder_only=True)
 
     import h5py
 

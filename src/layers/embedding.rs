@@ -10,7 +10,8 @@ use crate::ops::{Dispatch, EmbeddingLookup, EmbeddingTables, Precision, TokenEmb
 use crate::reference;
 
 /// Keras Embedding: integer token ids `[batch, steps]` → `[batch, steps, dim]`. Must read
-/// the model input.
+/// the model input. With `mask_zero`, id 0 is padding: the step mask (computed on the host
+/// from the ids, where the batch is prepared) marks those steps, as Keras' mask does.
 #[derive(Clone, Debug)]
 pub struct Embedding {
     /// Rows of the table (Keras `input_dim`).
@@ -19,6 +20,8 @@ pub struct Embedding {
     pub dim: usize,
     /// `[vocab, dim]`, row-major.
     pub table: Vec<f32>,
+    /// Keras `mask_zero`: steps whose id is 0 are masked for the layers after it.
+    pub mask_zero: bool,
 }
 
 impl LayerOp for Embedding {
@@ -34,7 +37,7 @@ impl LayerOp for Embedding {
     }
 
     fn settings(&self) -> String {
-        format!("{} {}", self.vocab, self.dim)
+        format!("{} {}{}", self.vocab, self.dim, if self.mask_zero { " mask_zero" } else { "" })
     }
 
     fn weights(&self) -> Vec<&[f32]> {

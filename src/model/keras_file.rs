@@ -5,6 +5,6 @@
 //! `.keras` file keeps each layer's weights: `keras/variables.rs`).
 
 pub use super::head::TwinHead;
-pub use super::keras::file::{is_keras_file, load_keras_file, KerasFile, EXTENSIONS};
+pub use super::keras::file::{is_keras_file, load_keras_file, load_keras_file_with, KerasFile, EXTENSIONS};
 pub use super::keras::inspect::{inspect, Inspection, LayerInfo, Runs};
 pub use super::keras::twin::SUPPORTED_HEADS;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layers::{Embedding, Inputs, LayerOp, Masking};
+use crate::ops::Precision;
 
 /// A node of the graph: a layer and the values it reads.
 #[derive(Clone, Debug)]
@@ -80,9 +81,13 @@ impl ModelSpec {
         self.layers.iter().find_map(Layer::downcast::<T>)
     }
 
-    /// The Masking layer's value, when the encoder starts with one.
+    /// The value that marks a padding step (every value of the step equal to it), when the
+    /// model masks its input: its Masking layer's `mask_value`, or 0 (the token id) for an
+    /// `Embedding(mask_zero=True)`. The step mask is computed from it on the host.
     pub fn mask_value(&self) -> Option<f32> {
-        self.find::<Masking>().map(|m| m.mask_value)
+        self.find::<Masking>()
+            .map(|m| m.mask_value)
+            .or_else(|| self.layers.iter().filter_map(Layer::downcast::<Embedding>).any(|e| e.mask_zero).then_some(0.0))
     }
 
     /// The vocabulary size of the Embedding layer, when the encoder reads token ids.
@@ -169,7 +174,8 @@ impl ModelSpec {
         let mask: Vec<bool> = if !mask.is_empty() {
             mask.to_vec()
         } else {
-            let features = self.input_shape.last().copied().unwrap_or(1);
+            // Values per step (token ids: 1; the input shape's last axis may be the time axis).
+            let features = input.len().checked_div(batch * steps).unwrap_or(1).max(1);
             (0..batch * steps)
                 .map(|i| match self.mask_value() {
                     Some(value) => input[i * features..(i + 1) * features].iter().any(|&x| x != value),
@@ -225,22 +231,60 @@ pub fn detect_format(path: impl AsRef<Path>) -> Result<Format> {
     }
 }
 
+/// How to load a model: what [`load_with`], [`keras_file::load_keras_file_with`] and
+/// [`crate::SiameseModel::load_with_options`] take.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Weight storage on the GPU (the runner's; the importers ignore it).
+    pub precision: Precision,
+    /// Keras custom classes to load as built-in ones, `(custom class, built-in class)`: a
+    /// class the user registered (`@keras.saving.register_keras_serializable()`) that
+    /// computes what the built-in does, with its config keys (missing ones take the
+    /// built-in's defaults) and weight names. As Keras' `custom_objects` at load; the CLI's
+    /// `--custom-layer NAME=BUILTIN`.
+    pub custom_layers: Vec<(String, String)>,
+}
+
+impl LoadOptions {
+    /// These options with weights stored in `precision`.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// These options with the Keras custom class `name` loaded as the built-in class
+    /// `builtin` (e.g. `("MyDense", "Dense")`); an unknown built-in is an error at load.
+    pub fn custom_layer(mut self, name: impl Into<String>, builtin: impl Into<String>) -> Self {
+        self.custom_layers.push((name.into(), builtin.into()));
+        self
+    }
+}
+
 /// Loads an encoder from a model directory (`model.json` + `model.safetensors`), a Keras
 /// model file (`.keras`, legacy `.h5` / `.hdf5`; of a whole Siamese model, its shared
 /// encoder: see [`keras_file::load_keras_file`] for the head), or a BERT folder (its
 /// encoder graph; [`crate::SentenceModel`] adds the tokenizer).
 pub fn load(path: impl AsRef<Path>) -> Result<ModelSpec> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with options (Keras custom classes loaded as built-ins).
+pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<ModelSpec> {
     let path = path.as_ref();
     match detect_format(path)? {
-        Format::KerasFile => keras_file::load_keras_file(path).map(|file| file.spec),
+        Format::KerasFile => keras_file::load_keras_file_with(path, options).map(|file| file.spec),
         Format::BertFolder => bert::load_bert(path).map(|model| model.spec),
         Format::Directory => {
             let json_path = path.join("model.json");
             let weights_path = path.join("model.safetensors");
+            let file = json_path.display().to_string();
             let json = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
+            let mut root: serde_json::Value = serde_json::from_str(&json)
+                .map_err(|e| Error::ModelFormat { file: file.clone(), reason: format!("not valid JSON: {e}") })?;
+            keras::file::apply_custom_layers(&mut root, &options.custom_layers)?;
             let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
             let weights = weights::Weights::from_safetensors(&bytes, &weights_path.display().to_string())?;
-            keras::from_json(&json, &json_path.display().to_string(), weights)
+            crate::passes::apply_masks(&keras::from_value(&root, &file, weights)?)
         }
     }
 }

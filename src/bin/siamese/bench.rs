@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use siamese_wgpu::{reference, Array, Distance, Gpu, Precision, SiameseModel};
+use siamese_wgpu::{reference, Array, Distance, Gpu, LoadOptions, SiameseModel};
 
 use crate::common::{emit, emit_json, loading, median};
 
@@ -132,7 +132,7 @@ fn naive_pairs_per_s(
     Ok(left.batch() as f64 / median(&mut times))
 }
 
-pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
+pub fn bench(args: &BenchArgs, options: &LoadOptions) -> Result<()> {
     let (model_dir, batches, distance, seq_len, json) =
         (&args.model, &args.batch, args.distance, args.seq_len, args.json);
     if batches.is_empty() || batches.contains(&0) {
@@ -145,7 +145,7 @@ pub fn bench(args: &BenchArgs, precision: Precision) -> Result<()> {
     let gpu = Arc::new(Gpu::new()?);
     let started = Instant::now();
     let mut model =
-        SiameseModel::load_with_precision(gpu.clone(), model_dir, precision).map_err(|e| loading(model_dir, e))?;
+        SiameseModel::load_with_options(gpu.clone(), model_dir, options).map_err(|e| loading(model_dir, e))?;
     model.set_recurrent_per_step(args.recurrent_per_step)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let info = gpu.adapter_info();

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use siamese_wgpu::{Distance, Gpu, Precision, SiameseModel};
+use siamese_wgpu::{Distance, Gpu, LoadOptions, SiameseModel};
 
 /// Prints to stdout; a closed pipe (`siamese ... | head`) ends the output quietly.
 pub fn emit(text: &str) -> Result<()> {
@@ -17,7 +17,8 @@ pub fn emit(text: &str) -> Result<()> {
 }
 
 /// The library names its settings (`setting \`precision\``); the CLI sets them with flags.
-const SETTING_FLAGS: [(&str, &str); 4] = [
+const SETTING_FLAGS: [(&str, &str); 5] = [
+    ("the load option `custom_layer` ", "--custom-layer "),
     ("setting `precision`", "--precision"),
     ("setting `allow_nonfinite`", "--allow-nonfinite"),
     ("setting `head`", "--head FILE"),
@@ -34,9 +35,9 @@ pub fn emit_json(value: &serde_json::Value) -> Result<()> {
     emit(&format!("{value}\n"))
 }
 
-pub fn load(path: &Path, precision: Precision) -> Result<SiameseModel> {
+pub fn load(path: &Path, options: &LoadOptions) -> Result<SiameseModel> {
     let gpu = Arc::new(Gpu::new()?);
-    let model = SiameseModel::load_with_precision(gpu, path, precision).map_err(|e| loading(path, e))?;
+    let model = SiameseModel::load_with_options(gpu, path, options).map_err(|e| loading(path, e))?;
     if let Some((encoder, head)) = model.keras_twin() {
         match encoder {
             Some(name) => eprintln!("{}: Siamese model, shared encoder {name:?}; head: {head}", path.display()),

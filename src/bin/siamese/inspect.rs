@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use siamese_wgpu::LoadOptions;
+
 use crate::common::{emit, loading};
 
 #[derive(clap::Args)]
@@ -15,11 +17,11 @@ pub struct InspectArgs {
 }
 
 /// `siamese inspect`.
-pub fn run(args: InspectArgs) -> Result<()> {
-    inspect(&args.model)
+pub fn run(args: InspectArgs, options: &LoadOptions) -> Result<()> {
+    inspect(&args.model, options)
 }
 
-fn inspect(path: &Path) -> Result<()> {
+fn inspect(path: &Path, options: &LoadOptions) -> Result<()> {
     use siamese_wgpu::model::keras_file;
     if path.is_file() && keras_file::is_keras_file(path) {
         let inspection = keras_file::inspect(path)?;
@@ -27,9 +29,21 @@ fn inspect(path: &Path) -> Result<()> {
         if !text.ends_with('\n') {
             text.push('\n');
         }
+        if !options.custom_layers.is_empty() {
+            // The listing reads the file's own classes; say what loading with the mapping gives.
+            let mapped: Vec<String> = options.custom_layers.iter().map(|(n, b)| format!("{n}={b}")).collect();
+            let spec = siamese_wgpu::model::load_with(path, options).map_err(|e| loading(path, e))?;
+            writeln!(
+                text,
+                "with --custom-layer {}: the encoder loads ({} layers, {} parameters)",
+                mapped.join(" --custom-layer "),
+                spec.layers.len(),
+                spec.parameter_count()
+            )?;
+        }
         return emit(&text);
     }
-    let spec = siamese_wgpu::model::load(path).map_err(|e| loading(path, e))?;
+    let spec = siamese_wgpu::model::load_with(path, options).map_err(|e| loading(path, e))?;
     let shapes = spec.shapes(1)?;
     let mut out = String::new();
     writeln!(

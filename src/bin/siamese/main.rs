@@ -13,7 +13,7 @@ mod verify;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use siamese_wgpu::Precision;
+use siamese_wgpu::{LoadOptions, Precision};
 
 #[derive(Parser)]
 #[command(name = "siamese", version, about = "Run Siamese networks on any GPU wgpu reaches (Vulkan, Metal, DX12, GL)")]
@@ -24,6 +24,21 @@ struct Cli {
     /// upload: half the GPU memory; arithmetic stays f32). See BENCHMARKS.md for accuracy.
     #[arg(long, global = true, default_value = "f32", value_parser = parse_precision)]
     precision: Precision,
+    /// Load the Keras custom class NAME (a class registered with
+    /// @keras.saving.register_keras_serializable) as the built-in class BUILTIN, with the
+    /// built-in's config keys and weight names, e.g. `--custom-layer MyDense=Dense`.
+    /// Repeatable.
+    #[arg(long = "custom-layer", global = true, value_name = "NAME=BUILTIN", value_parser = parse_custom_layer)]
+    custom_layers: Vec<(String, String)>,
+}
+
+fn parse_custom_layer(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, builtin)) if !name.trim().is_empty() && !builtin.trim().is_empty() => {
+            Ok((name.trim().to_string(), builtin.trim().to_string()))
+        }
+        _ => Err(format!("expected NAME=BUILTIN (e.g. MyDense=Dense), got {text:?}")),
+    }
 }
 
 fn parse_precision(text: &str) -> std::result::Result<Precision, String> {
@@ -67,14 +82,15 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let precision = cli.precision;
+    let options = LoadOptions { precision, custom_layers: cli.custom_layers };
     match cli.command {
         Command::Info => info::info(),
-        Command::Pairs(args) => pairs::pairs(args, precision),
-        Command::Embed(args) => pairs::embed(args, precision),
-        Command::Bench(args) => bench::bench(&args, precision),
-        Command::Verify(args) => verify::verify(&args, precision),
-        Command::Search(args) => search::search(&args, precision),
-        Command::Inspect(args) => inspect::run(args),
+        Command::Pairs(args) => pairs::pairs(args, &options),
+        Command::Embed(args) => pairs::embed(args, &options),
+        Command::Bench(args) => bench::bench(&args, &options),
+        Command::Verify(args) => verify::verify(&args, &options),
+        Command::Search(args) => search::search(&args, &options),
+        Command::Inspect(args) => inspect::run(args, &options),
         Command::PairsFrom(args) => pairs_from::pairs_from(args),
         Command::Similarity(args) => similarity::run(args, precision),
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use siamese_wgpu::io::{read_batch_for, read_lengths, write_npy};
-use siamese_wgpu::{Array, Distance, Precision};
+use siamese_wgpu::{Array, Distance, LoadOptions};
 
 use crate::common::{default_metric, emit, load};
 
@@ -65,7 +65,7 @@ pub struct EmbedArgs {
 }
 
 /// `siamese pairs`.
-pub fn pairs(args: PairsArgs, precision: Precision) -> Result<()> {
+pub fn pairs(args: PairsArgs, options: &LoadOptions) -> Result<()> {
     let PairsArgs {
         model,
         left,
@@ -78,7 +78,7 @@ pub fn pairs(args: PairsArgs, precision: Precision) -> Result<()> {
         allow_nonfinite,
         embeddings_out,
     } = args;
-    let mut model = load(&model, precision)?;
+    let mut model = load(&model, options)?;
     model.set_allow_nonfinite(allow_nonfinite);
     if let Some(head) = &head {
         model.set_learned_head(&siamese_wgpu::model::learned_head::read_learned_head(head)?)?;
@@ -112,9 +112,9 @@ pub fn pairs(args: PairsArgs, precision: Precision) -> Result<()> {
 }
 
 /// `siamese embed`.
-pub fn embed(args: EmbedArgs, precision: Precision) -> Result<()> {
+pub fn embed(args: EmbedArgs, options: &LoadOptions) -> Result<()> {
     let EmbedArgs { model, input, lengths, out, allow_nonfinite } = args;
-    let mut model = load(&model, precision)?;
+    let mut model = load(&model, options)?;
     model.set_allow_nonfinite(allow_nonfinite);
     let input = read_batch_for(&input, model.input_shape()).context("reading --input")?;
     let lengths = lengths.map(read_lengths).transpose().context("reading --lengths")?;

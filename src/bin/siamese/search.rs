@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use siamese_wgpu::io::{read_npy, read_samples_for};
-use siamese_wgpu::{Array, Distance, Gallery, GpuSearch, Precision};
+use siamese_wgpu::{Array, Distance, Gallery, GpuSearch, LoadOptions};
 
 use crate::common::{emit, load, png_files};
 
@@ -40,8 +40,8 @@ pub struct SearchArgs {
     allow_model_mismatch: bool,
 }
 
-pub fn search(args: &SearchArgs, precision: Precision) -> Result<()> {
-    let model = load(&args.model, precision)?;
+pub fn search(args: &SearchArgs, options: &LoadOptions) -> Result<()> {
+    let model = load(&args.model, options)?;
     let is = |p: &Path, ext: &str| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
     let started = Instant::now();
     let saved_gallery = !args.gallery.is_dir() && is(&args.gallery, "safetensors");

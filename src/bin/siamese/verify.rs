@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use siamese_wgpu::io::{read_npy, read_samples_for};
 use siamese_wgpu::plot::{verification_png, ScorePlot};
 use siamese_wgpu::verify::{accuracy_at, contrastive_loss, evaluate, read_pairs_csv, ModelDecision, DECISION_FILE};
-use siamese_wgpu::{Distance, Precision};
+use siamese_wgpu::{Distance, LoadOptions};
 
 use crate::common::{default_metric, emit, load};
 
@@ -51,7 +51,7 @@ pub struct VerifyArgs {
     each: bool,
 }
 
-pub fn verify(args: &VerifyArgs, precision: Precision) -> Result<()> {
+pub fn verify(args: &VerifyArgs, options: &LoadOptions) -> Result<()> {
     for (flag, value) in [("--threshold", args.threshold), ("--margin", args.margin)] {
         if let Some(v) = value.filter(|v| !v.is_finite()) {
             bail!("{flag} {v}: expected a finite number");
@@ -60,7 +60,7 @@ pub fn verify(args: &VerifyArgs, precision: Precision) -> Result<()> {
     if let Some(margin) = args.margin.filter(|&m| m < 0.0) {
         bail!("--margin {margin}: the contrastive-loss margin cannot be negative");
     }
-    let model = load(&args.model, precision)?;
+    let model = load(&args.model, options)?;
     if let Some(head) = &args.head {
         model.set_learned_head(&siamese_wgpu::model::learned_head::read_learned_head(head)?)?;
     }

@@ -32,7 +32,7 @@ use super::config::{Entry, ModelView};
 use super::twin::Plan;
 use crate::error::{Error, Result};
 use crate::model::weights::Weight;
-use crate::model::{ModelSpec, TwinHead};
+use crate::model::{LoadOptions, ModelSpec, TwinHead};
 
 /// File extensions [`crate::model::load`] hands to this loader.
 pub const EXTENSIONS: [&str; 3] = ["keras", "h5", "hdf5"];
@@ -69,13 +69,68 @@ pub fn is_keras_file(path: &Path) -> bool {
 /// Siamese model) and the twin's head. Unsupported layers are typed errors naming the
 /// class and the file.
 pub fn load_keras_file(path: impl AsRef<Path>) -> Result<KerasFile> {
-    let source = Source::open(path.as_ref())?;
+    load_keras_file_with(path, &LoadOptions::default())
+}
+
+/// [`load_keras_file`] with options: Keras custom classes loaded as built-ins
+/// ([`LoadOptions::custom_layers`]). Keras' mask propagation is applied to the encoder
+/// ([`crate::passes::apply_masks`]).
+pub fn load_keras_file_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<KerasFile> {
+    let source = Source::open_with(path.as_ref(), &options.custom_layers)?;
     let top = ModelView::parse(&source.root, &source.file)?;
     let weights = source.weights_by_layer(&top)?;
     let plan = Plan::of(&top, &source.file)?;
-    let spec = plan.build_encoder(&source, &top, &weights)?;
+    let spec = crate::passes::apply_masks(&plan.build_encoder(&source, &top, &weights)?)?;
     let head = plan.head(&source, &top, &spec, &weights)?;
     Ok(KerasFile { spec, encoder: plan.encoder_name(), head })
+}
+
+/// The key under which [`apply_custom_layers`] keeps a layer entry's own class (for the
+/// weights file's group names, which follow it, and for errors).
+pub(super) const CUSTOM_CLASS_KEY: &str = "siamese_custom_class";
+
+/// Loads the Keras custom classes of `custom` (`(custom class, built-in class)`) as their
+/// built-ins: every layer entry of the model config whose `class_name` (or
+/// `registered_name`, `package>Name`) names a custom class gets the built-in's class name,
+/// its own kept under [`CUSTOM_CLASS_KEY`]. The builders then read its config as the
+/// built-in's (missing keys take the built-in's defaults) and its weights by the
+/// built-in's names. An unknown built-in is an error listing the supported classes.
+pub(crate) fn apply_custom_layers(root: &mut Value, custom: &[(String, String)]) -> Result<()> {
+    for (name, builtin) in custom {
+        if !super::is_supported(builtin) || name.is_empty() {
+            return Err(Error::input(
+                format!("custom layer {name}={builtin}"),
+                format!(
+                    "{builtin:?} is not a built-in class the importer runs (supported: {})",
+                    super::layers::SUPPORTED_LAYERS.as_str()
+                ),
+            ));
+        }
+    }
+    if custom.is_empty() {
+        return Ok(());
+    }
+    fn walk(value: &mut Value, custom: &[(String, String)]) {
+        match value {
+            Value::Object(map) => {
+                let names = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_string);
+                let (class, registered) = (names("class_name"), names("registered_name"));
+                let found = custom.iter().find(|(name, _)| {
+                    class.as_deref() == Some(name.as_str())
+                        || registered.as_deref().is_some_and(|r| r == name || r.rsplit('>').next() == Some(name))
+                });
+                if let (Some((_, builtin)), Some(class)) = (found, class) {
+                    map.insert(CUSTOM_CLASS_KEY.into(), Value::String(class));
+                    map.insert("class_name".into(), Value::String(builtin.clone()));
+                }
+                map.values_mut().for_each(|v| walk(v, custom));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, custom)),
+            _ => {}
+        }
+    }
+    walk(root, custom);
+    Ok(())
 }
 
 /// Which of the two layouts.
@@ -101,6 +156,18 @@ pub(super) struct Source {
 impl Source {
     /// Opens a `.keras` zip or a legacy `.h5` file (told apart by their first bytes).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &[])
+    }
+
+    /// [`open`](Self::open), with Keras custom classes read as built-ins (see
+    /// [`apply_custom_layers`]).
+    pub fn open_with(path: &Path, custom: &[(String, String)]) -> Result<Self> {
+        let mut source = Self::open_file(path)?;
+        apply_custom_layers(&mut source.root, custom)?;
+        Ok(source)
+    }
+
+    fn open_file(path: &Path) -> Result<Self> {
         let file = path.display().to_string();
         let format_error = |reason: String| Error::ModelFormat { file: file.clone(), reason };
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -267,7 +334,9 @@ impl Source {
         let mut used: HashMap<String, usize> = HashMap::new();
         let mut out = HashMap::new();
         for entry in entries {
-            let base = snake_case(entry.class);
+            // Keras names the group after the layer's own class, a custom one included.
+            let own = entry.value.get(CUSTOM_CLASS_KEY).and_then(Value::as_str).unwrap_or(entry.class);
+            let base = snake_case(own);
             let numbered = match used.get_mut(&base) {
                 Some(count) => {
                     *count += 1;

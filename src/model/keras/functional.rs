@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 
 /// What [`MASK_OP_CLASSES`] nodes may be, for error messages.
 const MASK_OPS_SUPPORTED: &str = "Keras operation nodes only as the NotEqual(x, mask_value) -> Any(axis=-1) pair \
-                                  that computes the mask of a Masking layer reading the same x, used only as a \
-                                  layer's mask argument";
+                                  that computes the mask of a Masking layer reading the same x, or as the \
+                                  NotEqual(ids, 0) of an Embedding(mask_zero=True) reading the same ids, used only \
+                                  as a layer's mask argument";
 
 /// A layer and the names of the layers it reads as data (masks are not: see
 /// [`super::config::Input::is_mask`]).
@@ -83,10 +84,13 @@ pub(super) fn graph<'m, 'a>(model: &'m ModelView<'a>, file: &str) -> Result<Vec<
     Ok(graph)
 }
 
-/// Checks that the [`MASK_OP_CLASSES`] nodes of a Functional config compute exactly a
-/// Masking layer's mask: NotEqual(x, v) with a Masking(mask_value = v) reading the same x,
-/// and Any(axis=-1, keepdims=False) over such a NotEqual. Anything else is an error naming
-/// the node (skipping it would change the numbers).
+/// Checks that the [`MASK_OP_CLASSES`] nodes of a Functional config compute exactly the
+/// mask the engine computes itself: a Masking layer's (NotEqual(x, v) with a
+/// Masking(mask_value = v) reading the same x, and Any(axis=-1, keepdims=False) over such a
+/// NotEqual), or an `Embedding(mask_zero=True)`'s (NotEqual(ids, 0) with the Embedding
+/// reading the same ids; no Any: one id per step). Anything else is an error naming the
+/// node (skipping it would change the numbers). Which layers the mask reaches is decided
+/// by the engine's mask propagation ([`crate::passes::apply_masks`]), as Keras does it.
 fn check_mask_ops(ops: &[Node], graph: &[Node], file: &str) -> Result<()> {
     let mask_of = |x: &str, value: f64| {
         graph.iter().any(|(e, parents)| {
@@ -94,6 +98,10 @@ fn check_mask_ops(ops: &[Node], graph: &[Node], file: &str) -> Result<()> {
                 && parents == &[x]
                 && e.config.get("mask_value").and_then(Value::as_f64).unwrap_or(0.0) == value
         })
+    };
+    let ids_mask_of = |x: &str, value: f64| {
+        value == 0.0
+            && graph.iter().any(|(e, parents)| e.class == "Embedding" && parents == &[x] && e.flag("mask_zero", false))
     };
     let not_equal_ok = |op: &Entry, parents: &[&str]| -> bool {
         let value = op.only_call_args().and_then(|args| args.get(1).and_then(Value::as_f64));
@@ -104,7 +112,11 @@ fn check_mask_ops(ops: &[Node], graph: &[Node], file: &str) -> Result<()> {
     };
     for (op, parents) in ops {
         let ok = match op.class {
-            "NotEqual" => not_equal_ok(op, parents),
+            "NotEqual" => {
+                let value = op.only_call_args().and_then(|args| args.get(1).and_then(Value::as_f64));
+                let ids = matches!((parents.as_slice(), value), ([x], Some(value)) if ids_mask_of(x, value));
+                not_equal_ok(op, parents) || ids
+            }
             _ => {
                 let axis = op.config.get("axis").unwrap_or(&Value::Null);
                 let last_axis = axis.as_i64() == Some(-1)

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::config::activation_name;
 use super::conv::{depthwise_conv2d, grouped_conv2d, separable_conv2d};
+use super::embedding::embedding;
 use super::merge::{concatenate, is_op_node, merge, op_node, permute, repeat_vector, reshape};
 use super::misc;
 use super::recurrent::{bidirectional, recurrent};
@@ -15,7 +16,7 @@ use super::variables::{self as vars, Variables};
 use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, Flatten, Identity, LayerNorm, LayerOp, Masking,
+    ActivationLayer, BatchNorm, Conv2d, Cropping2d, Dense, Flatten, Identity, LayerNorm, LayerOp, Masking,
     MultiHeadAttention, Normalization, Pool2d, Rescaling, ZeroPadding2d,
 };
 use crate::model::weights::Weights;
@@ -115,6 +116,12 @@ pub(super) fn build(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     }
     match TABLE.iter().find(|(classes, ..)| classes.contains(&ctx.entry.class)) {
         Some((_, build, _)) => misc::build_with_softmax(ctx, *build),
+        None if is_custom_class(ctx.entry) => Err(Error::CustomLayer {
+            file: ctx.file.to_string(),
+            layer: ctx.entry.name.clone(),
+            class: ctx.entry.class.to_string(),
+            supported: SUPPORTED_LAYERS.as_str(),
+        }),
         None => Err(Error::UnsupportedLayer {
             file: ctx.file.to_string(),
             layer: ctx.entry.name.clone(),
@@ -122,6 +129,13 @@ pub(super) fn build(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
             supported: SUPPORTED_LAYERS.as_str(),
         }),
     }
+}
+
+/// Whether an entry is of a class the user registered (Keras 3 writes its
+/// `registered_name`, `package>Name`, and a module outside Keras), not a Keras built-in.
+fn is_custom_class(entry: &Entry) -> bool {
+    let text = |key: &str| entry.value.get(key).and_then(Value::as_str);
+    text("registered_name").is_some() || text("module").is_some_and(|m| m != "keras" && !m.starts_with("keras."))
 }
 
 /// Keras 3 dataset paths (relative to the layer's group) → the names the builders take,
@@ -388,27 +402,6 @@ fn multi_head_attention(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let weights =
         crate::ops::MultiHeadAttentionWeights { kernels: [q, k, v], biases: [qb, kb, vb], output_kernel, output_bias };
     layer(MultiHeadAttention { heads, key_dim, weights, masked: false })
-}
-
-fn embedding(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
-    let entry = ctx.entry;
-    if ctx.input.len() != 2 {
-        return Err(Error::shape(
-            format!("layer {:?} (Embedding input: token ids)", entry.name),
-            "[batch, steps]",
-            format!("{:?}", ctx.input),
-        ));
-    }
-    if let Some(v) = entry.config.get("mask_zero").filter(|v| v.as_bool() == Some(true)) {
-        return Err(unsupported(entry, "mask_zero", v, "padding masks from an Embedding are not supported"));
-    }
-    if let Some(v) = entry.config.get("lora_rank").filter(|v| !v.is_null()) {
-        return Err(unsupported(entry, "lora_rank", v, "merge the LoRA weights before export"));
-    }
-    let vocab = positive(entry, "input_dim")?;
-    let dim = positive(entry, "output_dim")?;
-    let table = ctx.weights.take(&entry.name, "embeddings", &[vocab, dim])?;
-    layer(Embedding { vocab, dim, table })
 }
 
 pub(super) fn unsupported(entry: &Entry, key: &str, value: &Value, hint: &str) -> Error {

@@ -24,6 +24,7 @@
 
 mod config;
 mod conv;
+mod embedding;
 pub(super) mod file;
 mod functional;
 pub(super) mod inspect;
