@@ -451,5 +451,57 @@ mod tests {
             Layer::new("pool", GlobalAveragePool1d::default(), vec![1]),
         ]);
         assert!(matches!(check_masking(&pooled), Err(Error::UnsupportedConfig { key, .. }) if key == "Masking"));
+        let applied = apply_masks(&pooled).unwrap();
+        assert!(applied.layers[1].downcast::<GlobalAveragePool1d>().unwrap().masked);
+        check_masking(&applied).unwrap();
+    }
+
+    fn ids(layers: Vec<Layer>) -> ModelSpec {
+        ModelSpec { name: "ids".into(), input_shape: vec![5], layers }
+    }
+
+    fn embedding(mask_zero: bool) -> Layer {
+        Layer::new("embedding", Embedding { vocab: 7, dim: 3, table: values(21, 9), mask_zero }, vec![0])
+    }
+
+    #[test]
+    fn mask_zero_propagates_as_keras_does() {
+        // Dense passes the mask to the pooling, which then averages the real steps.
+        let dense =
+            Dense { in_features: 3, out_features: 2, kernel: values(6, 1), bias: None, activation: Activation::Relu };
+        let pooled = ids(vec![
+            embedding(true),
+            Layer::new("dense", dense.clone(), vec![1]),
+            Layer::new("pool", GlobalAveragePool1d::default(), vec![2]),
+        ]);
+        let applied = apply_masks(&pooled).unwrap();
+        assert!(applied.layers[2].downcast::<GlobalAveragePool1d>().unwrap().masked);
+        // Without mask_zero nothing changes.
+        let plain = ids(vec![embedding(false), Layer::new("pool", GlobalAveragePool1d::default(), vec![1])]);
+        assert!(!apply_masks(&plain).unwrap().layers[1].downcast::<GlobalAveragePool1d>().unwrap().masked);
+        // Flatten drops the mask (Keras computes as without one): loads unchanged.
+        let flat = ids(vec![embedding(true), Layer::new("flatten", Flatten, vec![1])]);
+        apply_masks(&flat).unwrap();
+        // Attention would use it: refused, naming the layer.
+        let weights = crate::ops::MultiHeadAttentionWeights {
+            kernels: [values(3, 1), values(3, 2), values(3, 3)],
+            biases: [values(1, 4), values(1, 5), values(1, 6)],
+            output_kernel: values(3, 7),
+            output_bias: values(3, 8),
+        };
+        let attention = MultiHeadAttention { heads: 1, key_dim: 1, weights, masked: false };
+        let attended = ids(vec![embedding(true), Layer::new("mha", attention, vec![1])]);
+        let err = apply_masks(&attended).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedConfig { layer, key, .. } if layer == "mha" && key == "mask"),
+            "{err}"
+        );
+        // One mask source per model.
+        let two = ModelSpec {
+            name: "two".into(),
+            input_shape: vec![0, 1],
+            layers: vec![Layer::new("mask", Masking { mask_value: 0.0 }, vec![0]), embedding(true)],
+        };
+        assert!(matches!(apply_masks(&two), Err(Error::UnsupportedConfig { key, .. }) if key == "mask"));
     }
 }
