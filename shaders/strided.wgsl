@@ -1,7 +1,8 @@
 // strided.wgsl: one elementwise kernel over strided views, for every layer that combines or
 // moves values without arithmetic of its own:
 //   for each index i of an iteration space of `rank` axes (sizes `dims`, row-major),
-//   output[out_offset + Σ c_k·out_strides[k]] = combine(a[Σ c_k·a_strides[k]], b[Σ c_k·b_strides[k]]) / divisor
+//   output[out_offset + Σ c_k·out_strides[k]] =
+//       combine(a[a_offset + Σ c_k·a_strides[k]], b[b_offset + Σ c_k·b_strides[k]]) / divisor
 // where c_k is i's coordinate on axis k. A stride of 0 broadcasts that operand along the
 // axis (Keras merges of `[N,1,1,C]` and `[N,H,W,C]`, a scalar constant), permuted strides
 // transpose (Permute), and an output stride larger than the input's writes a slab of a
@@ -9,7 +10,8 @@
 // space: no coordinate arithmetic. `divisor` is 1 except for the last step of Average.
 // Prepended with common.wgsl (linear_index).
 //
-// Override constant OP: 0 a (copy), 1 a + b, 2 a - b, 3 a · b, 4 a / b, 5 max(a, b), 6 min(a, b).
+// Override constant OP: 0 a (copy), 1 a + b, 2 a - b, 3 a · b, 4 a / b, 5 max(a, b), 6 min(a, b),
+// 7 |a - b|, 8 (a - b)².
 //
 // Bindings (group 0):
 //   0 params  uniform StridedParams
@@ -27,9 +29,9 @@ struct StridedParams {
     plain: u32,
     divisor: f32,
     out_offset: u32,
+    a_offset: u32,
+    b_offset: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
     dims: array<vec4<u32>, 2>,
     a_strides: array<vec4<u32>, 2>,
     b_strides: array<vec4<u32>, 2>,
@@ -49,6 +51,8 @@ fn combine(x: f32, y: f32) -> f32 {
         case 4u: { return x / y; }
         case 5u: { return max(x, y); }
         case 6u: { return min(x, y); }
+        case 7u: { return abs(x - y); }
+        case 8u: { let d = x - y; return d * d; }
         default: { return x; }
     }
 }
@@ -83,9 +87,9 @@ fn strided(
             io += c * params.out_strides[v][l];
         }
     }
-    var value = a[ia];
+    var value = a[params.a_offset + ia];
     if OP != 0u {
-        value = combine(value, b[ib]);
+        value = combine(value, b[params.b_offset + ib]);
     }
     output[params.out_offset + io] = value / params.divisor;
 }

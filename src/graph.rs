@@ -26,6 +26,8 @@ enum Head {
     Pairs(Distance),
     /// The value after this many layers, read back as it is (for checks against a reference).
     Value(usize),
+    /// The twin head's graph after the encoder: its one value per pair.
+    Model,
 }
 
 /// Buffers, bind groups and dispatches for one (batch size, sequence length, head): built
@@ -144,6 +146,16 @@ pub struct Graph {
     distance_ops: Mutex<Vec<Arc<PairDistance>>>,
     plans: PlanCache<(usize, usize, Head), Plan>,
     options: RunOptions,
+    /// A twin head of layers, recorded after the encoder (see [`crate::model::LayerHead`]).
+    twin_head: Option<Box<Graph>>,
+}
+
+/// What recording a graph's nodes gave: their dispatches, and the buffer (with its length)
+/// holding the last value.
+struct Recorded {
+    dispatches: Vec<Dispatch>,
+    output: wgpu::Buffer,
+    output_len: usize,
 }
 
 impl Graph {
@@ -172,6 +184,7 @@ impl Graph {
             distance_ops: Mutex::default(),
             plans: PlanCache::default(),
             options: RunOptions::default(),
+            twin_head: None,
         };
         graph.check_in_place()?;
         Ok(graph)
@@ -260,9 +273,10 @@ impl Graph {
     }
 
     /// Compute dispatches per pair call for inputs of `steps` time steps (encoder kernels
-    /// and the distance reduction).
+    /// and the distance reduction, or the twin head's kernels).
     pub fn dispatches_per_call(&self, steps: usize) -> usize {
-        self.compiled().map(|(_, k)| k.dispatch_count(steps, self.options)).sum::<usize>() + 1
+        let encoder = self.compiled().map(|(_, k)| k.dispatch_count(steps, self.options)).sum::<usize>();
+        encoder + self.twin_head.as_ref().map_or(1, |head| head.dispatches_per_call(1) - 1)
     }
 
     /// The kernels run per call, in order, with the layer each came from.
@@ -290,6 +304,10 @@ impl Graph {
             let output = &shapes[i + 1];
             max = max.min(binding / len(output));
             max = max.min(kernel.max_rows(&self.input_shapes(&shapes, i), output, binding, groups));
+        }
+        if let Some(head) = &self.twin_head {
+            // The head runs on one row per pair.
+            max = max.min(head.max_rows(1).saturating_mul(2));
         }
         max.max(1)
     }
@@ -327,6 +345,26 @@ impl Graph {
         self.distance_op(metric).map(|_| ())
     }
 
+    /// Installs a twin head of layers (its input `[pairs, 2, ...embedding]`): recorded after
+    /// the encoder in the same submit by [`run_model`](Self::run_model). Drops the plans.
+    pub fn set_twin_head(&mut self, head: Graph) -> Result<()> {
+        let embedding = self.spec.embedding_shape(1)?;
+        let want: Vec<usize> = std::iter::once(2).chain(embedding).collect();
+        if head.spec.input_shape != want {
+            return Err(Error::shape("twin head input", format!("{want:?}"), format!("{:?}", head.spec.input_shape)));
+        }
+        if head.reads_mask() {
+            return Err(Error::input("twin head", "a head's layers cannot read a step mask"));
+        }
+        self.twin_head = Some(Box::new(head));
+        self.plans.clear()
+    }
+
+    /// Whether a twin head of layers is installed.
+    pub fn has_twin_head(&self) -> bool {
+        self.twin_head.is_some()
+    }
+
     fn plan(&self, rows: usize, steps: usize, head: Head) -> Result<Arc<Plan>> {
         self.plans.get_or_build((rows, steps, head), || {
             self.gpu.checked("planning buffers", || self.build_plan(rows, steps, head))
@@ -347,9 +385,60 @@ impl Graph {
         let reads_mask = self.compiled().any(|(i, k)| i < nodes && k.reads_mask());
         let mask = reads_mask.then(|| gpu.create_buffer("step mask", (rows * steps) as u64 * 4, STORAGE));
         let mut owned: Vec<wgpu::Buffer> = Vec::new();
-        let scratch = self.plan_scratch(&shapes, nodes, &mut owned)?;
-        let ctx = PlanContext { gpu, mask: mask.as_ref(), scratch: &scratch, options: self.options };
+        let Recorded { mut dispatches, output: mut embedding, output_len: mut embedding_len } =
+            self.record(&shapes, nodes, &input, mask.as_ref(), &mut owned)?;
+        let (distance, staging_len) = match head {
+            Head::Embed | Head::Value(_) => (None, embedding_len),
+            Head::Model => {
+                let twin = self.twin_head.as_deref().ok_or_else(|| Error::input("pairs", "the model has no head"))?;
+                let head_shapes = twin.exec.shapes_for(rows / 2, 1)?;
+                let nodes = twin.exec.layers.len();
+                let recorded = twin.record(&head_shapes, nodes, &embedding, None, &mut owned)?;
+                dispatches.extend(recorded.dispatches);
+                (embedding, embedding_len) = (recorded.output, recorded.output_len);
+                (None, embedding_len)
+            }
+            Head::Pairs(metric) => {
+                let pairs = rows / 2;
+                let out = gpu.create_buffer("distances", pairs as u64 * 4, STORAGE);
+                let dim = embedding_len / rows.max(1);
+                let dispatch = self.distance_op(metric)?.prepare(gpu, pairs, dim, &embedding, &out)?;
+                (Some((dispatch, out)), pairs + embedding_len)
+            }
+        };
+        let staging = gpu.create_buffer(
+            "readback",
+            staging_len as u64 * 4,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        Ok(Plan {
+            rows,
+            steps,
+            input,
+            mask,
+            dispatches,
+            embedding,
+            embedding_len,
+            distance,
+            staging,
+            _scratch: owned,
+            busy: Mutex::new(()),
+        })
+    }
 
+    /// Records the first `nodes` nodes over values of `shapes` (value 0 in `input`): their
+    /// dispatches and the buffer of value `nodes`. Buffers it makes go to `owned`.
+    fn record(
+        &self,
+        shapes: &[Vec<usize>],
+        nodes: usize,
+        input: &wgpu::Buffer,
+        mask: Option<&wgpu::Buffer>,
+        owned: &mut Vec<wgpu::Buffer>,
+    ) -> Result<Recorded> {
+        let gpu = &*self.gpu;
+        let scratch = self.plan_scratch(shapes, nodes, owned)?;
+        let ctx = PlanContext { gpu, mask, scratch: &scratch, options: self.options };
         // Intermediate values: every kernel writes a buffer it does not read (WebGPU forbids
         // binding one buffer read-only and read-write in one dispatch); views and in-place
         // kernels share their input's buffer. A buffer goes back to the pool after the last
@@ -378,7 +467,7 @@ impl Graph {
                     };
                     let inputs: Vec<&wgpu::Buffer> = in_buffers.iter().map(|&b| pool.buffer(b)).collect();
                     let output = pool.buffer(id);
-                    let (input_shapes, output_shape) = (self.input_shapes(&shapes, i), &shapes[i + 1]);
+                    let (input_shapes, output_shape) = (self.input_shapes(shapes, i), &shapes[i + 1]);
                     let io = Io { inputs: &inputs, shapes: &input_shapes, output, output_shape };
                     dispatches.extend(kernel.prepare(&ctx, &io)?);
                     id
@@ -388,37 +477,10 @@ impl Graph {
             held.push(buffer);
             pool.release_after(i);
         }
-        let embedding = pool.buffer(held[nodes]).clone();
+        let output = pool.buffer(held[nodes]).clone();
         owned.extend(pool.into_buffers());
-        let embedding_len = len(&shapes[nodes]);
-        let (distance, staging_len) = match head {
-            Head::Embed | Head::Value(_) => (None, embedding_len),
-            Head::Pairs(metric) => {
-                let pairs = rows / 2;
-                let out = gpu.create_buffer("distances", pairs as u64 * 4, STORAGE);
-                let dim = embedding_len / rows.max(1);
-                let dispatch = self.distance_op(metric)?.prepare(gpu, pairs, dim, &embedding, &out)?;
-                (Some((dispatch, out)), pairs + embedding_len)
-            }
-        };
-        let staging = gpu.create_buffer(
-            "readback",
-            staging_len as u64 * 4,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
-        Ok(Plan {
-            rows,
-            steps,
-            input,
-            mask,
-            dispatches,
-            embedding,
-            embedding_len,
-            distance,
-            staging,
-            _scratch: owned,
-            busy: Mutex::new(()),
-        })
+        let output_len = shapes[nodes].iter().product();
+        Ok(Recorded { dispatches, output, output_len })
     }
 
     /// The shared scratch buffers of the first `nodes` kernels: one per key, as large as the
@@ -489,6 +551,13 @@ impl Graph {
         let values = self.gpu.checked("running the Siamese batch", || self.execute(&plan, batch, embeddings))?;
         let (distances, rest) = values.split_at(pairs.min(values.len()));
         Ok(PairRun { distances: distances.to_vec(), embeddings: embeddings.then(|| rest.to_vec()) })
+    }
+
+    /// Runs both twins as one batch, then the twin head's layers (see
+    /// [`set_twin_head`](Self::set_twin_head)): one value per pair, one submit.
+    pub fn run_model(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let plan = self.plan(batch.rows, batch.steps, Head::Model)?;
+        self.gpu.checked("running the Siamese batch and its head", || self.execute(&plan, batch, true))
     }
 
     /// Runs the encoder alone and returns the embeddings.

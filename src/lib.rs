@@ -38,9 +38,9 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};
-pub use model::{LoadOptions, ModelSpec};
+pub use model::{LambdaKind, LoadOptions, ModelSpec, Score};
 pub use ops::{Activation, Distance, Precision};
 pub use search::{Gallery, GpuSearch};
 pub use sentence::SentenceModel;
-pub use siamese::{PairOutput, SiameseModel};
+pub use siamese::{PairOutput, Prediction, SiameseModel};
 pub use tensor::{Array, Tensor};

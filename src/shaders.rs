@@ -108,6 +108,9 @@ pub const SOFTMAX: ShaderSource =
 /// PReLU in place, a trained slope per value.
 pub const PRELU: ShaderSource = ShaderSource { name: "prelu", parts: &[COMMON, include_str!("../shaders/prelu.wgsl")] };
 
+/// Keras Dot over the last axis, one value per row (a twin head's similarity).
+pub const DOT: ShaderSource = ShaderSource { name: "dot", parts: &[COMMON, include_str!("../shaders/dot.wgsl")] };
+
 /// Nearest-neighbour search: query × gallery distance matrix and per-query top-k.
 pub const SEARCH: ShaderSource =
     ShaderSource { name: "search", parts: &[COMMON, METRIC, include_str!("../shaders/search.wgsl")] };
@@ -136,6 +139,7 @@ pub const ALL: &[ShaderSource] = &[
     PEAK,
     SOFTMAX,
     PRELU,
+    DOT,
 ];
 
 /// One pipeline the crate can build: a kernel family, an entry point and the override
@@ -223,6 +227,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         variants.push(variant(SOFTMAX, "softmax", &mode.constants()));
     }
     variants.push(variant(PRELU, "prelu", &[]));
+    for normalize in [0.0, 1.0] {
+        variants.push(variant(DOT, "dot_rows", &[("NORMALIZE", normalize)]));
+    }
     variants
 }
 

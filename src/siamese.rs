@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Batch, Graph};
+use crate::graph::{Batch, Graph, PairRun};
 use crate::model::keras_file::{self, TwinHead};
-use crate::model::{self, LoadOptions, ModelSpec};
+use crate::model::{self, LoadOptions, ModelSpec, Score};
 use crate::ops::{Distance, LearnedHead, Precision};
 
 /// The learned metric head's file name in a model directory.
@@ -34,6 +34,24 @@ pub struct SiameseModel {
     allow_nonfinite: bool,
     /// For a whole Siamese model loaded from a Keras file: the encoder found and its head.
     twin: Option<(Option<String>, TwinHead)>,
+}
+
+/// What a twin head computed for a batch of pairs ([`SiameseModel::predict`]).
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// One value per pair, as Keras' `model.predict([left, right])` gives it.
+    pub scores: Vec<f32>,
+    /// What the values mean (a distance, a similarity, a probability).
+    pub score: Score,
+}
+
+/// Both twins' batches of one pair call, with their lengths.
+#[derive(Clone, Copy)]
+struct Twins<'a> {
+    left: &'a Array,
+    left_lengths: Option<&'a [usize]>,
+    right: &'a Array,
+    right_lengths: Option<&'a [usize]>,
 }
 
 /// One twin's batch checked against the model: values padded to the common number of
@@ -73,9 +91,13 @@ impl SiameseModel {
             model::Format::KerasFile => {
                 // A Keras file, possibly a whole twin: its encoder runs, its head as it maps.
                 let file = keras_file::load_keras_file_with(path, options)?;
-                let mut model = Self::from_spec_with_precision(gpu, file.spec, precision)?;
-                if let TwinHead::Learned(head) = &file.head {
-                    model.set_learned_head(head)?;
+                let mut model = Self::from_spec_with_precision(gpu.clone(), file.spec, precision)?;
+                match &file.head {
+                    TwinHead::Learned(head) => model.set_learned_head(head)?,
+                    TwinHead::Layers(head) => {
+                        model.graph.set_twin_head(Graph::with_precision(gpu, &head.spec, precision)?)?;
+                    }
+                    _ => {}
                 }
                 model.twin = Some((file.encoder, file.head));
                 Ok(model)
@@ -302,6 +324,65 @@ impl SiameseModel {
         metric: Distance,
         embeddings: bool,
     ) -> Result<PairOutput> {
+        let what = format!("the {metric} distance");
+        let run = |batch: &Batch| self.graph.run_pairs(batch, metric, embeddings);
+        let recheck = |batch: &Batch| self.graph.run_pairs(batch, metric, true);
+        let twins = Twins { left, left_lengths, right, right_lengths };
+        self.run_chunks(twins, run, recheck, what)
+    }
+
+    /// Whether the model has a head of layers that [`predict`](Self::predict) runs (a
+    /// Keras twin whose head is more than a distance), and what its values mean.
+    pub fn head_score(&self) -> Option<Score> {
+        match self.keras_twin() {
+            Some((_, TwinHead::Layers(head))) => Some(head.score),
+            _ => None,
+        }
+    }
+
+    /// What the whole Siamese model outputs for `left[i]`, `right[i]` (Keras'
+    /// `model.predict([left, right])`): the encoder on both twins as one batch of 2N, then
+    /// the head's layers on the GPU, in one submit. Only for a model with a head of layers
+    /// ([`head_score`](Self::head_score)); other models give [`pairs`](Self::pairs).
+    pub fn predict(&self, left: &Array, right: &Array) -> Result<Prediction> {
+        self.predict_ragged(left, None, right, None)
+    }
+
+    /// [`predict`](Self::predict) for sequence models with per-row lengths.
+    pub fn predict_ragged(
+        &self,
+        left: &Array,
+        left_lengths: Option<&[usize]>,
+        right: &Array,
+        right_lengths: Option<&[usize]>,
+    ) -> Result<Prediction> {
+        let score = self.head_score().ok_or_else(|| {
+            Error::input(
+                "predict",
+                "this model has no head of layers (an encoder, or a twin whose head is a distance): use pairs() \
+                 with a distance",
+            )
+        })?;
+        let what = "the head's output".to_string();
+        let run = |batch: &Batch| Ok(PairRun { distances: self.graph.run_model(batch)?, embeddings: None });
+        let recheck = |batch: &Batch| self.graph.run_pairs(batch, Distance::Euclidean, true);
+        let twins = Twins { left, left_lengths, right, right_lengths };
+        let output = self.run_chunks(twins, run, recheck, what)?;
+        Ok(Prediction { scores: output.distances, score })
+    }
+
+    /// Checks both twins, then runs them in chunks of at most
+    /// [`max_pairs_per_submit`](Self::max_pairs_per_submit) pairs through `run` (one value
+    /// per pair, embeddings when it reads them); a non-finite value is an error naming the
+    /// twin that overflowed (`recheck` reads the embeddings back), else `what` the value is.
+    fn run_chunks(
+        &self,
+        twins: Twins,
+        run: impl Fn(&Batch) -> Result<PairRun>,
+        recheck: impl Fn(&Batch) -> Result<PairRun>,
+        what: String,
+    ) -> Result<PairOutput> {
+        let Twins { left, left_lengths, right, right_lengths } = twins;
         let (n, left_steps) = self.check_batch("left", left, left_lengths)?;
         let (m, right_steps) = self.check_batch("right", right, right_lengths)?;
         if n != m {
@@ -323,6 +404,7 @@ impl SiameseModel {
         let chunk = self.max_pairs_per_submit(steps);
         let mut distances = Vec::with_capacity(n);
         let (mut left_values, mut right_values) = (Vec::new(), Vec::new());
+        let mut embeddings = false;
         for start in (0..n).step_by(chunk) {
             let end = (start + chunk).min(n);
             let rows = start * sample..end * sample;
@@ -334,17 +416,19 @@ impl SiameseModel {
             let mask = [mask_left, mask_right].concat();
             let parts = [&left.values[rows.clone()], &right.values[rows]];
             let batch = Batch { parts: &parts, rows: 2 * (end - start), steps, mask: &mask };
-            let run = self.graph.run_pairs(&batch, metric, embeddings)?;
-            if let Some(i) = run.distances.iter().position(|d| !d.is_finite()).filter(|_| !self.allow_nonfinite) {
+            let out = run(&batch)?;
+            if let Some(i) = out.distances.iter().position(|d| !d.is_finite()).filter(|_| !self.allow_nonfinite) {
                 // Rare: read this chunk's embeddings back to say which twin overflowed.
-                let values = match run.embeddings {
+                let values = match out.embeddings {
                     Some(values) => values,
-                    None => self.graph.run_pairs(&batch, metric, true)?.embeddings.unwrap_or_default(),
+                    None => recheck(&batch)?.embeddings.unwrap_or_default(),
                 };
-                return Err(nonfinite_pair(start, end - start, i, &values, dim, metric, run.distances[i]));
+                let value = out.distances[i];
+                return Err(nonfinite_pair(start, end - start, i, &values, dim, &what, value));
             }
-            distances.extend_from_slice(&run.distances);
-            if let Some(values) = run.embeddings {
+            distances.extend_from_slice(&out.distances);
+            if let Some(values) = out.embeddings {
+                embeddings = true;
                 let (l, r) = values.split_at((end - start) * dim);
                 left_values.extend_from_slice(l);
                 right_values.extend_from_slice(r);
@@ -405,7 +489,7 @@ fn nonfinite_pair(
     i: usize,
     embeddings: &[f32],
     dim: usize,
-    metric: Distance,
+    what: &str,
     value: f32,
 ) -> Error {
     let rows = [("left", i), ("right", pairs + i)];
@@ -423,7 +507,7 @@ fn nonfinite_pair(
         .flat_map(|&(_, row)| embeddings.get(row * dim..(row + 1) * dim).unwrap_or_default())
         .fold(0.0f32, |m, v| m.max(v.abs()));
     Error::NonFinite {
-        what: format!("the {metric} distance of pair {}", first + i),
+        what: format!("{what} of pair {}", first + i),
         reason: format!("{value}: beyond float32's range (embedding values up to {largest:e})"),
     }
 }

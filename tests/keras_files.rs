@@ -341,45 +341,47 @@ fn missing_extra_and_misshapen_weights_are_named() {
 }
 
 #[test]
-fn heads_that_cannot_be_mapped_are_errors() {
+fn heads_that_are_not_distances_run_as_layers() {
     let dir = tempfile::tempdir().unwrap();
-    // Subtract -> Dense(1, sigmoid): no abs or square, so not a distance head.
+    // Subtract -> Dense(1, sigmoid): no abs or square, not a distance: it runs as it is.
     let path = edited(dir.path(), "cnn_head.keras", |json| {
         let layers = json["config"]["layers"].as_array_mut().unwrap();
         layers.retain(|l| l["name"] != "sq_diff");
         let score = layers.iter_mut().find(|l| l["name"] == "score").unwrap();
         score["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] = "diff".into();
     });
-    let err = load_err(&path);
-    match &err {
-        Error::UnsupportedLayer { layer, class, supported, .. } => {
-            assert!(layer.contains("diff") && layer.contains("score"), "{err}");
-            assert_eq!(class, "Subtract -> Dense");
-            assert!(supported.contains("no abs or square"), "{err}");
+    let (left, right, _) = golden("cnn_head");
+    let check = |path: &Path, summary: &str, score: siamese_wgpu::Score| {
+        let loaded = load_keras_file(path).unwrap();
+        let TwinHead::Layers(head) = &loaded.head else { panic!("{summary}: {:?}", loaded.head) };
+        assert_eq!((head.summary.as_str(), head.score), (summary, score));
+        let n = left.batch();
+        let embeddings = loaded.spec.reference_forward(&[left.data(), right.data()].concat(), 2 * n).unwrap();
+        let want = head.spec.reference_forward(&embeddings, n).unwrap();
+        if let Some(gpu) = gpu() {
+            let got = SiameseModel::load_on(gpu, path).unwrap().predict(&left, &right).unwrap();
+            assert_close(&format!("{summary} (GPU) vs CPU reference"), &got.scores, &want, 1e-5, 1e-4);
         }
-        other => panic!("expected UnsupportedLayer, got {other}"),
-    }
-    // inspect still lists it: the encoder runs, the head does not map.
+    };
+    check(&path, "Subtract -> Dense", siamese_wgpu::Score::Probability);
+    // inspect lists it: the encoder and the head run on the GPU.
     let inspection = inspect(&path).unwrap();
     let text = inspection.to_string();
     let row = |name: &str| inspection.layers.iter().find(|l| l.name == name).unwrap();
     assert_eq!(row("dense").runs, Runs::Gpu, "{text}");
     assert_eq!(row("dense").output_shape, Some(vec![None, Some(32)]), "{text}");
-    assert!(matches!(row("score").runs, Runs::Unsupported(_)), "{text}");
-    assert!(text.contains("loads: no"), "{text}");
+    assert_eq!(row("score").runs, Runs::Head, "{text}");
+    assert!(inspection.error.is_none(), "{text}");
 
-    // Add instead of Multiply: any other head names its layers and classes.
+    // Add instead of Multiply, a relu instead of the sigmoid: heads of layers too.
     let path = edited(dir.path(), "cnn_head.keras", |json| {
         functional_layer(json, "sq_diff")["class_name"] = "Add".into();
     });
-    let err = load_err(&path);
-    assert!(matches!(&err, Error::UnsupportedLayer { class, .. } if class == "Subtract -> Add -> Dense"), "{err}");
-
-    // A learned head with a relu instead of a sigmoid is not the fused head either.
+    check(&path, "Subtract -> Add -> Dense", siamese_wgpu::Score::Probability);
     let path = edited(dir.path(), "cnn_head.keras", |json| {
         functional_layer(json, "score")["config"]["activation"] = "relu".into();
     });
-    assert!(matches!(load_err(&path), Error::UnsupportedLayer { .. }));
+    check(&path, "Subtract -> Multiply -> Dense", siamese_wgpu::Score::Score);
 
     // Two inputs but no layer shared by both.
     let path = edited(dir.path(), "cnn_twin.keras", |json| {

@@ -18,7 +18,17 @@ so a fixture whose file does not round-trip through Keras is never written.
                            Add, LayerNormalization, GlobalAveragePooling1D, Dense 8); head
                            as lstm_twin
   koch_twin.keras / .h5    Koch-style twin: Lambda |a - b| -> Dense(1, sigmoid); a trained layer
-                           after a Lambda, which the loader must refuse (not drop)
+                           after a Lambda, which needs --lambda abs-diff (never dropped)
+  contrastive_twin.keras / .h5
+                           keras.io's contrastive-loss tutorial: BatchNorm tower, Lambda
+                           euclidean distance -> BatchNormalization -> Dense(1, sigmoid)
+  face_twin.h5 / .keras    face verification: Conv2D + BatchNormalization blocks,
+                           GlobalAveragePooling2D, Dense, a registered custom L2Normalize
+                           class, Dot(axes=1) head
+  mlp_head_twin.keras / .h5
+                           head of ordinary layers: Subtract, Multiply, Concatenate ->
+                           Dense(6, relu) -> Dense(1)
+  cosine_twin.keras        Dot(axes=-1, normalize=True) head
   masked_lstm.keras        Functional encoder Input [None, 8] -> Masking -> LSTM 4: Keras 3
                            writes the mask's NotEqual / Any operation nodes into its config;
                            inputs zero-padded to ragged lengths
@@ -635,6 +645,106 @@ def koch_twin(encoder: keras.Model, name: str) -> keras.Model:
     return keras.Model([a, b], out, name=name)
 
 
+@keras.saving.register_keras_serializable(package="faces")
+class L2Normalize(layers.Layer):
+    """A face-verification model's own L2-normalisation layer (a registered custom class,
+    as published FaceNet-style twins define it): x / max(||x||, 1e-12) along `axis`."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, x):
+        return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=self.axis, keepdims=True), 1e-24))
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+def contrastive_twin() -> keras.Model:
+    """keras.io's "Image similarity estimation using a Siamese Network with a contrastive
+    loss": the tower (BatchNormalization, tanh convs, average pools), a Lambda euclidean
+    distance, then BatchNormalization -> Dense(1, sigmoid) after it."""
+    tower = keras.Sequential(
+        [
+            keras.Input((28, 28, 1), name="image"),
+            layers.BatchNormalization(name="bn_in"),
+            layers.Conv2D(4, (5, 5), activation="tanh", name="conv_1"),
+            layers.AveragePooling2D(pool_size=(2, 2), name="pool_1"),
+            layers.Conv2D(16, (5, 5), activation="tanh", name="conv_2"),
+            layers.AveragePooling2D(pool_size=(2, 2), name="pool_2"),
+            layers.Flatten(name="flatten"),
+            layers.BatchNormalization(name="bn_flat"),
+            layers.Dense(10, activation="tanh", name="embedding"),
+        ],
+        name="tower",
+    )
+    randomize_batch_norm(tower, 132)
+    a = keras.Input((28, 28, 1), name="input_1")
+    b = keras.Input((28, 28, 1), name="input_2")
+    distance = layers.Lambda(euclidean_distance, output_shape=(1,), name="merge_layer")([tower(a), tower(b)])
+    normal = layers.BatchNormalization(name="head_bn")(distance)
+    out = layers.Dense(1, activation="sigmoid", name="head_dense")(normal)
+    model = keras.Model([a, b], out, name="contrastive_twin")
+    randomize_batch_norm(model, 133)
+    return model
+
+
+def face_twin() -> keras.Model:
+    """A face-verification twin as published ones are built: Conv2D + BatchNormalization
+    blocks, GlobalAveragePooling2D, Dense, the model's own L2Normalize class, and a Dot
+    head (cosine similarity of the unit embeddings)."""
+    encoder = keras.Sequential(
+        [
+            keras.Input((16, 16, 3), name="face"),
+            layers.Conv2D(8, 3, use_bias=False, name="conv_1"),
+            layers.BatchNormalization(name="bn_1"),
+            layers.ReLU(name="relu_1"),
+            layers.MaxPooling2D(name="pool_1"),
+            layers.Conv2D(12, 3, padding="same", name="conv_2"),
+            layers.BatchNormalization(name="bn_2"),
+            layers.ReLU(name="relu_2"),
+            layers.GlobalAveragePooling2D(name="gap"),
+            layers.Dense(6, name="embedding"),
+            L2Normalize(axis=-1, name="l2_normalize"),
+        ],
+        name="face_encoder",
+    )
+    randomize_batch_norm(encoder, 134)
+    a = keras.Input((16, 16, 3), name="face_a")
+    b = keras.Input((16, 16, 3), name="face_b")
+    out = layers.Dot(axes=1, name="similarity")([encoder(a), encoder(b)])
+    return keras.Model([a, b], out, name="face_twin")
+
+
+def mlp_head_twin() -> keras.Model:
+    """A head of ordinary layers: Subtract and Multiply of the embeddings, Concatenate,
+    Dense(6, relu) -> Dense(1) (a linear score)."""
+    encoder = keras.Sequential(
+        [keras.Input((6,), name="features"), layers.Dense(5, activation="tanh", name="dense")], name="encoder"
+    )
+    a = keras.Input((6,), name="input_a")
+    b = keras.Input((6,), name="input_b")
+    ea, eb = encoder(a), encoder(b)
+    diff = layers.Subtract(name="diff")([ea, eb])
+    prod = layers.Multiply(name="prod")([ea, eb])
+    both = layers.Concatenate(name="both")([diff, prod])
+    hidden = layers.Dense(6, activation="relu", name="hidden")(both)
+    out = layers.Dense(1, name="score")(hidden)
+    return keras.Model([a, b], out, name="mlp_head_twin")
+
+
+def cosine_twin() -> keras.Model:
+    """Dot(normalize=True): the cosine similarity of two raw embeddings."""
+    encoder = keras.Sequential(
+        [keras.Input((6,), name="features"), layers.Dense(7, name="dense")], name="encoder"
+    )
+    a = keras.Input((6,), name="input_a")
+    b = keras.Input((6,), name="input_b")
+    out = layers.Dot(axes=-1, normalize=True, name="cosine")([encoder(a), encoder(b)])
+    return keras.Model([a, b], out, name="cosine_twin")
+
+
 def padded_sequences(seed: int, lengths: list[int], steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Standard normal [PAIRS, steps, 8], each row zero after its length (Masking skips
     those steps; the right twin's lengths are the left's rotated by one); the left twin's
@@ -764,7 +874,11 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | cnn_head.keras | Keras 3 zip | Functional `cnn_head`: `input_a`, `input_b` [28, 28, 1] -> `encoder` (called twice) -> layers head | Sequential `encoder`, same architecture as cnn_twin (other weights) | Subtract `diff` (a - b) -> Multiply `sq_diff` (diff * diff) -> Dense `score` (32 -> 1, sigmoid; kernel scaled x200 and bias +0.1 after init) | [4, 1] twin output (probability) |
 | lstm_twin.keras, lstm_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `lstm_twin`: `input_a`, `input_b` [None, 8] (time dim None; inputs have T = 7) -> `encoder` -> `distance` | Sequential `encoder`: InputLayer [None, 8], LSTM 16 (tanh/sigmoid, last state only), Dense 8 linear | Lambda `distance` over the registered function `euclidean_distance` (`"function": {"module": "builtins", "class_name": "function", "config": "siamese_wgpu>euclidean_distance", "registered_name": "function"}`): sqrt(max(sum((a-b)^2, axis=1, keepdims), 1e-7)) | [4, 1] twin output |
 | mha_twin.keras, mha_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `mha_twin`: `input_a`, `input_b` [10, 16] -> `encoder` -> `distance` | Functional `encoder`: InputLayer `tokens` [10, 16], MultiHeadAttention `mha` (2 heads, key_dim 8, self-attention mha(x, x)), Add `residual` (x + attn), LayerNormalization `layer_norm` (eps 1e-3), GlobalAveragePooling1D `pool`, Dense `dense` 8 linear | Lambda `distance` over `euclidean_distance`, as lstm_twin | [4, 1] twin output |
-| koch_twin.keras, koch_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `koch_twin`: `input_a`, `input_b` [6] -> `encoder` -> `l1_distance` -> `score` | Sequential `encoder`: InputLayer `features` [6], Dense `dense` 4 tanh | Lambda `l1_distance` over a Python `lambda`: abs(a - b), then Dense `score` (4 -> 1, sigmoid; kernel x4, bias -0.5 after init): a trained layer after a Lambda, which must not load (it cannot run yet, and must not be dropped) | [4, 1] twin output (probability) |
+| koch_twin.keras, koch_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `koch_twin`: `input_a`, `input_b` [6] -> `encoder` -> `l1_distance` -> `score` | Sequential `encoder`: InputLayer `features` [6], Dense `dense` 4 tanh | Lambda `l1_distance` over a Python `lambda`: abs(a - b), then Dense `score` (4 -> 1, sigmoid; kernel x4, bias -0.5 after init): a trained layer after a Lambda, which runs with `--lambda abs-diff` (never dropped) | [4, 1] twin output (probability) |
+| contrastive_twin.keras, contrastive_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `contrastive_twin`: `input_1`, `input_2` [28, 28, 1] -> `tower` -> `merge_layer` -> `head_bn` -> `head_dense` | Sequential `tower` (keras.io contrastive tutorial): BatchNormalization, Conv2D 4 5x5 tanh, AveragePooling2D, Conv2D 16 5x5 tanh, AveragePooling2D, Flatten, BatchNormalization, Dense 10 tanh | Lambda `merge_layer` (registered `euclidean_distance`) -> BatchNormalization `head_bn` -> Dense `head_dense` (1, sigmoid); every BatchNormalization with random statistics | [4, 1] twin output (probability) |
+| face_twin.h5, face_twin.keras | legacy HDF5; Keras 3 zip | Functional `face_twin`: `face_a`, `face_b` [16, 16, 3] -> `face_encoder` -> `similarity` | Sequential `face_encoder`: Conv2D 8 3x3 (no bias), BatchNormalization, ReLU, MaxPooling2D, Conv2D 12 3x3 same, BatchNormalization, ReLU, GlobalAveragePooling2D, Dense 6, registered custom class `faces>L2Normalize` (axis -1) | Dot `similarity` (axes 1): cosine similarity of unit embeddings | [4, 1] twin output (similarity) |
+| mlp_head_twin.keras, mlp_head_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `mlp_head_twin`: `input_a`, `input_b` [6] -> `encoder` -> `diff`, `prod` -> `both` -> `hidden` -> `score` | Sequential `encoder`: Dense 5 tanh | Subtract `diff`, Multiply `prod`, Concatenate `both`, Dense `hidden` 6 relu, Dense `score` 1 (linear) | [4, 1] twin output (score) |
+| cosine_twin.keras | Keras 3 zip | Functional `cosine_twin`: `input_a`, `input_b` [6] -> `encoder` -> `cosine` | Sequential `encoder`: Dense 7 | Dot `cosine` (axes -1, normalize=True) | [4, 1] twin output (cosine similarity) |
 | masked_lstm.keras | Keras 3 zip (no .h5: Keras cannot reload its legacy file of it) | Functional `encoder`: InputLayer `sequence` [None, 8], NotEqual `not_equal` and Any `any` (operation nodes Keras 3 records for the mask: any(x != 0, axis=-1), fed to the LSTM's `mask` argument), Masking `masking` (mask_value 0), LSTM `lstm` 4 | (the model itself) | none | [4] euclidean distance between encoder(left) and encoder(right), no epsilon |
 | masked_lstm_twin.keras | Keras 3 zip | Functional `masked_lstm_twin`: `input_a`, `input_b` [None, 8] -> `encoder` -> `distance` | the Functional `encoder` of masked_lstm.keras (same weights) | Lambda `distance` over `euclidean_distance`, as lstm_twin | [4, 1] twin output |
 | bn_cnn.keras | Keras 3 zip | Sequential `encoder`: InputLayer `image` [11, 13, 3], Conv2D `conv2d` 7 3x3 valid, no bias, linear; BatchNormalization `batch_normalization` (eps 1e-3); Activation `activation` relu; Conv2D `conv2d_1` 6 3x3 same, bias, linear; BatchNormalization `batch_normalization_1` (scale=False: no gamma); MaxPooling2D `max_pooling2d` 2; Flatten `flatten` (120); BatchNormalization `batch_normalization_2` (center=False: no beta); Dense `dense` 5 linear; BatchNormalization `batch_normalization_3` (eps 0.01) | (the model itself) | none | [4] euclidean distance between encoder(left) and encoder(right), no epsilon |
@@ -1048,6 +1162,26 @@ def main() -> int:
     save_and_check(mask_zero_bigru_encoder(), out, "mask_zero_bigru", left, right, encoder_only=True)
     keras.utils.set_random_seed(119)
     save_and_check(mask_zero_pool_encoder(), out, "mask_zero_pool", left, right, encoder_only=True)
+
+    # 32. Twin heads that run after the encoder: keras.io's contrastive tutorial (Lambda
+    #     distance -> BatchNormalization -> Dense(1, sigmoid)), a face-verification twin
+    #     (.h5, BatchNorm, a custom L2Normalize class, Dot head), a head of ordinary layers,
+    #     and Dot(normalize=True).
+    keras.utils.set_random_seed(132)
+    left, right = image_inputs(32)
+    save_and_check(contrastive_twin(), out, "contrastive_twin", left, right, formats=("keras", "h5"))
+    keras.utils.set_random_seed(134)
+    left, right = pair_inputs(34, (16, 16, 3))
+    # Per-image colour casts: faces of noise alone embed alike (similarities all ~0.99).
+    casts = np.random.default_rng(341).normal(0.0, 1.5, (2, PAIRS, 1, 1, 3)).astype(np.float32)
+    left, right = left + casts[0], right + casts[1]
+    save_and_check(face_twin(), out, "face_twin", left, right, formats=("h5", "keras"))
+    keras.utils.set_random_seed(135)
+    left, right = pair_inputs(35, (6,))
+    save_and_check(mlp_head_twin(), out, "mlp_head_twin", left, right, formats=("keras", "h5"))
+    keras.utils.set_random_seed(136)
+    left, right = pair_inputs(36, (6,))
+    save_and_check(cosine_twin(), out, "cosine_twin", left, right)
 
     # 16. Registered custom classes that are built-ins (--custom-layer MyDense=Dense, MyRelu=ReLU).
     keras.utils.set_random_seed(120)

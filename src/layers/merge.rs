@@ -28,6 +28,10 @@ pub enum MergeKind {
     Maximum,
     /// Elementwise minimum (Keras `Minimum`).
     Minimum,
+    /// `|a - b|` (a twin head's Lambda named by `--lambda abs-diff`).
+    AbsDifference,
+    /// `(a - b)²` (`--lambda squared-diff`).
+    SquaredDifference,
 }
 
 impl MergeKind {
@@ -40,6 +44,8 @@ impl MergeKind {
             MergeKind::Divide => Combine::Divide,
             MergeKind::Maximum => Combine::Maximum,
             MergeKind::Minimum => Combine::Minimum,
+            MergeKind::AbsDifference => Combine::AbsDifference,
+            MergeKind::SquaredDifference => Combine::SquaredDifference,
         }
     }
 
@@ -52,12 +58,17 @@ impl MergeKind {
             MergeKind::Average => "average",
             MergeKind::Maximum => "maximum",
             MergeKind::Minimum => "minimum",
+            MergeKind::AbsDifference => "abs-diff",
+            MergeKind::SquaredDifference => "squared-diff",
         }
     }
 
     /// Whether it takes exactly two inputs (else two or more).
     pub fn is_binary(self) -> bool {
-        matches!(self, MergeKind::Subtract | MergeKind::Divide)
+        matches!(
+            self,
+            MergeKind::Subtract | MergeKind::Divide | MergeKind::AbsDifference | MergeKind::SquaredDifference
+        )
     }
 }
 
@@ -297,6 +308,8 @@ impl Concatenate {
                     b: vec![0; shape.len()],
                     out: out.clone(),
                     out_offset: offset * out[self.axis],
+                    a_offset: 0,
+                    b_offset: 0,
                 };
                 offset += shape[self.axis];
                 space

@@ -18,14 +18,14 @@ pub mod keras_file;
 pub mod learned_head;
 pub mod weights;
 
-pub use head::TwinHead;
+pub use head::{LambdaKind, LayerHead, Score, TwinHead};
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layers::{Embedding, Inputs, LayerOp, Masking};
-use crate::ops::Precision;
+use crate::ops::{Distance, Precision};
 
 /// A node of the graph: a layer and the values it reads.
 #[derive(Clone, Debug)]
@@ -243,12 +243,34 @@ pub struct LoadOptions {
     /// built-in's defaults) and weight names. As Keras' `custom_objects` at load; the CLI's
     /// `--custom-layer NAME=BUILTIN`.
     pub custom_layers: Vec<(String, String)>,
+    /// What a twin head's `Lambda` (Python code) computes; None: a Lambda that ends the
+    /// model, or whose readers take one value per pair, is a distance; any other is an
+    /// error that asks. The CLI's `--lambda`.
+    pub lambda: Option<LambdaKind>,
+    /// The metric that stands for a twin head's distance Lambda when trained layers follow
+    /// it (the CLI's `--distance`).
+    pub lambda_distance: Distance,
+    /// Set a twin's head aside: pairs get the run-time distance between the embeddings
+    /// (the CLI's `--no-head`).
+    pub no_head: bool,
 }
 
 impl LoadOptions {
     /// These options with weights stored in `precision`.
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// These options with a twin head's Lambda computing `kind`.
+    pub fn lambda(mut self, kind: LambdaKind) -> Self {
+        self.lambda = Some(kind);
+        self
+    }
+
+    /// These options with the twin's head set aside.
+    pub fn no_head(mut self) -> Self {
+        self.no_head = true;
         self
     }
 

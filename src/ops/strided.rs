@@ -30,11 +30,15 @@ pub enum Combine {
     Maximum,
     /// `min(a, b)`.
     Minimum,
+    /// `|a - b|` (a twin head's `--lambda abs-diff`).
+    AbsDifference,
+    /// `(a - b)²` (`--lambda squared-diff`).
+    SquaredDifference,
 }
 
 impl Combine {
     /// Every variant (one pipeline each).
-    pub const ALL: [Combine; 7] = [
+    pub const ALL: [Combine; 9] = [
         Combine::First,
         Combine::Add,
         Combine::Subtract,
@@ -42,6 +46,8 @@ impl Combine {
         Combine::Divide,
         Combine::Maximum,
         Combine::Minimum,
+        Combine::AbsDifference,
+        Combine::SquaredDifference,
     ];
 
     /// The shader's `OP` code.
@@ -64,6 +70,8 @@ impl Combine {
             Combine::Divide => a / b,
             Combine::Maximum => a.max(b),
             Combine::Minimum => a.min(b),
+            Combine::AbsDifference => (a - b).abs(),
+            Combine::SquaredDifference => (a - b) * (a - b),
         }
     }
 }
@@ -118,12 +126,25 @@ pub struct StridedSpace {
     pub out: Vec<usize>,
     /// Where the output's index 0 is.
     pub out_offset: usize,
+    /// Where the first operand's index 0 is (a twin head reads the right twin's rows of the
+    /// stacked `[2N, ...]` embeddings from row N).
+    pub a_offset: usize,
+    /// Where the second operand's index 0 is.
+    pub b_offset: usize,
 }
 
 impl StridedSpace {
     /// A contiguous output of `dims`, reading `a` and `b` with the given strides.
     pub fn over(dims: &[usize], a: Vec<usize>, b: Vec<usize>) -> Self {
-        StridedSpace { out: contiguous_strides(dims), dims: dims.to_vec(), a, b, out_offset: 0 }
+        StridedSpace {
+            out: contiguous_strides(dims),
+            dims: dims.to_vec(),
+            a,
+            b,
+            out_offset: 0,
+            a_offset: 0,
+            b_offset: 0,
+        }
     }
 
     /// Number of indices.
@@ -163,12 +184,12 @@ impl StridedSpace {
             }
         }
         let [a, b, out] = strides;
-        StridedSpace { dims, a, b, out, out_offset: self.out_offset }
+        StridedSpace { dims, a, b, out, ..*self }
     }
 
-    /// Index `i`'s offsets into a, b and the output (out_offset included).
+    /// Index `i`'s offsets into a, b and the output (the base offsets included).
     fn offsets(&self, mut i: usize) -> [usize; 3] {
-        let mut offsets = [0, 0, self.out_offset];
+        let mut offsets = [self.a_offset, self.b_offset, self.out_offset];
         for axis in (0..self.dims.len()).rev() {
             let c = i % self.dims[axis];
             i /= self.dims[axis];
@@ -197,7 +218,9 @@ struct StridedParams {
     plain: u32,
     divisor: f32,
     out_offset: u32,
-    _pad: [u32; 3],
+    a_offset: u32,
+    b_offset: u32,
+    _pad: u32,
     dims: [u32; MAX_RANK],
     a_strides: [u32; MAX_RANK],
     b_strides: [u32; MAX_RANK],
@@ -245,7 +268,12 @@ impl StridedOp {
         let limit = u32::MAX as usize;
         let len = space.len();
         let reach = |strides: &[usize]| space.dims.iter().zip(strides).map(|(d, s)| (d - 1) * s).sum::<usize>();
-        let largest = [len, reach(&space.a), reach(&space.b), space.out_offset + reach(&space.out)];
+        let largest = [
+            len,
+            space.a_offset + reach(&space.a),
+            space.b_offset + reach(&space.b),
+            space.out_offset + reach(&space.out),
+        ];
         if let Some(&needed) = largest.iter().find(|&&n| n > limit) {
             return Err(Error::LimitExceeded {
                 what: "values a strided elementwise op indexes".into(),
@@ -269,7 +297,9 @@ impl StridedOp {
             plain: plain as u32,
             divisor,
             out_offset: space.out_offset as u32,
-            _pad: [0; 3],
+            a_offset: space.a_offset as u32,
+            b_offset: space.b_offset as u32,
+            _pad: 0,
             dims: pack(&space.dims),
             a_strides: pack(&space.a),
             b_strides: pack(&space.b),

@@ -13,7 +13,7 @@ mod verify;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use siamese_wgpu::{LoadOptions, Precision};
+use siamese_wgpu::{LambdaKind, LoadOptions, Precision};
 
 #[derive(Parser)]
 #[command(name = "siamese", version, about = "Run Siamese networks on any GPU wgpu reaches (Vulkan, Metal, DX12, GL)")]
@@ -30,6 +30,15 @@ struct Cli {
     /// Repeatable.
     #[arg(long = "custom-layer", global = true, value_name = "NAME=BUILTIN", value_parser = parse_custom_layer)]
     custom_layers: Vec<(String, String)>,
+    /// What a Keras twin head's Lambda layer (Python code) computes from the two
+    /// embeddings: distance (one per pair, by --distance), abs-diff |a-b|, squared-diff
+    /// (a-b)^2, product a*b, or concat [a, b]. Default: a distance when the layers after it
+    /// read one value per pair; otherwise loading asks for it.
+    #[arg(long, global = true, value_name = "KIND")]
+    lambda: Option<LambdaKind>,
+    /// Set a Keras twin's head aside: compare the two embeddings by --distance instead.
+    #[arg(long, global = true)]
+    no_head: bool,
 }
 
 fn parse_custom_layer(text: &str) -> std::result::Result<(String, String), String> {
@@ -49,7 +58,8 @@ fn parse_precision(text: &str) -> std::result::Result<Precision, String> {
 enum Command {
     /// List GPU adapters, the one chosen (SIAMESE_BACKEND / SIAMESE_ADAPTER), f16 support and key limits.
     Info,
-    /// Distances between pairs: row i of --left against row i of --right, one per line.
+    /// Distances between pairs: row i of --left against row i of --right, one per line; for
+    /// a Keras twin with a head of layers, what model.predict([left, right]) gives.
     Pairs(pairs::PairsArgs),
     /// Embeddings of a batch: f(x) for every row of --input.
     Embed(pairs::EmbedArgs),
@@ -82,7 +92,13 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let precision = cli.precision;
-    let options = LoadOptions { precision, custom_layers: cli.custom_layers };
+    let options = LoadOptions {
+        precision,
+        custom_layers: cli.custom_layers,
+        lambda: cli.lambda,
+        no_head: cli.no_head,
+        ..LoadOptions::default()
+    };
     match cli.command {
         Command::Info => info::info(),
         Command::Pairs(args) => pairs::pairs(args, &options),

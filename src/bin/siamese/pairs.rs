@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use siamese_wgpu::io::{read_batch_for, read_lengths, write_npy};
-use siamese_wgpu::{Array, Distance, LoadOptions};
+use siamese_wgpu::{Array, Distance, LoadOptions, Score};
 
 use crate::common::{default_metric, emit, load};
 
@@ -27,13 +27,15 @@ pub struct PairsArgs {
     right_lengths: Option<PathBuf>,
     /// euclidean, sqeuclidean, cosine, manhattan, or learned (the match probability of
     /// the model's learned head: head.safetensors, a Keras twin's Dense head, or --head).
-    /// Default: learned for a Keras twin whose head maps to it, else euclidean.
+    /// Default: learned for a Keras twin whose head maps to it, else euclidean. For a Keras
+    /// twin whose head runs (see --lambda, --no-head), the metric its distance Lambda
+    /// stands for.
     #[arg(long)]
     distance: Option<Distance>,
     /// A learned metric head (safetensors: NAME/kernel [dim, 1], NAME/bias [1]).
     #[arg(long)]
     head: Option<PathBuf>,
-    /// Also write the distances as a float32 .npy of shape [N].
+    /// Also write the distances (or the head's values) as a float32 .npy of shape [N].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Pass NaN/Inf input values through to the GPU instead of refusing them (only their own
@@ -78,33 +80,53 @@ pub fn pairs(args: PairsArgs, options: &LoadOptions) -> Result<()> {
         allow_nonfinite,
         embeddings_out,
     } = args;
-    let mut model = load(&model, options)?;
+    // A distance Lambda inside a twin head stands for --distance.
+    let options = LoadOptions {
+        lambda_distance: distance.filter(|d| *d != Distance::Learned).unwrap_or_default(),
+        ..options.clone()
+    };
+    let mut model = load(&model, &options)?;
     model.set_allow_nonfinite(allow_nonfinite);
     if let Some(head) = &head {
         model.set_learned_head(&siamese_wgpu::model::learned_head::read_learned_head(head)?)?;
+    }
+    let score = model.head_score();
+    if let (Some(score), Some(asked)) = (score, distance) {
+        if !matches!(score, Score::Distance(_)) {
+            bail!(
+                "--distance {asked}: this twin's head computes {score} itself, with no distance Lambda for \
+                 --distance to stand for; add --no-head to compare the embeddings by --distance instead"
+            );
+        }
     }
     let distance = default_metric(&model, distance, head.is_some());
     let left = read_batch_for(&left, model.input_shape()).context("reading --left")?;
     let right = read_batch_for(&right, model.input_shape()).context("reading --right")?;
     let left_lengths = left_lengths.map(read_lengths).transpose().context("reading --left-lengths")?;
     let right_lengths = right_lengths.map(read_lengths).transpose().context("reading --right-lengths")?;
-    let output = model.pairs_ragged(
-        &left,
-        left_lengths.as_deref(),
-        &right,
-        right_lengths.as_deref(),
-        distance,
-        embeddings_out.is_some(),
-    )?;
+    let (left_lengths, right_lengths) = (left_lengths.as_deref(), right_lengths.as_deref());
+    let wants_embeddings = embeddings_out.is_some();
+    let (values, output) = if score.is_some() {
+        let predicted = model.predict_ragged(&left, left_lengths, &right, right_lengths)?;
+        // The head reads the embeddings on the GPU; to write them, the encoder runs again.
+        let output = wants_embeddings
+            .then(|| model.pairs_ragged(&left, left_lengths, &right, right_lengths, Distance::Euclidean, true))
+            .transpose()?;
+        (predicted.scores, output)
+    } else {
+        let output = model.pairs_ragged(&left, left_lengths, &right, right_lengths, distance, wants_embeddings)?;
+        (output.distances.clone(), Some(output))
+    };
     let mut text = String::new();
-    for d in &output.distances {
+    for d in &values {
         text.push_str(&format!("{d}\n"));
     }
     emit(&text)?;
     if let Some(path) = out {
-        write_npy(&path, &Array::new(vec![output.distances.len()], output.distances.clone())?)?;
+        write_npy(&path, &Array::new(vec![values.len()], values.clone())?)?;
     }
-    if let (Some(prefix), Some(l), Some(r)) = (embeddings_out, &output.left_embeddings, &output.right_embeddings) {
+    let embeddings = output.and_then(|o| o.left_embeddings.zip(o.right_embeddings));
+    if let (Some(prefix), Some((l, r))) = (embeddings_out, &embeddings) {
         write_npy(format!("{prefix}_left.npy"), l)?;
         write_npy(format!("{prefix}_right.npy"), r)?;
     }

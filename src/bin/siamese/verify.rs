@@ -61,6 +61,12 @@ pub fn verify(args: &VerifyArgs, options: &LoadOptions) -> Result<()> {
         bail!("--margin {margin}: the contrastive-loss margin cannot be negative");
     }
     let model = load(&args.model, options)?;
+    if let Some(score) = model.head_score() {
+        bail!(
+            "this twin's head computes {score}; verify thresholds distances between the two embeddings: add \
+             --no-head to verify by --distance"
+        );
+    }
     if let Some(head) = &args.head {
         model.set_learned_head(&siamese_wgpu::model::learned_head::read_learned_head(head)?)?;
     }

@@ -81,7 +81,7 @@ pub fn load_keras_file_with(path: impl AsRef<Path>, options: &LoadOptions) -> Re
     let weights = source.weights_by_layer(&top)?;
     let plan = Plan::of(&top, &source.file)?;
     let spec = crate::passes::apply_masks(&plan.build_encoder(&source, &top, &weights)?)?;
-    let head = plan.head(&source, &top, &spec, &weights)?;
+    let head = plan.head(&source, &top, &spec, &weights, options)?;
     Ok(KerasFile { spec, encoder: plan.encoder_name(), head })
 }
 
@@ -115,9 +115,12 @@ pub(crate) fn apply_custom_layers(root: &mut Value, custom: &[(String, String)])
             Value::Object(map) => {
                 let names = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_string);
                 let (class, registered) = (names("class_name"), names("registered_name"));
+                // `Name`, or `package>Name` as Keras 3 registers it (a legacy `.h5` writes
+                // that as the class name).
+                let names_it = |text: &str, name: &str| text == name || text.rsplit('>').next() == Some(name);
                 let found = custom.iter().find(|(name, _)| {
-                    class.as_deref() == Some(name.as_str())
-                        || registered.as_deref().is_some_and(|r| r == name || r.rsplit('>').next() == Some(name))
+                    class.as_deref().is_some_and(|c| names_it(c, name))
+                        || registered.as_deref().is_some_and(|r| names_it(r, name))
                 });
                 if let (Some((_, builtin)), Some(class)) = (found, class) {
                     map.insert(CUSTOM_CLASS_KEY.into(), Value::String(class));

@@ -13,7 +13,7 @@ use super::twin::{LambdaHead, Plan};
 use super::{is_supported, IDENTITY_AT_INFERENCE, MASK_OP_CLASSES};
 use crate::error::{Error, Result};
 use crate::model::weights::Weight;
-use crate::model::{ModelSpec, TwinHead};
+use crate::model::{LoadOptions, ModelSpec, TwinHead};
 
 /// How a layer of a model file runs here.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub enum Runs {
     LearnedHead,
     /// Part of a head replaced by the run-time `--distance`.
     Replaced,
+    /// A layer of the twin's head, on the GPU after the encoder (same submit).
+    Head,
+    /// Part of a head set aside at load (`--no-head`).
+    Ignored,
     /// A Keras 3 operation node computing a Masking layer's mask, which the Masking
     /// layer computes here.
     Mask,
@@ -43,6 +47,8 @@ impl std::fmt::Display for Runs {
             Runs::SharedEncoder => f.write_str("shared encoder (both inputs)"),
             Runs::LearnedHead => f.write_str("GPU (learned head, fused into the distance)"),
             Runs::Replaced => f.write_str("replaced by --distance"),
+            Runs::Head => f.write_str("GPU (twin head, after the encoder)"),
+            Runs::Ignored => f.write_str("set aside (--no-head)"),
             Runs::Mask => f.write_str("mask of the Masking layer (computed with it)"),
             Runs::Unsupported(reason) if reason.is_empty() => f.write_str("UNSUPPORTED"),
             Runs::Unsupported(reason) => write!(f, "UNSUPPORTED: {reason}"),
@@ -119,7 +125,8 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Inspection> {
     };
     inspection.encoder = plan.encoder_name();
     let spec = plan.build_encoder(&source, &top, &weights);
-    let head = spec.as_ref().ok().map(|spec| plan.head(&source, &top, spec, &weights));
+    let options = LoadOptions::default();
+    let head = spec.as_ref().ok().map(|spec| plan.head(&source, &top, spec, &weights, &options));
     inspection.error = match (&spec, &head) {
         (Err(e), _) | (_, Some(Err(e))) => Some(e.to_string()),
         _ => None,
@@ -173,8 +180,10 @@ impl Loaded {
         match &self.head {
             Some(TwinHead::Learned(_)) => Runs::LearnedHead,
             Some(TwinHead::Replaced { .. }) => Runs::Replaced,
+            Some(TwinHead::Layers(_)) => Runs::Head,
+            Some(TwinHead::Ignored { .. }) => Runs::Ignored,
             Some(TwinHead::None) => Runs::Unsupported(String::new()),
-            None if self.encoder_loaded => Runs::Unsupported("not a head that maps to a distance".into()),
+            None if self.encoder_loaded => Runs::Unsupported("the head does not load (see the error)".into()),
             None => Runs::Unsupported(String::new()),
         }
     }
@@ -205,7 +214,7 @@ fn twin_rows(
                 Some(_) => Runs::SharedEncoder,
                 None => loaded.encoder_runs(entry),
             }
-        } else if let Some(reason) = lambda_rows.get(&entry.name) {
+        } else if let Some(reason) = lambda_rows.get(&entry.name).filter(|_| loaded.head.is_none()) {
             Runs::Unsupported(reason.clone())
         } else if head_names.contains(&entry.name) {
             loaded.head_runs()

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::config::activation_name;
 use super::conv::{depthwise_conv2d, grouped_conv2d, separable_conv2d};
 use super::embedding::embedding;
-use super::merge::{concatenate, is_op_node, merge, op_node, permute, repeat_vector, reshape};
+use super::merge::{concatenate, dot, is_op_node, merge, op_node, permute, repeat_vector, reshape};
 use super::misc;
 use super::recurrent::{bidirectional, recurrent};
 use super::variables::{self as vars, Variables};
@@ -76,6 +76,7 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["Maximum"], merge, vars::none),
     (&["Minimum"], merge, vars::none),
     (&["Concatenate"], concatenate, vars::none),
+    (&["Dot"], dot, vars::none),
     (&["Reshape"], reshape, vars::none),
     (&["Permute"], permute, vars::none),
     (&["RepeatVector"], repeat_vector, vars::none),
@@ -132,10 +133,13 @@ pub(super) fn build(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 }
 
 /// Whether an entry is of a class the user registered (Keras 3 writes its
-/// `registered_name`, `package>Name`, and a module outside Keras), not a Keras built-in.
+/// `registered_name`, `package>Name`, and a module outside Keras; a legacy `.h5` writes
+/// `package>Name` as the class), not a Keras built-in.
 fn is_custom_class(entry: &Entry) -> bool {
     let text = |key: &str| entry.value.get(key).and_then(Value::as_str);
-    text("registered_name").is_some() || text("module").is_some_and(|m| m != "keras" && !m.starts_with("keras."))
+    text("registered_name").is_some()
+        || text("module").is_some_and(|m| m != "keras" && !m.starts_with("keras."))
+        || entry.class.contains('>')
 }
 
 /// Keras 3 dataset paths (relative to the layer's group) → the names the builders take,

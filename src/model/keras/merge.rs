@@ -2,7 +2,8 @@
 //! a Functional config for plain arithmetic on tensors:
 //!
 //! - merge layers (`Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum`) over
-//!   their inputs, with broadcasting; `Concatenate(axis)`;
+//!   their inputs, with broadcasting; `Concatenate(axis)`; `Dot(axes, normalize)` of two
+//!   flat tensors (a twin head's similarity);
 //! - `Reshape`, `Permute`, `RepeatVector`;
 //! - operation nodes (`module` `keras.src.ops.*`): `x + 3.0`, `x * (1/6)`, `2 - x`, `x / y`,
 //!   `keras.ops.maximum(x, 0.5)`, ... (a tensor and a constant become a [`Scalar`], two
@@ -15,7 +16,9 @@ use serde_json::Value;
 use super::layers::{activation_named, layer, unsupported, Context};
 use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
-use crate::layers::{ActivationLayer, Concatenate, LayerOp, Merge, MergeKind, Permute, RepeatVector, Reshape, Scalar};
+use crate::layers::{
+    ActivationLayer, Concatenate, Dot, LayerOp, Merge, MergeKind, Permute, RepeatVector, Reshape, Scalar,
+};
 use crate::ops::{Activation, Combine};
 
 /// The operation nodes the importer runs, for error messages.
@@ -70,6 +73,31 @@ pub(super) fn concatenate(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
         return Err(unsupported(entry, "axis", value, &format!("an axis of the inputs' {} but the batch axis", rank)));
     }
     layer(Concatenate { axis: axis as usize, arity: ctx.inputs.len() })
+}
+
+/// Keras `Dot` of two `[batch, features]` tensors over the features (`axes` 1 or -1, or a
+/// pair of them); `normalize` makes it the cosine similarity.
+pub(super) fn dot(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let entry = ctx.entry;
+    let value = entry.config.get("axes").unwrap_or(&Value::Null);
+    let flat = ctx.inputs.len() == 2 && ctx.inputs.iter().all(|s| s.len() == 2);
+    let last = |a: &Value| matches!(a.as_i64(), Some(1 | -1));
+    let axes_ok = match value {
+        Value::Array(pair) => pair.len() == 2 && pair.iter().all(last),
+        v => last(v),
+    };
+    if !flat {
+        return Err(unsupported(
+            entry,
+            "input",
+            &Value::from(format!("{:?}", ctx.inputs)),
+            "two [batch, features] tensors",
+        ));
+    }
+    if !axes_ok {
+        return Err(unsupported(entry, "axes", value, "1 or -1 (the features of two [batch, features] tensors)"));
+    }
+    layer(Dot { normalize: entry.flag("normalize", false) })
 }
 
 pub(super) fn reshape(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {

@@ -27,6 +27,7 @@ mod conv;
 mod embedding;
 pub(super) mod file;
 mod functional;
+mod head;
 pub(super) mod inspect;
 mod layers;
 pub(super) mod merge;

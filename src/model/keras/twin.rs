@@ -13,15 +13,15 @@ use super::file::{parameters, weights_of_model, LayerWeights, Source};
 use super::IDENTITY_AT_INFERENCE;
 use crate::error::{Error, Result};
 use crate::model::weights::Weights;
-use crate::model::{ModelSpec, TwinHead};
+use crate::model::{LoadOptions, ModelSpec, TwinHead};
 use crate::ops::LearnedHead;
 
-/// The twin heads that load, for error messages.
-pub const SUPPORTED_HEADS: &str = "a head with a Lambda layer (Python code: replaced by the run-time --distance; \
-                                   only with no trained layer in the head and nothing after the Lambda but \
-                                   Dropout, Flatten, Reshape or a linear Activation), \
-                                   or exactly Subtract(a, b) -> Multiply(d, d) -> Dense(1, sigmoid) (the learned \
-                                   squared head); Subtract -> Dense without a square or abs has no equivalent";
+/// The twin heads that load, for error messages and docs.
+pub const SUPPORTED_HEADS: &str = "a head of the layers an encoder runs (Subtract, Multiply, Concatenate, Dot, \
+                                   Dense, BatchNormalization...) reading the shared encoder's two outputs, with \
+                                   one value per pair as the model's one output; a Lambda in it stands for what \
+                                   --lambda says (default: a distance by --distance when its readers take one \
+                                   value per pair)";
 
 /// What the top-level model is.
 pub(super) enum Plan {
@@ -112,46 +112,42 @@ impl Plan {
         build(&ModelView::parse_with(&root, file, top.keras2)?, tensors)
     }
 
-    /// The twin's head: a Lambda with nothing trained around it → replaced (see
-    /// [`LambdaHead`]; with trained layers → an error); Subtract → Multiply(d, d) →
-    /// Dense(1, sigmoid) → learned; nothing → None; anything else → an error.
-    pub fn head(&self, source: &Source, top: &ModelView, spec: &ModelSpec, weights: &LayerWeights) -> Result<TwinHead> {
-        let Plan::Twin { encoder, head, .. } = self else {
+    /// The twin's head: nothing → None; set aside (`options.no_head`) → Ignored;
+    /// Subtract → Multiply(d, d) → Dense(1, sigmoid) → learned (fused into the distance
+    /// shader); a Lambda with nothing trained around it → replaced by the run-time
+    /// `--distance`; anything else → the head's layers as a graph ([`super::head`]).
+    pub fn head(
+        &self,
+        source: &Source,
+        top: &ModelView,
+        spec: &ModelSpec,
+        weights: &LayerWeights,
+        options: &LoadOptions,
+    ) -> Result<TwinHead> {
+        let Plan::Twin { encoder, inputs, head } = self else {
             return Ok(TwinHead::None);
         };
         let layers: Vec<&Entry> = head.iter().filter_map(|name| top.entry(name)).collect();
         if layers.is_empty() {
             return Ok(TwinHead::None);
         }
+        if options.no_head {
+            return Ok(TwinHead::Ignored { layers: layers.iter().map(|e| e.name.clone()).collect() });
+        }
+        if let [subtract, multiply, dense] = layers.as_slice() {
+            if is_learned_head([subtract, multiply, dense], encoder, top) {
+                return learned_head(source, dense, spec, weights);
+            }
+        }
         if let Some(lambda) = LambdaHead::of(&layers, weights) {
-            if lambda.blockers.is_empty() {
+            if lambda.blockers.is_empty() && options.lambda.is_none() {
                 return Ok(TwinHead::Replaced {
                     layer: lambda.lambda.name.clone(),
                     class: lambda.lambda.class.to_string(),
                 });
             }
-            return Err(Error::ModelFormat { file: source.file.clone(), reason: lambda.reason(encoder) });
         }
-        let unsupported = |supported: &'static str| Error::UnsupportedLayer {
-            file: source.file.clone(),
-            layer: format!("head {}", layers.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" -> ")),
-            class: layers.iter().map(|e| e.class).collect::<Vec<_>>().join(" -> "),
-            supported,
-        };
-        let classes: Vec<&str> = layers.iter().map(|e| e.class).collect();
-        if classes == ["Subtract", "Dense"] {
-            return Err(unsupported(
-                "the learned squared head Subtract -> Multiply(d, d) -> Dense(1, sigmoid), or a Lambda head \
-                 (replaced by --distance); Subtract -> Dense alone is sigmoid(w.(a-b) + b), with no abs or square, \
-                 which no distance reproduces",
-            ));
-        }
-        match layers.as_slice() {
-            [subtract, multiply, dense] if is_learned_head([subtract, multiply, dense], encoder, top) => {
-                learned_head(source, dense, spec, weights)
-            }
-            _ => Err(unsupported(SUPPORTED_HEADS)),
-        }
+        super::head::layer_head(source, top, super::head::Twin { encoder, inputs }, head, spec, weights, options)
     }
 }
 
@@ -215,7 +211,6 @@ pub(super) struct LambdaHead<'a> {
 /// A head layer that replacing a Lambda head by `--distance` would silently drop.
 struct Blocker {
     name: String,
-    class: String,
     /// Its stored weights (0: an untrained layer after the Lambda that changes its value).
     parameters: usize,
     /// Whether it reads the Lambda's output (directly or through other layers).
@@ -247,37 +242,12 @@ impl<'a> LambdaHead<'a> {
                 let after = after.contains(&e.name.as_str());
                 (parameters > 0 || (after && !passes_value_through(e))).then(|| Blocker {
                     name: e.name.clone(),
-                    class: e.class.to_string(),
                     parameters,
                     after,
                 })
             })
             .collect();
         Some(Self { lambda, blockers })
-    }
-
-    /// Why the head cannot load (when there are blockers).
-    fn reason(&self, encoder: &str) -> String {
-        let list = |after: bool| -> Vec<String> {
-            self.blockers.iter().filter(|b| b.after == after).map(Blocker::describe).collect()
-        };
-        let mut clauses = Vec::new();
-        let (followed, before) = (list(true), list(false));
-        if !followed.is_empty() {
-            clauses.push(format!("is followed by {}", followed.join(", ")));
-        }
-        if !before.is_empty() {
-            clauses.push(format!("comes after {}", before.join(", ")));
-        }
-        format!(
-            "the head's {} {:?} (Python code, which cannot run here) {}: layers after or around a Lambda head \
-             cannot run yet, and replacing the head by the run-time --distance would drop them (printing \
-             distances where the model outputs their result); to compare embeddings with a --distance, save \
-             the shared encoder {encoder:?} alone",
-            self.lambda.class,
-            self.lambda.name,
-            clauses.join(" and ")
-        )
     }
 
     /// Each head layer's reason for `siamese inspect`, by name (the Lambda's too).
@@ -288,26 +258,15 @@ impl<'a> LambdaHead<'a> {
             .map(|b| {
                 let why = match (b.parameters, b.after) {
                     (0, _) => format!("changes the value of {} {:?}", self.lambda.class, self.lambda.name),
-                    (_, true) => {
-                        format!("trained layer after {} {:?}: cannot run yet", self.lambda.class, self.lambda.name)
-                    }
-                    (_, false) => format!("trained layer in a {} head: cannot run yet", self.lambda.class),
+                    (_, true) => format!("after {} {:?}, which needs --lambda", self.lambda.class, self.lambda.name),
+                    (_, false) => format!("in a {} head, which needs --lambda", self.lambda.class),
                 };
                 (b.name.clone(), why)
             })
             .collect();
         if !self.blockers.is_empty() {
-            out.insert(self.lambda.name.clone(), "Python code; the layers around it cannot run yet".into());
+            out.insert(self.lambda.name.clone(), "Python code: say what it computes with --lambda".into());
         }
         out
-    }
-}
-
-impl Blocker {
-    fn describe(&self) -> String {
-        match self.parameters {
-            0 => format!("layer {:?} ({}), which changes its value", self.name, self.class),
-            n => format!("trained layer {:?} ({}, {n} parameters)", self.name, self.class),
-        }
     }
 }
