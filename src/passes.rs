@@ -5,7 +5,8 @@
 //! 1. [`check_masking`]: the mask rules (one Masking layer right after the input or one
 //!    `Embedding(mask_zero=True)` reading it; every layer Keras hands the mask to masked, as
 //!    [`apply_masks`], which the Keras importers run at load, sets it);
-//! 2. [`fold_zero_padding`]: a ZeroPadding2D read only by a `valid` Conv2D becomes that
+//! 2. [`fold_zero_padding`]: a ZeroPadding2D read only by a `valid` Conv2D or
+//!    DepthwiseConv2D (any op whose [`LayerOp::with_padding`] answers) becomes that
 //!    convolution's explicit padding;
 //! 3. [`fold_batch_norm`]: a BatchNormalization whose input is a Conv2D's or Dense's output
 //!    read by nothing else is folded into that op's weights;
@@ -217,24 +218,21 @@ fn absorb(spec: &mut ModelSpec, fused: usize, op: Arc<dyn LayerOp>, absorbed: us
     spec.layers[absorbed].op = Arc::new(Identity);
 }
 
-/// Folds each ZeroPadding2D into the `valid` Conv2D that is its only reader: the
+/// Folds each ZeroPadding2D into the `valid` convolution that is its only reader (a
+/// Conv2D, a DepthwiseConv2D / grouped Conv2D: [`LayerOp::with_padding`]): the
 /// convolution pads explicitly, and the padded image is never made.
 pub fn fold_zero_padding(spec: &ModelSpec) -> ModelSpec {
     let mut spec = spec.clone();
     let readers = spec.readers();
     for index in 0..spec.layers.len() {
-        let Some(conv) = spec.layers[index].downcast::<Conv2d>() else { continue };
-        if conv.pooled || conv.config.padding != Padding::Valid {
-            continue;
-        }
         let Some(producer) = sole_producer(&spec, &readers, index) else { continue };
         let Some(&ZeroPadding2d { top, bottom, left, right }) = spec.layers[producer].downcast::<ZeroPadding2d>()
         else {
             continue;
         };
-        let mut padded = conv.clone();
-        padded.config.padding = Padding::Explicit { top, bottom, left, right };
-        absorb(&mut spec, index, Arc::new(padded), producer);
+        if let Some(padded) = spec.layers[index].op.with_padding(Padding::Explicit { top, bottom, left, right }) {
+            absorb(&mut spec, index, padded, producer);
+        }
     }
     spec
 }

@@ -275,8 +275,7 @@ fn keras_batch_norms_fold_into_the_depthwise_convolutions() {
         "conv2d (activation Linear)",
         "add",
         "conv2d (activation Relu6)",
-        // ZeroPadding2D stays a kernel: only a Conv2D takes it in as explicit padding.
-        "shift2d",
+        // The ZeroPadding2D before the strided depthwise conv is its explicit padding.
         "depthwise_conv2d ×1 (activation Relu6)",
         "conv2d (activation Linear)",
         "depthwise_conv2d ×2 (activation Relu)",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{fold_channel_affine, nhwc, rows_for_items, Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::{self, Activation, Conv2dConfig, Dispatch, Precision};
+use crate::ops::{self, Activation, Conv2dConfig, Dispatch, Padding, Precision};
 use crate::reference;
 
 /// A Conv2D layer.
@@ -63,6 +63,14 @@ impl LayerOp for Conv2d {
             let mut fused = self.clone();
             fused.config.activation = activation;
             Arc::new(fused) as Arc<dyn LayerOp>
+        })
+    }
+
+    fn with_padding(&self, padding: Padding) -> Option<Arc<dyn LayerOp>> {
+        (!self.pooled && self.config.padding == Padding::Valid).then(|| {
+            let mut padded = self.clone();
+            padded.config.padding = padding;
+            Arc::new(padded) as Arc<dyn LayerOp>
         })
     }
 

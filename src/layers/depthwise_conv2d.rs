@@ -143,6 +143,14 @@ impl LayerOp for DepthwiseConv2d {
         })
     }
 
+    fn with_padding(&self, padding: Padding) -> Option<Arc<dyn LayerOp>> {
+        (self.config.conv.padding == Padding::Valid).then(|| {
+            let mut padded = self.clone();
+            padded.config.conv.padding = padding;
+            Arc::new(padded) as Arc<dyn LayerOp>
+        })
+    }
+
     fn with_channel_affine(&self, scale: &[f32], shift: &[f32]) -> Option<Arc<dyn LayerOp>> {
         if self.config.conv.activation != Activation::Linear || scale.len() != self.config.conv.filters {
             return None;

@@ -126,6 +126,13 @@ pub trait LayerOp: fmt::Debug + Send + Sync + AsAny {
         None
     }
 
+    /// This layer reading its input with these many zero rows / columns around it (a
+    /// ZeroPadding2D before it, folded into its padding), when it can (a `valid` window
+    /// op; the ZeroPadding2D folding pass asks).
+    fn with_padding(&self, _padding: crate::ops::Padding) -> Option<Arc<dyn LayerOp>> {
+        None
+    }
+
     /// This layer followed by `x · scale[c] + shift[c]` over its output channels, folded
     /// into its weights, when it can be (the BatchNormalization folding pass asks).
     fn with_channel_affine(&self, _scale: &[f32], _shift: &[f32]) -> Option<Arc<dyn LayerOp>> {
