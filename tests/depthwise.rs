@@ -119,6 +119,43 @@ fn depthwise_and_grouped_kernels_match_the_reference() {
 
 /// The reference itself, on a case worked by hand: a 2-channel depthwise 2×1 kernel with
 /// depth multiplier 2 (output channel c·2 + j reads channel c only).
+/// A 1×1 stride-1 Conv2D runs the Dense GEMM over its pixels: same numbers as the
+/// convolution's reference (same / valid padding, activations, with and without bias).
+#[test]
+fn pointwise_convolutions_run_as_gemm_and_match_the_reference() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = rng(62);
+    for (image, filters, padding, activation, batch) in [
+        ([13, 11, 7], 9, Padding::Valid, Activation::Relu6, 3),
+        ([5, 3, 33], 17, Padding::Same, Activation::Linear, 2),
+        ([1, 1, 129], 65, Padding::Valid, Activation::Silu, 5),
+    ] {
+        let config = Conv2dConfig { in_channels: image[2], filters, ..conv((1, 1), 1, 1, padding, activation) };
+        let kernel = random_vec(&mut rng, image[2] * filters);
+        for bias in [Some(random_vec(&mut rng, filters)), None] {
+            let layer = Conv2d::new(config.clone(), kernel.clone(), bias);
+            assert!(layer.is_pointwise());
+            let what = format!("1x1 conv2d {image:?} -> {filters}");
+            check_on_gpu(&what, layer.clone(), &layer, image, batch, Precision::F32);
+            let spec = ModelSpec {
+                name: what.clone(),
+                input_shape: image.to_vec(),
+                layers: vec![Layer::new("c", layer, vec![0])],
+            };
+            let described = SiameseModel::from_spec(gpu.clone(), spec).unwrap().graph().describe();
+            assert!(described[0].contains("conv2d 1×1 as GEMM"), "{described:?}");
+        }
+    }
+    // Strided or pooled 1×1 convolutions keep the convolution kernel.
+    let strided = Conv2d::new(
+        Conv2dConfig { in_channels: 4, filters: 3, ..conv((1, 1), 2, 1, Padding::Valid, Activation::Linear) },
+        vec![0.5; 12],
+        None,
+    );
+    assert!(!strided.is_pointwise());
+    check_on_gpu("strided 1x1 conv2d", strided.clone(), &strided, [7, 7, 4], 2, Precision::F32);
+}
+
 #[test]
 fn depthwise_reference_by_hand() {
     let conv = conv((2, 1), 1, 1, Padding::Valid, Activation::Linear);
@@ -270,14 +307,14 @@ fn keras_batch_norms_fold_into_the_depthwise_convolutions() {
     }
     let mbv2 = kernels("dw_mbv2.keras");
     let expected = [
-        "conv2d (activation Relu6)",
+        "conv2d 1×1 as GEMM (activation Relu6)",
         "depthwise_conv2d ×1 (activation Relu6)",
-        "conv2d (activation Linear)",
+        "conv2d 1×1 as GEMM (activation Linear)",
         "add",
-        "conv2d (activation Relu6)",
+        "conv2d 1×1 as GEMM (activation Relu6)",
         // The ZeroPadding2D before the strided depthwise conv is its explicit padding.
         "depthwise_conv2d ×1 (activation Relu6)",
-        "conv2d (activation Linear)",
+        "conv2d 1×1 as GEMM (activation Linear)",
         "depthwise_conv2d ×2 (activation Relu)",
         "depthwise_conv2d ×1 (activation Linear)",
     ];

@@ -1,6 +1,7 @@
 //! Conv2D (Keras semantics: cross-correlation, HWIO kernel, `valid`/`same`, strides,
 //! dilation), with bias, activation and a 2×2 max-pool fused into its epilogue by the
-//! passes. Kernel family: `ops::conv2d` / `shaders/conv2d.wgsl`.
+//! passes. Kernel family: `ops::conv2d` / `shaders/conv2d.wgsl`; a 1×1 stride-1
+//! convolution runs the Dense GEMM (`ops::dense`) over its pixels.
 
 use std::sync::Arc;
 
@@ -27,6 +28,14 @@ impl Conv2d {
     /// A convolution with nothing fused in but its own activation.
     pub fn new(config: Conv2dConfig, kernel: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
         Self { config, kernel, bias, pooled: false }
+    }
+}
+
+impl Conv2d {
+    /// A 1×1, stride-1, unpadded convolution with nothing pooled: a GEMM over the pixels.
+    pub fn is_pointwise(&self) -> bool {
+        let c = &self.config;
+        !self.pooled && c.kernel == (1, 1) && c.strides == (1, 1) && matches!(c.padding, Padding::Valid | Padding::Same)
     }
 }
 
@@ -91,6 +100,13 @@ impl LayerOp for Conv2d {
 
     fn compile(&self, gpu: &Gpu, precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
         let (config, kernel, bias) = (self.config.clone(), &self.kernel, self.bias.as_deref());
+        if self.is_pointwise() {
+            // Over NHWC values a 1×1 stride-1 convolution is a plain GEMM: rows = pixels,
+            // its `[1, 1, in, out]` kernel the Dense kernel's `[in, out]`.
+            let (i, o) = (config.in_channels, config.filters);
+            let gemm = ops::Dense::with_precision(gpu, i, o, kernel, bias, config.activation, precision)?;
+            return Ok(Some(Box::new(PointwiseConv(gemm))));
+        }
         let op = if self.pooled {
             ops::Conv2d::with_max_pool(gpu, config, kernel, bias, precision)?
         } else {
@@ -112,5 +128,23 @@ impl Kernel for ops::Conv2d {
 
     fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
         Ok(vec![ops::Conv2d::prepare(self, ctx.gpu, io.shapes[0], io.inputs[0], io.output)?])
+    }
+}
+
+/// A 1×1 stride-1 convolution run as the Dense GEMM over its pixels.
+#[derive(Debug)]
+struct PointwiseConv(ops::Dense);
+
+impl Kernel for PointwiseConv {
+    fn describe(&self) -> String {
+        format!("conv2d 1×1 as GEMM (activation {:?})", self.0.activation())
+    }
+
+    fn max_rows(&self, inputs: &[&[usize]], output: &[usize], binding: usize, groups: usize) -> usize {
+        Kernel::max_rows(&self.0, inputs, output, binding, groups)
+    }
+
+    fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
+        Kernel::prepare(&self.0, ctx, io)
     }
 }
