@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, BatchNorm, Conv2d, Cropping2d, Dense, Embedding, GlobalAveragePool1d, GlobalAveragePool2d,
+    ActivationLayer, BatchNorm, Conv1d, Conv2d, Cropping2d, Dense, Embedding, GlobalAveragePool1d, GlobalAveragePool2d,
     Identity, LayerNorm, LayerOp, Masking, Merge, MultiHeadAttention, Normalization, Pool2d, Recurrent, Rescaling,
     ZeroPadding2d,
 };
@@ -74,7 +74,8 @@ fn mask_source(spec: &ModelSpec) -> Result<Option<usize>> {
 /// LayerNormalization, BatchNormalization, Rescaling, Normalization, Add, recurrent layers
 /// returning sequences) and is used by LSTM / GRU / Bidirectional (masked steps carry the
 /// state) and GlobalAveragePooling1D (the mean over real steps: `masked` is set here);
-/// Flatten, Conv2D, pooling and padding drop it, as Keras does. Errors where Keras would
+/// Flatten, Conv1D, Conv2D, pooling and padding drop it, as Keras does (Keras 3 warns that
+/// Conv1D "does not support masking" and runs it over every step, padding included). Errors where Keras would
 /// use the mask in a layer the engine cannot mask (MultiHeadAttention, unknown layers), or
 /// where the masked steps' values would differ from Keras' and be read unmasked (Keras
 /// zeroes a Bidirectional's masked outputs; the engine carries the state).
@@ -167,6 +168,7 @@ fn passes_mask(layer: &Layer) -> bool {
 /// without one).
 fn drops_mask(layer: &Layer) -> bool {
     layer.op.is_view() && layer.downcast::<Identity>().is_none() && layer.downcast::<Masking>().is_none()
+        || layer.downcast::<Conv1d>().is_some()
         || layer.downcast::<Conv2d>().is_some()
         || layer.downcast::<Pool2d>().is_some()
         || layer.downcast::<GlobalAveragePool2d>().is_some()

@@ -15,6 +15,7 @@
 mod activation;
 mod attention;
 mod batch_norm;
+mod conv1d;
 mod conv2d;
 mod dense;
 mod depthwise_conv2d;
@@ -39,6 +40,7 @@ mod view;
 pub use activation::ActivationLayer;
 pub use attention::MultiHeadAttention;
 pub use batch_norm::BatchNorm;
+pub use conv1d::{Conv1d, Conv1dConfig, Conv1dPadding};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise_conv2d::{grouped_conv2d_reference, DepthwiseConv2d, SeparableConv2d};

@@ -1,5 +1,6 @@
 //! The Keras grouped convolutions: DepthwiseConv2D, SeparableConv2D and Conv2D with
-//! `groups > 1`, read into [`DepthwiseConv2d`] / [`SeparableConv2d`]. Keras layouts are the
+//! `groups > 1`, read into [`DepthwiseConv2d`] / [`SeparableConv2d`]; and Conv1D (any
+//! groups), read into [`Conv1d`] (kernel `(k, C / groups, filters)`, as Keras stores it). Keras layouts are the
 //! engine's: depthwise kernel `(kh, kw, C, m)` (output channel `c·m + j`), pointwise kernel
 //! `(1, 1, C·m, filters)`, grouped kernel `(kh, kw, C / groups, filters)`; nothing is
 //! transposed. Weight names: Keras 3 calls DepthwiseConv2D's kernel `kernel`, Keras 2
@@ -11,9 +12,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::layers::{activation, channels_last, layer, optional, padding, pair, positive, unsupported, Context};
+use super::misc::size;
 use super::{Entry, MAX_SETTING};
 use crate::error::{Error, Result};
-use crate::layers::{Conv2d, DepthwiseConv2d, LayerOp, SeparableConv2d};
+use crate::layers::{Conv1d, Conv1dConfig, Conv1dPadding, Conv2d, DepthwiseConv2d, LayerOp, SeparableConv2d};
 use crate::ops::{Activation, Conv2dConfig, DepthwiseConv2dConfig, Padding};
 
 /// The window settings shared by the three classes (`kernel_size`, `strides`,
@@ -119,4 +121,52 @@ pub(super) fn grouped_conv2d(ctx: &mut Context, config: Conv2dConfig) -> Result<
         ctx.weights.take(&entry.name, "kernel", &[config.kernel.0, config.kernel.1, channels / groups, filters])?;
     let bias = optional(ctx, "use_bias", "bias", filters)?;
     layer(DepthwiseConv2d::grouped(DepthwiseConv2dConfig { conv: config, groups }, kernel, bias)?)
+}
+
+/// Conv1D on `[batch, steps, channels]`: `kernel_size`, `strides`, `dilation_rate` (`n` or
+/// `[n]`), `padding` valid / same / causal, `groups` dividing the input channels and the
+/// filters, `use_bias`, `activation`; kernel `(k, C / groups, filters)`.
+pub(super) fn conv1d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let (entry, channels) = (ctx.entry, ctx.channels());
+    channels_last(entry)?;
+    if ctx.input.len() != 3 {
+        return Err(Error::shape(
+            format!("layer {:?} ({} input)", entry.name, entry.class),
+            "[batch, steps, channels]",
+            format!("{:?}", ctx.input),
+        ));
+    }
+    let value = entry.config.get("padding").unwrap_or(&Value::Null);
+    let padding = match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("valid") | None => Conv1dPadding::Valid,
+        Some("same") => Conv1dPadding::Same,
+        Some("causal") => Conv1dPadding::Causal,
+        _ => return Err(unsupported(entry, "padding", value, "valid, same or causal")),
+    };
+    let groups = match entry.config.get("groups") {
+        None | Some(Value::Null) => 1,
+        Some(_) => positive(entry, "groups")?,
+    };
+    let filters = positive(entry, "filters")?;
+    if !channels.is_multiple_of(groups) || !filters.is_multiple_of(groups) {
+        return Err(unsupported(
+            entry,
+            "groups",
+            &Value::from(groups),
+            &format!("groups dividing the input channels ({channels}) and filters ({filters})"),
+        ));
+    }
+    let config = Conv1dConfig {
+        in_channels: channels,
+        filters,
+        kernel: size(entry, "kernel_size", None)?,
+        stride: size(entry, "strides", Some(1))?,
+        dilation: size(entry, "dilation_rate", Some(1))?,
+        padding,
+        groups,
+        activation: activation(entry, "activation")?,
+    };
+    let kernel = ctx.weights.take(&entry.name, "kernel", &config.kernel_shape())?;
+    let bias = optional(ctx, "use_bias", "bias", filters)?;
+    layer(Conv1d::new(config, kernel, bias)?)
 }

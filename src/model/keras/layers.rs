@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::Value;
 
 use super::config::activation_name;
-use super::conv::{depthwise_conv2d, grouped_conv2d, separable_conv2d};
+use super::conv::{conv1d, depthwise_conv2d, grouped_conv2d, separable_conv2d};
 use super::embedding::embedding;
 use super::merge::{concatenate, dot, is_op_node, merge, op_node, permute, repeat_vector, reshape};
 use super::misc;
@@ -97,6 +97,7 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["LayerScale"], misc::layer_scale, vars::layer_scale),
     (&["DepthwiseConv2D"], depthwise_conv2d, vars::kernel_bias),
     (&["SeparableConv2D", "SeparableConvolution2D"], separable_conv2d, vars::separable),
+    (&["Conv1D", "Convolution1D"], conv1d, vars::kernel_bias),
 ];
 
 /// The classes errors list as supported: the first name of each row (the others are

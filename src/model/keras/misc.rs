@@ -219,7 +219,7 @@ pub(super) fn global_max_pool1d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
 }
 
 /// A 1-D size setting: `n` or `[n]` (`default` when absent or null), 1 ..= 2^31 − 1.
-fn size(entry: &Entry, key: &str, default: Option<usize>) -> Result<usize> {
+pub(super) fn size(entry: &Entry, key: &str, default: Option<usize>) -> Result<usize> {
     let value = entry.config.get(key).unwrap_or(&Value::Null);
     let parsed = match value {
         Value::Null => default.map(|d| d as u64),

@@ -232,10 +232,19 @@ fn build_layers(
                 hint: " (an Embedding must read the model's input: integer token ids)".into(),
             });
         }
+        // A variable time axis must take every length, so its models are checked at 1 step.
+        let variable = if input_shape.first() == Some(&0) {
+            " (the input's time axis is variable: every length from 1 step must fit; give the Input a fixed \
+             length, or use same / causal padding)"
+        } else {
+            ""
+        };
         let shape = op.output_shape(&input_shapes).map_err(|e| match e {
-            Error::ShapeMismatch { op, expected, got } => {
-                Error::ShapeMismatch { op: format!("layer {:?} ({op})", entry.name), expected, got }
-            }
+            Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
+                op: format!("layer {:?} ({op})", entry.name),
+                expected: format!("{expected}{variable}"),
+                got,
+            },
             other => other,
         })?;
         shapes.push(shape);

@@ -11,7 +11,7 @@
 //!
 //! | class | datasets | our names |
 //! |---|---|---|
-//! | Conv2D, Dense | `vars/0`, `vars/1` | `kernel`, `bias` (absent when `use_bias=False`) |
+//! | Conv2D, Conv1D, Dense | `vars/0`, `vars/1` | `kernel`, `bias` (absent when `use_bias=False`) |
 //! | DepthwiseConv2D | `vars/0`, `vars/1` | `kernel` `(kh, kw, C, m)`, `bias` (if `use_bias`) |
 //! | SeparableConv2D | `vars/0` … `vars/2` | `depthwise_kernel` `(kh, kw, C, m)`, `pointwise_kernel` `(1, 1, C·m, filters)`, `bias` (if `use_bias`) |
 //! | LayerNormalization | `vars/0`, `vars/1` | `gamma` (if `scale`), `beta` (if `center`): indices shift |
@@ -46,7 +46,7 @@ pub(super) fn none(_entry: &Entry) -> Variables {
     Vec::new()
 }
 
-/// Conv2D, Dense: kernel, then bias (`use_bias`).
+/// Conv2D, Conv1D, Dense: kernel, then bias (`use_bias`).
 pub(super) fn kernel_bias(entry: &Entry) -> Variables {
     listed("", &entry.name, &[Some("kernel"), bias(entry.config)])
 }
