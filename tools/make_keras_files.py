@@ -57,6 +57,11 @@ so a fixture whose file does not round-trip through Keras is never written.
                            (keepdims), Softmax, UnitNormalization
   softmax_axes.keras       Softmax / UnitNormalization over other and several axes
   layer_scale.keras / .h5  ConvNeXt-style block with its LayerScale and StochasticDepth
+  conv1d.keras / .h5       Sequential encoder on [23, 5]: Conv1D valid stride 2, same
+                           dilation 2, causal dilation 3 (no bias) -> BN, causal and same
+                           with groups and strides -> GlobalAveragePooling1D -> Dense
+  conv1d_ids.keras / .h5   token ids of any length -> Embedding(mask_zero=True) -> Conv1D
+                           causal / same stride 2 (Keras drops the mask) -> GAP1D -> Dense
 
 Every BatchNormalization of the bn_* files gets random statistics after the build (gamma
 uniform [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance
@@ -600,6 +605,43 @@ def grouped_encoder() -> keras.Model:
     )
 
 
+def conv1d_encoder() -> keras.Model:
+    """Conv1D over [23, 5] (odd lengths and channel counts): valid stride 2, same dilation
+    2 relu, causal dilation 3 without bias -> BN (folds into it), causal stride 3 with 3
+    groups tanh, same stride 2 with 2 groups; GlobalAveragePooling1D, Dense."""
+    return keras.Sequential(
+        [
+            keras.Input((23, 5), name="sequence"),
+            layers.Conv1D(7, 3, strides=2, name="valid_s2"),
+            layers.Conv1D(9, 3, dilation_rate=2, padding="same", activation="relu", name="same_d2"),
+            layers.Conv1D(6, 4, dilation_rate=3, padding="causal", use_bias=False, name="causal_d3"),
+            layers.BatchNormalization(name="causal_bn"),
+            layers.Conv1D(6, 2, strides=3, padding="causal", groups=3, activation="tanh", name="causal_g3_s3"),
+            layers.Conv1D(8, 3, strides=2, padding="same", groups=2, name="same_g2_s2"),
+            layers.GlobalAveragePooling1D(name="pool"),
+            layers.Dense(4, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
+def conv1d_ids_encoder() -> keras.Model:
+    """Token ids of any length: Embedding(mask_zero=True) -> Conv1D causal relu -> Conv1D
+    same stride 2 (Keras 3 warns that Conv1D does not support masking and drops the mask:
+    both convolutions and the pooling read every step) -> GlobalAveragePooling1D -> Dense."""
+    return keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32", name="ids"),
+            layers.Embedding(31, 6, mask_zero=True, name="embedding"),
+            layers.Conv1D(5, 3, padding="causal", activation="relu", name="causal"),
+            layers.Conv1D(7, 2, strides=2, padding="same", name="same_s2"),
+            layers.GlobalAveragePooling1D(name="pool"),
+            layers.Dense(4, name="dense"),
+        ],
+        name="encoder",
+    )
+
+
 def randomize_batch_norm(model: keras.Model, seed: int) -> None:
     """Give every BatchNormalization layer of `model` non-trivial weights: gamma uniform
     [0.5, 1.5), beta normal(0, 0.3), moving_mean normal(0, 0.5), moving_variance uniform
@@ -898,6 +940,8 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | misc_cnn.keras, misc_cnn.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `image` [9, 11, 3], Conv2D `conv2d` 6 3x3, PReLU `prelu_channels` (shared_axes [1, 2]: alpha [1, 1, 6]), Conv2D `conv2d_1` 5 3x3 same, ELU `elu` (alpha 0.7), ReLU `relu_mixed` (max_value 4, threshold 0.5, negative_slope 0.1), PReLU `prelu_full` (alpha [7, 9, 5]), ReLU `relu_threshold` (threshold 0.3), ReLU `relu_cap` (max_value 2.5), GlobalMaxPooling2D `global_max` (keepdims), Dense `dense` 7, Softmax `softmax` (axis -1), Flatten `flatten`, Dense `dense_1` 6, UnitNormalization `unit_norm` | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | softmax_axes.keras | Keras 3 zip (no .h5: Keras 3.15 reloads its legacy file of it with axis -1 where the config lists several axes) | Sequential `encoder`: InputLayer `image` [6, 7, 4], Conv2D `conv2d` 5 1x1, Softmax `softmax_hw` (axis (1, 2)), Conv2D `conv2d_1` 3 1x1 (kernel x40), Softmax `softmax_h` (axis 1), UnitNormalization `unit_norm_wc` (axis (2, 3)), GlobalAveragePooling2D `global_avg` (keepdims), Conv2D `conv2d_2` 5 1x1, GlobalMaxPool2D `global_max`, Dense `dense` 4 (kernel x30) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | layer_scale.keras, layer_scale.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: InputLayer `image` [7, 6, 5], Conv2D `conv2d` 5 3x3 same, LayerNormalization `layer_norm` (eps 1e-6), Dense `pointwise_1` 12 gelu, Dense `pointwise_2` 5, ConvNeXt's LayerScale `layer_scale` (init 0.5, projection_dim 5; gamma uniform [0.2, 1.5) after the build; legacy .h5 names it `layer_scale/variable`), ConvNeXt's StochasticDepth `stochastic_depth` (0.1), Add `residual` (input + block), GlobalAveragePooling2D `pool`, Dense `dense` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| conv1d.keras, conv1d.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `sequence` [23, 5], Conv1D `valid_s2` 7 k3 stride 2 valid, Conv1D `same_d2` 9 k3 dilation 2 same relu, Conv1D `causal_d3` 6 k4 dilation 3 causal no bias, BatchNormalization `causal_bn` (random statistics), Conv1D `causal_g3_s3` 6 k2 stride 3 causal groups 3 tanh, Conv1D `same_g2_s2` 8 k3 stride 2 same groups 2, GlobalAveragePooling1D `pool`, Dense `dense` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
+| conv1d_ids.keras, conv1d_ids.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `ids` [None] int32, Embedding `embedding` (31 -> 6, mask_zero=True; table x20 after init), Conv1D `causal` 5 k3 causal relu, Conv1D `same_s2` 7 k2 stride 2 same (Keras drops the mask at the first Conv1D), GlobalAveragePooling1D `pool` (over every step), Dense `dense` 4 | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 
 | mask_zero_lstm.keras, mask_zero_lstm.h5 | Keras 3 zip; legacy HDF5 | Sequential `encoder`: InputLayer `ids` [None] int32, Embedding `embedding` (37 -> 7, mask_zero=True), LSTM `lstm` 5 (no mask nodes in a Sequential config) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
 | mask_zero_bigru.keras | Keras 3 zip (no .h5: Keras cannot reload it) | Functional `encoder`: InputLayer `ids` [None] int32, Embedding `embedding` (37 -> 7, mask_zero=True), NotEqual `not_equal_N` (Keras numbers it; ids != 0, the operation node Keras 3 records for the mask, fed to the GRU's `mask`), Dense `dense` 5 tanh (passes the mask on), Bidirectional `bigru` (GRU 4, concat) | (the model itself) | none | [4] euclidean distance, as bn_cnn |
@@ -915,6 +959,10 @@ right 3, 9, 5, 1) and left row 3 also 0 at step 1: Keras masks every id-0 step.
 custom_layer: standard normal [4, 6] inputs.
 
 merge_ops (no .h5: Keras 3.15 cannot reload operation nodes from one), rearrange: standard normal inputs.
+
+conv1d: standard normal [4, 23, 5]. conv1d_ids: int32 token ids [4, 11] in 1..31, 0 after
+each row's length (left 11, 6, 1, 8; right 4, 11, 7, 2) and left row 3 also 0 at step 1;
+Keras runs both Conv1D layers and the pooling over every step (Conv1D drops the mask).
 
 seq_pool, misc_cnn, layer_scale: standard normal inputs ([4, 13, 5], [4, 9, 11, 3],
 [4, 7, 6, 5]); softmax_axes: standard normal × 3 ([4, 6, 7, 4]). The PReLU alphas of
@@ -1187,6 +1235,21 @@ def main() -> int:
     keras.utils.set_random_seed(120)
     left, right = pair_inputs(20, (6,))
     save_and_check(custom_layer_encoder(), out, "custom_layer", left, right, encoder_only=True)
+
+    # 19. Conv1D: valid / same / causal, strides, dilation, groups, no bias + BN; then over
+    #     token ids of any length after Embedding(mask_zero=True), which Conv1D drops.
+    keras.utils.set_random_seed(121)
+    enc = conv1d_encoder()
+    randomize_batch_norm(enc, 221)
+    left, right = pair_inputs(21, (23, 5))
+    save_and_check(enc, out, "conv1d", left, right, encoder_only=True, formats=("keras", "h5"))
+    keras.utils.set_random_seed(122)
+    left, right = padded_ids(122, 31, 11, [[11, 6, 1, 8], [4, 11, 7, 2]])
+    enc = conv1d_ids_encoder()
+    # Embedding init is uniform ±0.05: scaled, the distances are well above the tolerance.
+    embedding = enc.get_layer("embedding")
+    embedding.set_weights([embedding.get_weights()[0] * 20.0])
+    save_and_check(enc, out, "conv1d_ids", left, right, encoder_only=True, formats=("keras", "h5"))
 
     import h5py
 
