@@ -90,6 +90,9 @@ pub fn apply_masks(spec: &ModelSpec) -> Result<ModelSpec> {
     let mut carries = vec![false; spec.layers.len() + 1];
     let mut differs = vec![false; spec.layers.len() + 1];
     let source_name = spec.layers[source].name.clone();
+    // Keras' Masking outputs zeros at the steps it masks; the engine's is a view (the
+    // values stay): the same numbers only for mask_value 0.
+    let zeroing = spec.layers[source].downcast::<Masking>().map(|m| m.mask_value).filter(|&v| v != 0.0);
     let refuse = |layer: &Layer, what: &str| Error::UnsupportedConfig {
         layer: layer.name.clone(),
         key: "mask".into(),
@@ -102,7 +105,7 @@ pub fn apply_masks(spec: &ModelSpec) -> Result<ModelSpec> {
         let masked = layer.inputs.iter().any(|&v| carries[v]);
         let stale = layer.inputs.iter().any(|&v| differs[v]);
         let (out, out_differs) = if index == source {
-            (true, false)
+            (true, zeroing.is_some())
         } else if let Some(recurrent) = layer.downcast::<Recurrent>() {
             if !masked {
                 return Err(refuse(
@@ -121,6 +124,15 @@ pub fn apply_masks(spec: &ModelSpec) -> Result<ModelSpec> {
         } else if passes_mask(layer) {
             (masked, stale)
         } else if drops_mask(layer) {
+            if let Some(value) = zeroing.filter(|_| masked && stale) {
+                return Err(refuse(
+                    layer,
+                    &format!(
+                        "Keras' Masking outputs zeros at the steps it masks (mask_value {value}), the engine keeps \
+                         their values, and this layer reads them without the mask: use mask_value 0"
+                    ),
+                ));
+            }
             if masked && stale {
                 return Err(refuse(
                     layer,
@@ -143,6 +155,15 @@ pub fn apply_masks(spec: &ModelSpec) -> Result<ModelSpec> {
     }
     if differs[spec.layers.len()] {
         let last = &spec.layers[spec.layers.len() - 1];
+        if let Some(value) = zeroing {
+            return Err(refuse(
+                last,
+                &format!(
+                    "the embedding would hold the steps the Masking layer masks (mask_value {value}), which Keras \
+                     zeroes and the engine does not: use mask_value 0"
+                ),
+            ));
+        }
         return Err(refuse(
             last,
             "the embedding would hold the masked steps of a Bidirectional layer returning sequences, which Keras              zeroes and the engine does not",

@@ -352,3 +352,31 @@ fn bad_configs_and_weights_are_typed_errors() {
     assert!(matches!(layer.output_shape(&[&[2, 3, 5]]), Err(Error::ShapeMismatch { .. })));
     assert!(matches!(layer.output_shape(&[&[2, 1, 3, 6]]), Err(Error::ShapeMismatch { .. })));
 }
+
+/// Keras 3 drops a mask at a Conv1D (it warns that the layer does not support masking) and
+/// runs it over every step: the pooling after it averages every step. Keras' Masking zeroes
+/// the steps it masks and the engine's keeps them, so with a mask_value other than 0 a
+/// Conv1D reading them is refused, naming the layer.
+#[test]
+fn a_mask_stops_at_conv1d() {
+    use siamese_wgpu::layers::{GlobalAveragePool1d, Masking};
+    use siamese_wgpu::passes::apply_masks;
+    let spec = load_keras_file(fixture("conv1d_ids.keras")).unwrap().spec;
+    assert!(spec.find::<GlobalAveragePool1d>().is_some_and(|p| !p.masked), "{spec:#?}");
+
+    let cfg = config((3, 4, 3), 1, 1, Conv1dPadding::Same, 1, Activation::Linear);
+    let masked = |mask_value: f32| ModelSpec {
+        name: "masked".into(),
+        input_shape: vec![0, 3],
+        layers: vec![
+            Layer::new("mask", Masking { mask_value }, vec![0]),
+            Layer::new("conv", random_layer(cfg.clone(), true, 600), vec![1]),
+            Layer::new("pool", GlobalAveragePool1d::default(), vec![2]),
+        ],
+    };
+    let applied = apply_masks(&masked(0.0)).unwrap();
+    assert!(applied.find::<GlobalAveragePool1d>().is_some_and(|p| !p.masked));
+    let err = apply_masks(&masked(-1.0)).unwrap_err();
+    assert_eq!(unsupported(&err), ("conv", "mask"), "{err}");
+    assert!(err.to_string().contains("mask_value -1"), "{err}");
+}
