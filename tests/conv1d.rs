@@ -380,3 +380,26 @@ fn a_mask_stops_at_conv1d() {
     assert_eq!(unsupported(&err), ("conv", "mask"), "{err}");
     assert!(err.to_string().contains("mask_value -1"), "{err}");
 }
+
+/// `activation="softmax"` on a Conv1D runs as the convolution, then a softmax over the
+/// channels: the GPU gives the CPU reference's distances.
+#[test]
+fn softmax_activation_runs_after_the_convolution() {
+    let Some(gpu) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited(dir.path(), "conv1d.keras", |json| {
+        sequential_layer(json, "same_d2")["config"]["activation"] = json!("softmax")
+    });
+    let model = SiameseModel::load_on(gpu, &path).unwrap();
+    let (left, right, _) = golden("conv1d");
+    let got = model.distances(&left, &right, Distance::Euclidean).unwrap();
+    let spec = model.spec();
+    let pairs = left.batch();
+    let (a, b) =
+        (spec.reference_forward(left.data(), pairs).unwrap(), spec.reference_forward(right.data(), pairs).unwrap());
+    let dim = a.len() / pairs;
+    let want: Vec<f32> =
+        (0..pairs).map(|i| (0..dim).map(|j| (a[i * dim + j] - b[i * dim + j]).powi(2)).sum::<f32>().sqrt()).collect();
+    assert_close("conv1d with a softmax activation", &got, &want, ATOL, RTOL);
+    assert!(model.graph().describe().iter().any(|k| k.contains("softmax")), "{:#?}", model.graph().describe());
+}
