@@ -33,7 +33,7 @@ mod softmax;
 mod unit_norm;
 mod view;
 
-pub use activation::ActivationLayer;
+pub use activation::{ActivationLayer, CopyingActivation};
 pub use attention::MultiHeadAttention;
 pub use batch_norm::BatchNorm;
 pub use conv2d::Conv2d;
