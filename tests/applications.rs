@@ -1,5 +1,5 @@
 //! keras.applications backbones, each family's real model cut to its first block at a
-//! 32×32×3 input (tests/fixtures/keras_files/apps_*, from tools/make_family_blocks.py;
+//! 32×32×3 input (InceptionResNetV2: its CustomScaleLayer in a small block) (tests/fixtures/keras_files/apps_*, from tools/make_family_blocks.py;
 //! the whole models are checked by tools/check_applications.py), give Keras' outputs from
 //! the .keras and the legacy .h5 file, on the GPU and on the CPU reference.
 
@@ -7,13 +7,13 @@ mod common;
 
 use common::gpu;
 use common::keras::{encoder_files_match_keras_on_the_cpu_reference, encoder_files_match_keras_on_the_gpu, fixture};
-use siamese_wgpu::layers::CopyingActivation;
+use siamese_wgpu::layers::{CopyingActivation, LayerOp, ScaledAdd};
 use siamese_wgpu::model::keras_file::load_keras_file;
-use siamese_wgpu::passes;
+use siamese_wgpu::{passes, Error};
 
 /// Encoder files: Keras' golden is the euclidean distance of the encoder outputs. The
 /// .h5 files share the .npy files of the .keras file of the same stem.
-const FILES: [(&str, &str); 12] = [
+const FILES: [(&str, &str); 14] = [
     ("apps_mobilenet_v3_small.keras", "apps_mobilenet_v3_small"),
     // Keras writes the hard_sigmoid's `x + 3.0` without its module: an operation node that
     // reads like an Add layer (Keras 3.15 cannot load this file back itself).
@@ -29,6 +29,10 @@ const FILES: [(&str, &str); 12] = [
     // A relu on a tensor that other layers read too: see `passes::copy_shared_activations`.
     ("apps_nasnet_mobile.keras", "apps_nasnet_mobile"),
     ("apps_nasnet_mobile.h5", "apps_nasnet_mobile"),
+    // InceptionResNetV2's CustomScaleLayer, `x + 0.17 · branch`, in a block of its own (the
+    // real model needs a 75×75 input).
+    ("apps_custom_scale.keras", "apps_custom_scale"),
+    ("apps_custom_scale.h5", "apps_custom_scale"),
 ];
 
 /// As tests/keras_files.rs: different summation orders through a dozen layers, outputs of
@@ -57,4 +61,12 @@ fn a_shared_activation_is_copied_not_in_place() {
     assert!(copying >= 1, "{:#?}", gpu_spec.layers.iter().map(|l| l.op.settings()).collect::<Vec<_>>());
     let vgg = passes::for_gpu(&load_keras_file(fixture("apps_vgg16.keras")).unwrap().spec).unwrap();
     assert!(vgg.layers.iter().all(|l| l.downcast::<CopyingActivation>().is_none()));
+}
+
+/// CustomScaleLayer adds two tensors of one shape: others are a typed error.
+#[test]
+fn scaled_add_refuses_inputs_of_two_shapes() {
+    let op = ScaledAdd { scale: 0.17 };
+    assert_eq!(op.output_shape(&[&[2, 3, 3, 6], &[2, 3, 3, 6]]).unwrap(), vec![2, 3, 3, 6]);
+    assert!(matches!(op.output_shape(&[&[2, 3, 3, 6], &[2, 3, 3, 5]]), Err(Error::ShapeMismatch { .. })));
 }

@@ -17,6 +17,9 @@ tools/check_applications.py does), saved by Keras as .keras and legacy .h5 and r
   apps_nasnet_mobile       NASNet's reduction cell stem_1: SeparableConv2D, a relu on a tensor
                            that other layers read too, MaxPooling2D / AveragePooling2D `same`,
                            ZeroPadding2D + Cropping2D, Concatenate
+  apps_custom_scale        InceptionResNetV2's CustomScaleLayer (its own class, from
+                           keras.applications; the real model needs a 75x75 input): Conv2D
+                           shortcut and branch on 9x9x4 -> CustomScaleLayer(0.17) -> relu
 
 Beside each NAME.keras / NAME.h5: NAME.left.npy, NAME.right.npy (float32, 2 pairs of
 32x32x3: standard normal, or 0..255 for the models that rescale their input) and
@@ -67,6 +70,21 @@ def first_block(family: str, block: str, seed: int) -> keras.Model:
     return cut
 
 
+def custom_scale_block() -> keras.Model:
+    """InceptionResNetV2's block pattern at 9x9x4: x + 0.17 * branch(x), then relu."""
+    from keras import layers
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    keras.utils.set_random_seed(307)
+    x = keras.Input((9, 9, 4))
+    shortcut = layers.Conv2D(6, 1, name="shortcut")(x)
+    branch = layers.Conv2D(6, 3, padding="same", name="branch")(x)
+    out = CustomScaleLayer(0.17, name="custom_scale_layer")([shortcut, branch])
+    model = keras.Model(x, layers.Activation("relu", name="block_ac")(out), name="encoder")
+    randomize(model, np.random.default_rng(307))
+    return model
+
+
 def inputs(seed: int, raw_pixels: bool) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed + 1000)
     shape = (PAIRS, SIZE, SIZE, 3)
@@ -79,7 +97,9 @@ def save_h5(model: keras.Model, path: Path, left: np.ndarray, right: np.ndarray)
     """The legacy .h5 beside the .keras (sharing its .npy files), checked against the model
     in memory when Keras can read it back: Keras 3.15 cannot reload MobileNetV3's (it takes
     the operation node `x + 3.0`, written without its module, for an Add layer), which is
-    the file the loader's test is about."""
+    the file the loader's test is about; nor apps_custom_scale's, whose class the legacy
+    format does not register). The golden is then the model in memory's output, which the
+    .keras file's reload has matched."""
     if path.exists():
         path.unlink()
     with warnings.catch_warnings():
@@ -99,10 +119,17 @@ def save_h5(model: keras.Model, path: Path, left: np.ndarray, right: np.ndarray)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--families", default=",".join(BLOCKS))
+    parser.add_argument("--families", default=",".join([*BLOCKS, "apps_custom_scale"]))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.families.split(","):
+        if name == "apps_custom_scale":
+            model = custom_scale_block()
+            rng = np.random.default_rng(1307)
+            left, right = (rng.standard_normal((PAIRS, 9, 9, 4)).astype(np.float32) for _ in range(2))
+            save_and_check(model, args.out, name, left, right, encoder_only=True)
+            save_h5(model, args.out / f"{name}.h5", left, right)
+            continue
         family, block, seed, raw_pixels = BLOCKS[name]
         model = first_block(family, block, seed)
         left, right = inputs(seed, raw_pixels)

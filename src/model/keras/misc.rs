@@ -1,8 +1,8 @@
 //! Builders of the Keras importer's pooling, softmax, normalisation and parametrised
 //! activation rows (see [`super::layers`]' table): MaxPooling1D / AveragePooling1D, the
 //! global poolings with `keepdims`, Softmax and the `softmax` / `log_softmax` activation
-//! names, UnitNormalization, ReLU with every setting, ELU(alpha), PReLU, and ConvNeXt's
-//! LayerScale.
+//! names, UnitNormalization, ReLU with every setting, ELU(alpha), PReLU, ConvNeXt's
+//! LayerScale, and InceptionResNetV2's CustomScaleLayer.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,8 +14,8 @@ use super::layers::{channels_last, layer, padding, unsupported, Context};
 use super::MAX_SETTING;
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, GlobalAveragePool1d, GlobalAveragePool2d, GlobalPool, LayerOp, LayerScale, Pool1d, Prelu, Softmax,
-    ThenSoftmax, UnitNorm,
+    ActivationLayer, GlobalAveragePool1d, GlobalAveragePool2d, GlobalPool, LayerOp, LayerScale, Pool1d, Prelu,
+    ScaledAdd, Softmax, ThenSoftmax, UnitNorm,
 };
 use crate::ops::{Activation, PoolKind};
 
@@ -241,4 +241,16 @@ pub(super) fn pool1d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let stride = size(entry, "strides", Some(pool))?;
     let kind = if entry.class.starts_with("Max") { PoolKind::Max } else { PoolKind::Average };
     layer(Pool1d::new(kind, pool, stride, padding(entry)?))
+}
+
+/// keras.applications' InceptionResNetV2 `CustomScaleLayer(scale)` (registered as
+/// `Custom>CustomScaleLayer`): `inputs[0] + inputs[1] · scale`.
+pub(super) fn custom_scale(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let entry = ctx.entry;
+    let value = entry.config.get("scale").unwrap_or(&Value::Null);
+    let scale = value
+        .as_f64()
+        .filter(|s| s.is_finite() && (*s as f32).is_finite())
+        .ok_or_else(|| unsupported(entry, "scale", value, "a finite number"))?;
+    layer(ScaledAdd { scale: scale as f32 })
 }
