@@ -13,7 +13,7 @@ use siamese_wgpu::{passes, Error};
 
 /// Encoder files: Keras' golden is the euclidean distance of the encoder outputs. The
 /// .h5 files share the .npy files of the .keras file of the same stem.
-const FILES: [(&str, &str); 14] = [
+const FILES: [(&str, &str); 16] = [
     ("apps_mobilenet_v3_small.keras", "apps_mobilenet_v3_small"),
     // Keras writes the hard_sigmoid's `x + 3.0` without its module: an operation node that
     // reads like an Add layer (Keras 3.15 cannot load this file back itself).
@@ -33,6 +33,9 @@ const FILES: [(&str, &str); 14] = [
     // real model needs a 75×75 input).
     ("apps_custom_scale.keras", "apps_custom_scale"),
     ("apps_custom_scale.h5", "apps_custom_scale"),
+    // Two of ConvNeXt's LayerScale: the legacy .h5 numbers the second's variable `variable_1`.
+    ("apps_layer_scales.keras", "apps_layer_scales"),
+    ("apps_layer_scales.h5", "apps_layer_scales"),
 ];
 
 /// As tests/keras_files.rs: different summation orders through a dozen layers, outputs of

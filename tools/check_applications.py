@@ -20,6 +20,7 @@ The exit status is 1 when any family fails.
 
   KERAS_BACKEND=jax python tools/check_applications.py [--families ResNet50,VGG16] [--out /tmp]
       [--size 48] [--samples 3] [--timeout 900] [--keep] [--siamese target/release/siamese]
+      [--inline-sequential]   (diagnostic: ConvNeXt without its nested Sequential blocks)
 """
 
 from __future__ import annotations
@@ -85,10 +86,31 @@ def randomize(model, rng) -> int:
     return count
 
 
-def worker(family: str, size: int, samples: int, out: Path, seed: int) -> dict:
+def inline_sequential() -> None:
+    """Diagnostic (--inline-sequential): ConvNeXt builds its stem and downsampling blocks as
+    nested Sequential models; replaced by a function applying the same layers in turn, the
+    saved model holds those layers inline (same names, same numbers), which shows what the
+    importer would meet once it inlines nested models."""
+    from keras.src.applications import convnext
+
+    def sequential(layer_list, name=None):
+        def apply(x):
+            for layer in layer_list:
+                x = layer(x)
+            return x
+
+        return apply
+
+    convnext.Sequential = sequential
+
+
+def worker(family: str, size: int, samples: int, out: Path, seed: int, inline: bool = False) -> dict:
     """Builds, saves and runs one family in Keras; writes the inputs and Keras' output."""
     import numpy as np
     import keras
+
+    if inline:
+        inline_sequential()
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
@@ -131,7 +153,7 @@ def check(family: str, args) -> list[tuple[str, str, str]]:
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--worker", family, "--size", str(size), "--samples", str(args.samples),
-             "--out", str(out), "--seed", str(args.seed)],
+             "--out", str(out), "--seed", str(args.seed), *(["--inline-sequential"] if args.inline_sequential else [])],
             capture_output=True, text=True, timeout=args.timeout,
         )
     except subprocess.TimeoutExpired:
@@ -190,11 +212,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds per family, Keras and ours")
     parser.add_argument("--keep", action="store_true", help="keep the saved model files")
     parser.add_argument("--siamese", default=str(REPO / "target/release/siamese"))
+    parser.add_argument("--inline-sequential", action="store_true",
+                        help="diagnostic: build ConvNeXt with its nested Sequential blocks inlined")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        info = worker(args.worker, args.size, args.samples, Path(args.out), args.seed)
+        info = worker(args.worker, args.size, args.samples, Path(args.out), args.seed, args.inline_sequential)
         print(json.dumps(info))
         return 0
 

@@ -20,6 +20,8 @@ tools/check_applications.py does), saved by Keras as .keras and legacy .h5 and r
   apps_custom_scale        InceptionResNetV2's CustomScaleLayer (its own class, from
                            keras.applications; the real model needs a 75x75 input): Conv2D
                            shortcut and branch on 9x9x4 -> CustomScaleLayer(0.17) -> relu
+  apps_layer_scales        two of ConvNeXt's LayerScale layers (gamma uniform [0.2, 1.5)):
+                           a legacy .h5 names their variables `variable` and `variable_1`
 
 Beside each NAME.keras / NAME.h5: NAME.left.npy, NAME.right.npy (float32, 2 pairs of
 32x32x3: standard normal, or 0..255 for the models that rescale their input) and
@@ -85,6 +87,24 @@ def custom_scale_block() -> keras.Model:
     return model
 
 
+def layer_scales_block() -> keras.Model:
+    """Conv2D -> LayerScale -> Conv2D -> LayerScale on 5x5x3, as ConvNeXt's blocks end."""
+    from keras import layers
+    from keras.src.applications.convnext import LayerScale
+
+    keras.utils.set_random_seed(308)
+    x = keras.Input((5, 5, 3))
+    h = LayerScale(0.5, 6, name="layer_scale_a")(layers.Conv2D(6, 3, padding="same", name="conv_a")(x))
+    h = LayerScale(0.5, 4, name="layer_scale_b")(layers.Conv2D(4, 1, name="conv_b")(h))
+    model = keras.Model(x, h, name="encoder")
+    rng = np.random.default_rng(308)
+    randomize(model, rng)
+    for name in ("layer_scale_a", "layer_scale_b"):
+        scale = model.get_layer(name)
+        scale.set_weights([rng.uniform(0.2, 1.5, w.shape).astype(np.float32) for w in scale.get_weights()])
+    return model
+
+
 def inputs(seed: int, raw_pixels: bool) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed + 1000)
     shape = (PAIRS, SIZE, SIZE, 3)
@@ -119,14 +139,15 @@ def save_h5(model: keras.Model, path: Path, left: np.ndarray, right: np.ndarray)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--families", default=",".join([*BLOCKS, "apps_custom_scale"]))
+    parser.add_argument("--families", default=",".join([*BLOCKS, "apps_custom_scale", "apps_layer_scales"]))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.families.split(","):
-        if name == "apps_custom_scale":
-            model = custom_scale_block()
+        if name in ("apps_custom_scale", "apps_layer_scales"):
+            model = custom_scale_block() if name == "apps_custom_scale" else layer_scales_block()
             rng = np.random.default_rng(1307)
-            left, right = (rng.standard_normal((PAIRS, 9, 9, 4)).astype(np.float32) for _ in range(2))
+            shape = (PAIRS, *model.input.shape[1:])
+            left, right = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
             save_and_check(model, args.out, name, left, right, encoder_only=True)
             save_h5(model, args.out / f"{name}.h5", left, right)
             continue
