@@ -11,7 +11,9 @@
 //! 3. [`fold_batch_norm`]: a BatchNormalization whose input is a Conv2D's or Dense's output
 //!    read by nothing else is folded into that op's weights;
 //! 4. [`fuse_epilogues`]: a standalone activation goes into the epilogue of the op before
-//!    it, a 2×2 max-pool into the Conv2D before it.
+//!    it, a 2×2 max-pool into the Conv2D before it;
+//! 5. [`copy_shared_activations`]: a standalone activation left on a value that other
+//!    layers read too writes a new buffer instead of working in place.
 //!
 //! A rewritten node becomes an [`Identity`] view rather than leaving the graph, so value
 //! numbers stay those of the imported model (errors and `describe` keep its layer names).
@@ -20,9 +22,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, BatchNorm, Conv1d, Conv2d, Cropping2d, Dense, Embedding, GlobalAveragePool1d, GlobalAveragePool2d,
-    Identity, LayerNorm, LayerOp, Masking, Merge, MultiHeadAttention, Normalization, Pool2d, Recurrent, Rescaling,
-    ZeroPadding2d,
+    ActivationLayer, BatchNorm, Conv1d, Conv2d, CopyingActivation, Cropping2d, Dense, Embedding, GlobalAveragePool1d,
+    GlobalAveragePool2d, Identity, LayerNorm, LayerOp, Masking, Merge, MultiHeadAttention, Normalization, Pool2d,
+    Recurrent, Rescaling, ZeroPadding2d,
 };
 use crate::model::{Layer, ModelSpec};
 use crate::ops::{Activation, Padding, Pool2dConfig};
@@ -32,7 +34,8 @@ pub fn for_gpu(spec: &ModelSpec) -> Result<ModelSpec> {
     check_masking(spec)?;
     let spec = fold_zero_padding(spec);
     let spec = fold_batch_norm(&spec);
-    Ok(fuse_epilogues(&spec))
+    let spec = fuse_epilogues(&spec);
+    Ok(copy_shared_activations(&spec))
 }
 
 /// Where a Keras mask comes from: a Masking layer right after the input, or an
@@ -302,6 +305,40 @@ pub fn fuse_epilogues(spec: &ModelSpec) -> ModelSpec {
         };
         if let Some(op) = fused {
             absorb(&mut spec, producer, op, index);
+        }
+    }
+    spec
+}
+
+/// Whether the value `layer` reads first, or one a view of it is made from, has another
+/// reader: then a kernel writing that value in place would change what the other sees.
+fn reads_shared_value(spec: &ModelSpec, readers: &[usize], layer: usize) -> bool {
+    let Some(mut value) = spec.layers[layer].inputs.first().copied() else { return false };
+    loop {
+        if readers[value] > 1 {
+            return true;
+        }
+        match value.checked_sub(1).map(|p| &spec.layers[p]) {
+            Some(producer) if producer.op.is_view() => match producer.inputs.first() {
+                Some(&input) => value = input,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+}
+
+/// Turns each standalone (in-place) activation whose input other layers read too into a
+/// [`CopyingActivation`], which writes its own buffer: Keras graphs branch before an
+/// activation (Xception: `residual = Conv2D(x)`, `x = Activation("relu")(x)`; NASNet's
+/// cells), and the in-place kernel would change the residual branch's input.
+pub fn copy_shared_activations(spec: &ModelSpec) -> ModelSpec {
+    let mut spec = spec.clone();
+    let readers = spec.readers();
+    for index in 0..spec.layers.len() {
+        let Some(&ActivationLayer(activation)) = spec.layers[index].downcast::<ActivationLayer>() else { continue };
+        if activation != Activation::Linear && reads_shared_value(&spec, &readers, index) {
+            spec.layers[index].op = Arc::new(CopyingActivation(activation));
         }
     }
     spec

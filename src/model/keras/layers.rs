@@ -95,6 +95,7 @@ const TABLE: &[(&[&str], Build, Vars)] = &[
     (&["ELU"], misc::elu, vars::none),
     (&["PReLU"], misc::prelu, vars::prelu),
     (&["LayerScale"], misc::layer_scale, vars::layer_scale),
+    (&["CustomScaleLayer"], misc::custom_scale, vars::none),
     (&["DepthwiseConv2D"], depthwise_conv2d, vars::kernel_bias),
     (&["SeparableConv2D", "SeparableConvolution2D"], separable_conv2d, vars::separable),
     (&["Conv1D", "Convolution1D"], conv1d, vars::kernel_bias),

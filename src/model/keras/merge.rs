@@ -28,13 +28,19 @@ pub(crate) const SUPPORTED_OPS: &str = "the operation nodes Add, Subtract, Multi
                                         Softplus, Elu, Selu, Mish";
 
 /// Whether a config entry is a Keras 3 operation node (`keras.ops.add(x, 3.0)`, `x + 3.0`)
-/// rather than a layer: its `module` is one of `keras.src.ops`.
+/// rather than a layer: in a `.keras` file its `module` is one of `keras.src.ops`. A legacy
+/// `.h5` file writes no `module` for either (MobileNetV3's `x + 3.0` reads there as class
+/// `Add`, like the layer): the node's config then holds its name only, where every layer's
+/// also holds `trainable`.
 pub(crate) fn is_op_node(entry: &Entry) -> bool {
-    entry
-        .value
-        .get("module")
-        .and_then(Value::as_str)
-        .is_some_and(|m| m.starts_with("keras.src.ops") || m.starts_with("keras.ops"))
+    match entry.value.get("module").and_then(Value::as_str) {
+        Some(module) => module.starts_with("keras.src.ops") || module.starts_with("keras.ops"),
+        None => {
+            (is_supported_op(entry.class) || entry.class == "Gelu")
+                && entry.config.get("trainable").is_none()
+                && entry.config.get("name").is_some()
+        }
+    }
 }
 
 /// Whether the importer runs this operation node's class.

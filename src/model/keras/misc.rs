@@ -1,8 +1,8 @@
 //! Builders of the Keras importer's pooling, softmax, normalisation and parametrised
 //! activation rows (see [`super::layers`]' table): MaxPooling1D / AveragePooling1D, the
 //! global poolings with `keepdims`, Softmax and the `softmax` / `log_softmax` activation
-//! names, UnitNormalization, ReLU with every setting, ELU(alpha), PReLU, and ConvNeXt's
-//! LayerScale.
+//! names, UnitNormalization, ReLU with every setting, ELU(alpha), PReLU, ConvNeXt's
+//! LayerScale, and InceptionResNetV2's CustomScaleLayer.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,9 +14,10 @@ use super::layers::{channels_last, layer, padding, unsupported, Context};
 use super::MAX_SETTING;
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, GlobalAveragePool1d, GlobalAveragePool2d, GlobalPool, LayerOp, LayerScale, Pool1d, Prelu, Softmax,
-    ThenSoftmax, UnitNorm,
+    ActivationLayer, GlobalAveragePool1d, GlobalAveragePool2d, GlobalPool, LayerOp, LayerScale, Pool1d, Prelu,
+    ScaledAdd, Softmax, ThenSoftmax, UnitNorm,
 };
+use crate::model::weights::Weights;
 use crate::ops::{Activation, PoolKind};
 
 /// Classes whose `activation` setting applies to the layer's output, where `softmax` and
@@ -183,10 +184,33 @@ pub(super) fn layer_scale(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
         return Err(unsupported(entry, "projection_dim", dim, &format!("the input's {channels} channels")));
     }
     let gamma = match ctx.weights.take(&entry.name, "gamma", &[channels]) {
-        Err(Error::MissingWeight { .. }) => ctx.weights.take(&entry.name, "variable", &[channels])?,
+        Err(Error::MissingWeight { .. }) => match ctx.weights.take(&entry.name, "variable", &[channels]) {
+            // A legacy .h5 numbers its unnamed variables across the whole model: the second
+            // LayerScale's is `variable_1`, and so on (ConvNeXt has 18).
+            Err(missing @ Error::MissingWeight { .. }) => match numbered_variable(ctx.weights, &entry.name) {
+                Some(name) => ctx.weights.take_named(&name, &entry.name, &[channels])?,
+                None => return Err(missing),
+            },
+            taken => taken?,
+        },
         taken => taken?,
     };
     layer(LayerScale { gamma, activation: Activation::Linear })
+}
+
+/// The one stored `{layer}/variable_N` of `layer` (N digits), if there is exactly one.
+fn numbered_variable(weights: &Weights, layer: &str) -> Option<String> {
+    let numbered = |name: &String| {
+        let (owner, var) = name.rsplit_once('/')?;
+        let digits = var.strip_prefix("variable_")?;
+        let owner = owner.rsplit('/').next()?;
+        (owner == layer && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(())
+    };
+    let mut found = weights.names().into_iter().filter(|name| numbered(name).is_some());
+    match (found.next(), found.next()) {
+        (Some(name), None) => Some(name),
+        _ => None,
+    }
 }
 
 fn keepdims(entry: &Entry) -> bool {
@@ -241,4 +265,16 @@ pub(super) fn pool1d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let stride = size(entry, "strides", Some(pool))?;
     let kind = if entry.class.starts_with("Max") { PoolKind::Max } else { PoolKind::Average };
     layer(Pool1d::new(kind, pool, stride, padding(entry)?))
+}
+
+/// keras.applications' InceptionResNetV2 `CustomScaleLayer(scale)` (registered as
+/// `Custom>CustomScaleLayer`): `inputs[0] + inputs[1] · scale`.
+pub(super) fn custom_scale(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
+    let entry = ctx.entry;
+    let value = entry.config.get("scale").unwrap_or(&Value::Null);
+    let scale = value
+        .as_f64()
+        .filter(|s| s.is_finite() && (*s as f32).is_finite())
+        .ok_or_else(|| unsupported(entry, "scale", value, "a finite number"))?;
+    layer(ScaledAdd { scale: scale as f32 })
 }
