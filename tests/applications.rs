@@ -1,7 +1,8 @@
 //! keras.applications backbones, each family's real model cut to its first block at a
 //! 32×32×3 input (InceptionResNetV2: its CustomScaleLayer in a small block) (tests/fixtures/keras_files/apps_*, from tools/make_family_blocks.py;
 //! the whole models are checked by tools/check_applications.py), give Keras' outputs from
-//! the .keras and the legacy .h5 file, on the GPU and on the CPU reference.
+//! the .keras and the legacy .h5 file, on the GPU and on the CPU reference; so do
+//! Sequential blocks nested in a Functional encoder (ConvNeXt's), inlined at load.
 
 mod common;
 
@@ -13,7 +14,7 @@ use siamese_wgpu::{passes, Error};
 
 /// Encoder files: Keras' golden is the euclidean distance of the encoder outputs. The
 /// .h5 files share the .npy files of the .keras file of the same stem.
-const FILES: [(&str, &str); 16] = [
+const FILES: [(&str, &str); 18] = [
     ("apps_mobilenet_v3_small.keras", "apps_mobilenet_v3_small"),
     // Keras writes the hard_sigmoid's `x + 3.0` without its module: an operation node that
     // reads like an Add layer (Keras 3.15 cannot load this file back itself).
@@ -36,6 +37,10 @@ const FILES: [(&str, &str); 16] = [
     // Two of ConvNeXt's LayerScale: the legacy .h5 numbers the second's variable `variable_1`.
     ("apps_layer_scales.keras", "apps_layer_scales"),
     ("apps_layer_scales.h5", "apps_layer_scales"),
+    // ConvNeXt's stem and downsampling blocks: Sequential models nested in the Functional
+    // encoder, inlined at load.
+    ("nested_blocks.keras", "nested_blocks"),
+    ("nested_blocks.h5", "nested_blocks"),
 ];
 
 /// As tests/keras_files.rs: different summation orders through a dozen layers, outputs of

@@ -29,6 +29,9 @@ so a fixture whose file does not round-trip through Keras is never written.
                            head of ordinary layers: Subtract, Multiply, Concatenate ->
                            Dense(6, relu) -> Dense(1)
   cosine_twin.keras        Dot(axes=-1, normalize=True) head
+  nested_blocks.keras / .h5
+                           Functional encoder with Sequential blocks nested in it (ConvNeXt's
+                           stem and downsampling blocks): inlined at load
   masked_lstm.keras        Functional encoder Input [None, 8] -> Masking -> LSTM 4: Keras 3
                            writes the mask's NotEqual / Any operation nodes into its config;
                            inputs zero-padded to ragged lengths
@@ -787,6 +790,24 @@ def cosine_twin() -> keras.Model:
     return keras.Model([a, b], out, name="cosine_twin")
 
 
+def nested_blocks_encoder() -> keras.Model:
+    """ConvNeXt-style: Sequential blocks (a stem and a downsampling block, as
+    keras.applications.ConvNeXt builds them) nested in a Functional encoder."""
+    x = keras.Input((8, 8, 3), name="image")
+    stem = keras.Sequential(
+        [layers.Conv2D(4, 2, strides=2, name="stem_conv"), layers.LayerNormalization(epsilon=1e-6, name="stem_ln")],
+        name="stem",
+    )
+    down = keras.Sequential(
+        [layers.LayerNormalization(epsilon=1e-6, name="down_ln"), layers.Conv2D(6, 2, strides=2, name="down_conv")],
+        name="downsampling_block",
+    )
+    y = stem(x)
+    y = layers.Add(name="residual")([y, layers.Conv2D(4, 3, padding="same", activation="gelu", name="block_conv")(y)])
+    y = layers.GlobalAveragePooling2D(name="gap")(down(y))
+    return keras.Model(x, y, name="encoder")
+
+
 def padded_sequences(seed: int, lengths: list[int], steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Standard normal [PAIRS, steps, 8], each row zero after its length (Masking skips
     those steps; the right twin's lengths are the left's rotated by one); the left twin's
@@ -920,6 +941,7 @@ file shares the `.npy` files of the `.keras` file of the same NAME.
 | contrastive_twin.keras, contrastive_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `contrastive_twin`: `input_1`, `input_2` [28, 28, 1] -> `tower` -> `merge_layer` -> `head_bn` -> `head_dense` | Sequential `tower` (keras.io contrastive tutorial): BatchNormalization, Conv2D 4 5x5 tanh, AveragePooling2D, Conv2D 16 5x5 tanh, AveragePooling2D, Flatten, BatchNormalization, Dense 10 tanh | Lambda `merge_layer` (registered `euclidean_distance`) -> BatchNormalization `head_bn` -> Dense `head_dense` (1, sigmoid); every BatchNormalization with random statistics | [4, 1] twin output (probability) |
 | face_twin.h5, face_twin.keras | legacy HDF5; Keras 3 zip | Functional `face_twin`: `face_a`, `face_b` [16, 16, 3] -> `face_encoder` -> `similarity` | Sequential `face_encoder`: Conv2D 8 3x3 (no bias), BatchNormalization, ReLU, MaxPooling2D, Conv2D 12 3x3 same, BatchNormalization, ReLU, GlobalAveragePooling2D, Dense 6, registered custom class `faces>L2Normalize` (axis -1) | Dot `similarity` (axes 1): cosine similarity of unit embeddings | [4, 1] twin output (similarity) |
 | mlp_head_twin.keras, mlp_head_twin.h5 | Keras 3 zip; legacy HDF5 | Functional `mlp_head_twin`: `input_a`, `input_b` [6] -> `encoder` -> `diff`, `prod` -> `both` -> `hidden` -> `score` | Sequential `encoder`: Dense 5 tanh | Subtract `diff`, Multiply `prod`, Concatenate `both`, Dense `hidden` 6 relu, Dense `score` 1 (linear) | [4, 1] twin output (score) |
+| nested_blocks.keras, nested_blocks.h5 | Keras 3 zip; legacy HDF5 | Functional `encoder`: `image` [8, 8, 3] -> Sequential `stem` (Conv2D 4 2x2 stride 2, LayerNormalization) -> Add(x, Conv2D 4 3x3 same gelu) -> Sequential `downsampling_block` (LayerNormalization, Conv2D 6 2x2 stride 2) -> GlobalAveragePooling2D | (encoder only) | - | [4] euclidean distance of the encoder outputs |
 | cosine_twin.keras | Keras 3 zip | Functional `cosine_twin`: `input_a`, `input_b` [6] -> `encoder` -> `cosine` | Sequential `encoder`: Dense 7 | Dot `cosine` (axes -1, normalize=True) | [4, 1] twin output (cosine similarity) |
 | masked_lstm.keras | Keras 3 zip (no .h5: Keras cannot reload its legacy file of it) | Functional `encoder`: InputLayer `sequence` [None, 8], NotEqual `not_equal` and Any `any` (operation nodes Keras 3 records for the mask: any(x != 0, axis=-1), fed to the LSTM's `mask` argument), Masking `masking` (mask_value 0), LSTM `lstm` 4 | (the model itself) | none | [4] euclidean distance between encoder(left) and encoder(right), no epsilon |
 | masked_lstm_twin.keras | Keras 3 zip | Functional `masked_lstm_twin`: `input_a`, `input_b` [None, 8] -> `encoder` -> `distance` | the Functional `encoder` of masked_lstm.keras (same weights) | Lambda `distance` over `euclidean_distance`, as lstm_twin | [4, 1] twin output |
@@ -1230,6 +1252,11 @@ def main() -> int:
     keras.utils.set_random_seed(136)
     left, right = pair_inputs(36, (6,))
     save_and_check(cosine_twin(), out, "cosine_twin", left, right)
+
+    # 33. Sequential blocks nested in a Functional encoder (ConvNeXt's stem and downsampling).
+    keras.utils.set_random_seed(137)
+    left, right = pair_inputs(37, (8, 8, 3))
+    save_and_check(nested_blocks_encoder(), out, "nested_blocks", left, right, encoder_only=True, formats=("keras", "h5"))
 
     # 16. Registered custom classes that are built-ins (--custom-layer MyDense=Dense, MyRelu=ReLU).
     keras.utils.set_random_seed(120)

@@ -36,6 +36,8 @@ mod recurrent;
 pub(super) mod twin;
 mod variables;
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 pub(crate) use config::{Entry, ModelView};
@@ -76,17 +78,7 @@ pub(crate) fn from_value(root: &Value, file: &str, weights: Weights) -> Result<M
 /// Builds a [`ModelSpec`] from a parsed model config and its weights; every weight must be
 /// used. The `.keras` / `.h5` loader hands in a whole-file model or a twin's encoder.
 pub(crate) fn from_model(model: &ModelView, file: &str, mut weights: Weights) -> Result<ModelSpec> {
-    let graph: Vec<(&Entry, Vec<&str>)> = match model.class {
-        // A chain: each layer reads the one before it (the first reads the input).
-        "Sequential" => model
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e, i.checked_sub(1).map(|p| model.entries[p].name.as_str()).into_iter().collect()))
-            .collect(),
-        "Functional" | "Model" => functional::graph(model, file)?,
-        other => return Err(config::not_a_model(file, other)),
-    };
+    let graph = model_graph(model, file)?;
     let mut input_shape = sequential_input_shape(model.config);
     let mut rest = graph.as_slice();
     let mut input_name = None;
@@ -108,6 +100,22 @@ pub(crate) fn from_model(model: &ModelView, file: &str, mut weights: Weights) ->
     let spec = ModelSpec { name: model.name.clone(), input_shape, layers };
     spec.shapes(1)?;
     Ok(spec)
+}
+
+/// A model's layers, each with the layers it reads: a Sequential's chain (the first reads
+/// the input), a Functional's graph.
+fn model_graph<'m, 'a>(model: &'m ModelView<'a>, file: &str) -> Result<Vec<(&'m Entry<'a>, Vec<&'m str>)>> {
+    Ok(match model.class {
+        // A chain: each layer reads the one before it (the first reads the input).
+        "Sequential" => model
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e, i.checked_sub(1).map(|p| model.entries[p].name.as_str()).into_iter().collect()))
+            .collect(),
+        "Functional" | "Model" => functional::graph(model, file)?,
+        other => return Err(config::not_a_model(file, other)),
+    })
 }
 
 /// One sample's input shape (no batch axis) from the shape the file declares (batch axis
@@ -166,27 +174,48 @@ fn build_layers(
     weights: &mut Weights,
     file: &str,
 ) -> Result<Vec<Layer>> {
-    let names: Vec<&str> = graph.iter().map(|(e, _)| e.name.as_str()).collect();
-    // Value 0 is the input, value i + 1 the output of layer i. A Sequential's first layer
-    // has no parent name: it reads the input.
-    let value_of = |parent: &str| -> Option<usize> {
-        if Some(parent) == input_name {
-            Some(0)
-        } else {
-            names.iter().position(|n| *n == parent).map(|i| i + 1)
-        }
-    };
     // Shapes are checked for sequences of 1 step (weights don't depend on the length).
-    let mut shapes: Vec<Vec<usize>> = vec![std::iter::once(1).chain(input_shape.iter().map(|&d| d.max(1))).collect()];
-    let mut layers = Vec::new();
-    for (index, (entry, parents)) in graph.iter().enumerate() {
+    let mut built = Built {
+        shapes: vec![std::iter::once(1).chain(input_shape.iter().map(|&d| d.max(1))).collect()],
+        layers: Vec::new(),
+    };
+    add_layers(model, graph, input_name, 0, &mut built, weights, file)?;
+    Ok(built.layers)
+}
+
+/// The nodes built so far and every value's shape (value 0: the input).
+struct Built {
+    shapes: Vec<Vec<usize>>,
+    layers: Vec<Layer>,
+}
+
+/// Adds `graph`'s layers, its input (`input_name`) being value `input`; returns the value
+/// of its last layer. A layer that is itself a model (ConvNeXt's stem and downsampling
+/// `Sequential`s) is inlined: its layers read what it reads, and its readers its output.
+fn add_layers(
+    model: &ModelView,
+    graph: &[(&Entry, Vec<&str>)],
+    input_name: Option<&str>,
+    input: usize,
+    built: &mut Built,
+    weights: &mut Weights,
+    file: &str,
+) -> Result<usize> {
+    // The value of each layer of this graph by name. A Sequential's first layer has no
+    // parent name: it reads the input; each later one, the value before it.
+    let mut values: HashMap<&str, usize> = HashMap::new();
+    if let Some(name) = input_name {
+        values.insert(name, input);
+    }
+    let mut last = input;
+    for (entry, parents) in graph {
         let inputs: Vec<usize> = if parents.is_empty() {
-            vec![index]
+            vec![last]
         } else {
             parents
                 .iter()
                 .map(|p| {
-                    value_of(p).ok_or_else(|| Error::ModelFormat {
+                    values.get(p).copied().ok_or_else(|| Error::ModelFormat {
                         file: file.to_string(),
                         reason: format!("layer {:?} reads unknown layer {p:?}", entry.name),
                     })
@@ -203,7 +232,24 @@ fn build_layers(
             };
             return Err(Error::ModelFormat { file: file.to_string(), reason });
         }
-        let input_shapes: Vec<&[usize]> = inputs.iter().map(|&v| shapes[v].as_slice()).collect();
+        if let Some(nested) = entry.nested(file)? {
+            let [from] = inputs.as_slice() else {
+                return Err(Error::ModelFormat {
+                    file: file.to_string(),
+                    reason: format!("nested model {:?} reads {} values: it must read one", entry.name, inputs.len()),
+                });
+            };
+            let inner = model_graph(&nested, file)?;
+            // Its InputLayer (when written) is the value it reads.
+            let (inner_input, rest) = match inner.split_first() {
+                Some(((first, _), rest)) if first.class == "InputLayer" => (Some(first.name.as_str()), rest),
+                _ => (None, inner.as_slice()),
+            };
+            last = add_layers(&nested, rest, inner_input, *from, built, weights, file)?;
+            values.insert(entry.name.as_str(), last);
+            continue;
+        }
+        let input_shapes: Vec<&[usize]> = inputs.iter().map(|&v| built.shapes[v].as_slice()).collect();
         let mut ctx = layers::Context { entry, input: input_shapes[0], inputs: &input_shapes, weights, file };
         let op = layers::build(&mut ctx)?;
         if op.arity() != inputs.len() {
@@ -232,25 +278,18 @@ fn build_layers(
                 hint: " (an Embedding must read the model's input: integer token ids)".into(),
             });
         }
-        // A variable time axis must take every length, so its models are checked at 1 step.
-        let variable = if input_shape.first() == Some(&0) {
-            " (the input's time axis is variable: every length from 1 step must fit; give the Input a fixed \
-             length, or use same / causal padding)"
-        } else {
-            ""
-        };
         let shape = op.output_shape(&input_shapes).map_err(|e| match e {
-            Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
-                op: format!("layer {:?} ({op})", entry.name),
-                expected: format!("{expected}{variable}"),
-                got,
-            },
+            Error::ShapeMismatch { op, expected, got } => {
+                Error::ShapeMismatch { op: format!("layer {:?} ({op})", entry.name), expected, got }
+            }
             other => other,
         })?;
-        shapes.push(shape);
-        layers.push(Layer { name: entry.name.clone(), op, inputs });
+        built.shapes.push(shape);
+        built.layers.push(Layer { name: entry.name.clone(), op, inputs });
+        last = built.layers.len();
+        values.insert(entry.name.as_str(), last);
     }
-    Ok(layers)
+    Ok(last)
 }
 
 /// A Sequential's `build_input_shape` (or its first layer's build shape), as written.
