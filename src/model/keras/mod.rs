@@ -178,6 +178,7 @@ fn build_layers(
     let mut built = Built {
         shapes: vec![std::iter::once(1).chain(input_shape.iter().map(|&d| d.max(1))).collect()],
         layers: Vec::new(),
+        variable_time: input_shape.first() == Some(&0),
     };
     add_layers(model, graph, input_name, 0, &mut built, weights, file)?;
     Ok(built.layers)
@@ -187,6 +188,8 @@ fn build_layers(
 struct Built {
     shapes: Vec<Vec<usize>>,
     layers: Vec<Layer>,
+    /// The input's time axis is variable: shapes are checked at 1 step.
+    variable_time: bool,
 }
 
 /// Adds `graph`'s layers, its input (`input_name`) being value `input`; returns the value
@@ -278,10 +281,19 @@ fn add_layers(
                 hint: " (an Embedding must read the model's input: integer token ids)".into(),
             });
         }
+        // A variable time axis must take every length, so its models are checked at 1 step.
+        let variable = if built.variable_time {
+            " (the input's time axis is variable: every length from 1 step must fit; give the Input a fixed \
+             length, or use same / causal padding)"
+        } else {
+            ""
+        };
         let shape = op.output_shape(&input_shapes).map_err(|e| match e {
-            Error::ShapeMismatch { op, expected, got } => {
-                Error::ShapeMismatch { op: format!("layer {:?} ({op})", entry.name), expected, got }
-            }
+            Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
+                op: format!("layer {:?} ({op})", entry.name),
+                expected: format!("{expected}{variable}"),
+                got,
+            },
             other => other,
         })?;
         built.shapes.push(shape);
