@@ -14,7 +14,7 @@ use siamese_wgpu::{passes, Error};
 
 /// Encoder files: Keras' golden is the euclidean distance of the encoder outputs. The
 /// .h5 files share the .npy files of the .keras file of the same stem.
-const FILES: [(&str, &str); 18] = [
+const FILES: [(&str, &str); 24] = [
     ("apps_mobilenet_v3_small.keras", "apps_mobilenet_v3_small"),
     // Keras writes the hard_sigmoid's `x + 3.0` without its module: an operation node that
     // reads like an Add layer (Keras 3.15 cannot load this file back itself).
@@ -25,6 +25,12 @@ const FILES: [(&str, &str); 18] = [
     ("apps_mobilenet.h5", "apps_mobilenet"),
     ("apps_efficientnet_b0.keras", "apps_efficientnet_b0"),
     ("apps_efficientnet_b0.h5", "apps_efficientnet_b0"),
+    ("apps_resnet50.keras", "apps_resnet50"),
+    ("apps_densenet121.keras", "apps_densenet121"),
+    ("apps_efficientnet_v2_b0.keras", "apps_efficientnet_v2_b0"),
+    ("apps_efficientnet_v2_b0.h5", "apps_efficientnet_v2_b0"),
+    ("apps_mobilenet_v3_large.keras", "apps_mobilenet_v3_large"),
+    ("apps_mobilenet_v3_large.h5", "apps_mobilenet_v3_large"),
     ("apps_vgg16.keras", "apps_vgg16"),
     ("apps_vgg16.h5", "apps_vgg16"),
     // A relu on a tensor that other layers read too: see `passes::copy_shared_activations`.

@@ -17,6 +17,13 @@ tools/check_applications.py does), saved by Keras as .keras and legacy .h5 and r
   apps_nasnet_mobile       NASNet's reduction cell stem_1: SeparableConv2D, a relu on a tensor
                            that other layers read too, MaxPooling2D / AveragePooling2D `same`,
                            ZeroPadding2D + Cropping2D, Concatenate
+  apps_resnet50            ResNet50's stem (ZeroPadding2D, 7x7/2 conv, BN, max-pool) and first
+                           bottleneck (1x1 -> 3x3 -> 1x1 with a conv shortcut, Add, relu);
+                           .keras only (420 KB)
+  apps_densenet121         DenseNet121's stem and first dense layer (BN-relu-conv, Concatenate);
+                           .keras only
+  apps_efficientnet_v2_b0  EfficientNetV2B0's stem, fused-MBConv block1a and block2a
+  apps_mobilenet_v3_large  MobileNetV3Large's stem and first two inverted residuals (relu)
   apps_custom_scale        InceptionResNetV2's CustomScaleLayer (its own class, from
                            keras.applications; the real model needs a 75x75 input): Conv2D
                            shortcut and branch on 9x9x4 -> CustomScaleLayer(0.17) -> relu
@@ -61,7 +68,15 @@ BLOCKS = {
     "apps_efficientnet_b0": ("EfficientNetB0", "block2a_project_bn", 304, True),
     "apps_vgg16": ("VGG16", "block1_pool", 305, False),
     "apps_nasnet_mobile": ("NASNetMobile", "reduction_concat_stem_1", 306, False),
+    "apps_resnet50": ("ResNet50", "conv2_block1_out", 309, False),
+    "apps_densenet121": ("DenseNet121", "conv2_block1_concat", 311, False),
+    "apps_efficientnet_v2_b0": ("EfficientNetV2B0", "block2a_project_bn", 312, True),
+    "apps_mobilenet_v3_large": ("MobileNetV3Large", "expanded_conv_1_project_bn", 313, True),
 }
+
+# Blocks of over ~250 KB of weights get the .keras file only (tools/check_applications.py
+# checks the whole models' .h5 files too).
+KERAS_ONLY = {"apps_resnet50", "apps_densenet121"}
 
 
 def first_block(family: str, block: str, seed: int) -> keras.Model:
@@ -158,7 +173,8 @@ def main() -> int:
         print(f"{name}: {family} cut at {block}, output {out.shape[1:]}, std {out.std():.3g}, "
               f"{model.count_params()} parameters")
         save_and_check(model, args.out, name, left, right, encoder_only=True)
-        save_h5(model, args.out / f"{name}.h5", left, right)
+        if name not in KERAS_ONLY:
+            save_h5(model, args.out / f"{name}.h5", left, right)
     return 0
 
 
