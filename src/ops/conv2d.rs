@@ -96,9 +96,10 @@ impl Conv2dConfig {
     }
 }
 
+/// The window uniform of conv2d.wgsl, which depthwise_conv2d.wgsl's begins with too.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Conv2dParams {
+pub(super) struct Conv2dParams {
     batch: u32,
     in_h: u32,
     in_w: u32,
@@ -115,6 +116,31 @@ struct Conv2dParams {
     pad_top: u32,
     pad_left: u32,
     kernel_stride: u32,
+}
+
+impl Conv2dParams {
+    /// `c`'s window over a `[batch, h, w, c]` input of shape `input`, its output `out`
+    /// (`[batch, out_h, out_w, filters]`), kernel rows `kernel_stride` words apart.
+    pub(super) fn new(c: &Conv2dConfig, input: &[usize], out: &[usize], window: &Window, kernel_stride: u32) -> Self {
+        Self {
+            batch: input[0] as u32,
+            in_h: input[1] as u32,
+            in_w: input[2] as u32,
+            in_c: c.in_channels as u32,
+            out_h: out[1] as u32,
+            out_w: out[2] as u32,
+            out_c: c.filters as u32,
+            k_h: c.kernel.0 as u32,
+            k_w: c.kernel.1 as u32,
+            stride_y: c.strides.0 as u32,
+            stride_x: c.strides.1 as u32,
+            dilation_y: c.dilation.0 as u32,
+            dilation_x: c.dilation.1 as u32,
+            pad_top: window.pad.0 as u32,
+            pad_left: window.pad.1 as u32,
+            kernel_stride,
+        }
+    }
 }
 
 /// Output pixels and channels per invocation, invocations per workgroup axis (conv2d.wgsl).
@@ -273,24 +299,7 @@ impl Conv2d {
             Error::shape("conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
         })?;
         let c = &self.config;
-        let params = Conv2dParams {
-            batch: input_shape[0] as u32,
-            in_h: input_shape[1] as u32,
-            in_w: input_shape[2] as u32,
-            in_c: c.in_channels as u32,
-            out_h: out[1] as u32,
-            out_w: out[2] as u32,
-            out_c: c.filters as u32,
-            k_h: c.kernel.0 as u32,
-            k_w: c.kernel.1 as u32,
-            stride_y: c.strides.0 as u32,
-            stride_x: c.strides.1 as u32,
-            dilation_y: c.dilation.0 as u32,
-            dilation_x: c.dilation.1 as u32,
-            pad_top: window.pad.0 as u32,
-            pad_left: window.pad.1 as u32,
-            kernel_stride: self.kernel_stride,
-        };
+        let params = Conv2dParams::new(c, input_shape, &out, &window, self.kernel_stride);
         // Work items (conv2d.wgsl `work_items`): one per written pixel, 4 per pooled pixel.
         let pixels = written[..3].iter().product::<usize>() * if self.pooled { 4 } else { 1 };
         let workgroups = [

@@ -5,6 +5,7 @@
 //! filters = in_channels · depth_multiplier: Keras' `(k_h, k_w, C, m)` depthwise kernel is
 //! this op's `(k_h, k_w, 1, C·m)` kernel, unchanged. Kernel: `shaders/depthwise_conv2d.wgsl`.
 
+use super::conv2d::Conv2dParams;
 use super::{groups, kernel_buffer, prepare_dispatch, shape_str, weight_buffer, Conv2dConfig, Dispatch, Precision};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -79,22 +80,8 @@ impl DepthwiseConv2dConfig {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct DepthwiseParams {
-    batch: u32,
-    in_h: u32,
-    in_w: u32,
-    in_c: u32,
-    out_h: u32,
-    out_w: u32,
-    out_c: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_y: u32,
-    stride_x: u32,
-    dilation_y: u32,
-    dilation_x: u32,
-    pad_top: u32,
-    pad_left: u32,
-    kernel_stride: u32,
+    /// The window, as conv2d.wgsl's.
+    conv: Conv2dParams,
     group_in: u32,
     group_out: u32,
     shared_input: u32,
@@ -179,22 +166,7 @@ impl DepthwiseConv2d {
             Error::shape("grouped conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
         })?;
         let params = DepthwiseParams {
-            batch: input_shape[0] as u32,
-            in_h: input_shape[1] as u32,
-            in_w: input_shape[2] as u32,
-            in_c: c.in_channels as u32,
-            out_h: out[1] as u32,
-            out_w: out[2] as u32,
-            out_c: c.filters as u32,
-            k_h: c.kernel.0 as u32,
-            k_w: c.kernel.1 as u32,
-            stride_y: c.strides.0 as u32,
-            stride_x: c.strides.1 as u32,
-            dilation_y: c.dilation.0 as u32,
-            dilation_x: c.dilation.1 as u32,
-            pad_top: window.pad.0 as u32,
-            pad_left: window.pad.1 as u32,
-            kernel_stride: self.kernel_stride,
+            conv: Conv2dParams::new(c, input_shape, &out, &window, self.kernel_stride),
             group_in: self.config.group_in() as u32,
             group_out: self.config.group_out() as u32,
             // The 8 channels of an invocation start at a multiple of 8, so they lie in one
