@@ -42,15 +42,7 @@ fn batch_norm_models_match_keras_on_the_cpu_reference() {
 #[test]
 fn batch_norm_folds_where_nothing_else_reads_the_op_before_it() {
     let Some(gpu) = gpu() else { return };
-    let kernels = |file: &str| -> Vec<String> {
-        let model = SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap();
-        model
-            .graph()
-            .describe()
-            .iter()
-            .map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-            .collect()
-    };
+    let kernels = |file: &str| common::keras::kernels(&SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap());
     let cnn = kernels("bn_cnn.keras");
     assert_eq!(cnn.len(), 4, "{cnn:#?}");
     assert!(cnn[0].starts_with("conv2d (activation Relu)"), "{cnn:#?}");

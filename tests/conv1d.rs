@@ -246,12 +246,7 @@ fn conv1d_models_match_keras_on_the_cpu_reference() {
 fn keras_files_fold_and_run_any_length() {
     let Some(gpu) = gpu() else { return };
     let model = SiameseModel::load_on(gpu.clone(), fixture("conv1d.keras")).unwrap();
-    let kernels: Vec<String> = model
-        .graph()
-        .describe()
-        .iter()
-        .map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        .collect();
+    let kernels = common::keras::kernels(&model);
     let expected = [
         "conv2d (activation Linear) (1-D)",
         "conv2d (activation Relu) (1-D)",

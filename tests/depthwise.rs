@@ -291,15 +291,7 @@ fn depthwise_models_match_keras_on_the_cpu_reference() {
 #[test]
 fn keras_batch_norms_fold_into_the_depthwise_convolutions() {
     let Some(gpu) = gpu() else { return };
-    let kernels = |file: &str| -> Vec<String> {
-        let model = SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap();
-        model
-            .graph()
-            .describe()
-            .iter()
-            .map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-            .collect()
-    };
+    let kernels = |file: &str| common::keras::kernels(&SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap());
     for file in ["dw_mbv2.keras", "dw_mbv2.h5", "dw_separable.keras", "dw_grouped.keras"] {
         let kernels = kernels(file);
         let standalone = kernels.iter().filter(|k| k.starts_with("channel affine") || k.starts_with("activation"));

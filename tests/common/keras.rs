@@ -105,6 +105,11 @@ pub fn functional_layer<'a>(json: &'a mut Value, name: &str) -> &'a mut Value {
     json["config"]["layers"].as_array_mut().unwrap().iter_mut().find(|l| l["name"] == name).unwrap()
 }
 
+/// The kernels `model` runs per call, as `describe` lists them without the layer names.
+pub fn kernels(model: &SiameseModel) -> Vec<String> {
+    model.graph().describe().iter().map(|line| line.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")).collect()
+}
+
 pub fn load_err(path: &Path) -> Error {
     let err = model::load(path).expect_err("loading should fail");
     // The same error through the full loader.
