@@ -1,7 +1,7 @@
 // conv2d.wgsl: Keras Conv2D, channels-last, as an implicit GEMM (no im2col buffer).
 //   output[b, oy, ox, co] = activate(bias[co] + Σ_{ky,kx,ci}
 //       input[b, oy*stride_y - pad_top + ky*dilation_y, ox*stride_x - pad_left + kx*dilation_x, ci]
-//       * kernel[ky, kx, ci, co])
+//       * kernel[ky, kx, ci, co] [+ residual[b, oy, ox, co]])
 // Cross-correlation (no kernel flip); taps falling in the padding read 0.
 //
 // Bindings (group 0):
@@ -12,6 +12,9 @@
 //             kernel_stride words per (ky, kx, ci) row
 //   3 bias    storage read  [out_c] (zeros when the layer has no bias)
 //   4 output  storage rw    NHWC [batch, out_h, out_w, out_c]
+//   5 residual storage read NHWC [batch, out_h, out_w, out_c], added before the activation
+//             when RESIDUAL (a residual `Add` fused in; never with POOLED); otherwise
+//             any read-only buffer (the bias), never read
 // Dispatch: workgroup 8×8; one invocation computes PIXELS output pixels (consecutive in
 // b*out_h*out_w order) × 8 output channels: x = ceil(out_c / 64),
 // y = ceil(batch*out_h*out_w / (8 × PIXELS)). The register blocking is dense.wgsl's (see
@@ -42,6 +45,7 @@ struct Conv2dParams {
 @group(0) @binding(2) var<storage, read> kernel: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
 
 // Where one output pixel's receptive field starts: the input origin (may be negative,
 // inside the padding) and the offset of its image in the input.
@@ -84,6 +88,10 @@ const PIXELS: u32 = 16u;
 // max after bias and activation, so the conv output never reaches memory. `output` is
 // then the pooled tensor [batch, out_h / 2, out_w / 2, out_c] (floor, as Keras).
 override POOLED: bool = false;
+
+// RESIDUAL = true: a following residual `Add` is fused in; the epilogue is
+// activate(value + bias + residual) at the same output index (not built with POOLED).
+override RESIDUAL: bool = false;
 
 // Work items: conv output pixels, or with POOLED 4 per pooled pixel.
 fn work_items() -> u32 {
@@ -187,7 +195,12 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < 8u; j++) {
             if co0 + j < out_c {
                 let value = select(hi[r][j % 4u], lo[r][j % 4u], j < 4u);
-                output[index * out_c + co0 + j] = activate(value + bias[c[j]]);
+                let at = index * out_c + co0 + j;
+                var sum = value + bias[c[j]];
+                if RESIDUAL {
+                    sum += residual[at];
+                }
+                output[at] = activate(sum);
             }
         }
     }

@@ -10,9 +10,13 @@
 //!    convolution's explicit padding;
 //! 3. [`fold_batch_norm`]: a BatchNormalization whose input is a Conv2D's or Dense's output
 //!    read by nothing else is folded into that op's weights;
-//! 4. [`fuse_epilogues`]: a standalone activation goes into the epilogue of the op before
-//!    it, a 2×2 max-pool into the Conv2D before it;
-//! 5. [`copy_shared_activations`]: a standalone activation left on a value that other
+//! 4. [`fuse_residual_adds`]: an `Add` of two same-shaped values, one of them a Conv2D's or
+//!    Dense's (linear activation) output read by nothing else, goes into that op's
+//!    epilogue, which reads the other value as a second input;
+//! 5. [`fuse_epilogues`]: a standalone activation goes into the epilogue of the op before
+//!    it (after a fused residual too: `act(conv + bias + residual)`), a 2×2 max-pool into
+//!    the Conv2D before it;
+//! 6. [`copy_shared_activations`]: a standalone activation left on a value that other
 //!    layers read too writes a new buffer instead of working in place.
 //!
 //! A rewritten node becomes an [`Identity`] view rather than leaving the graph, so value
@@ -23,8 +27,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::layers::{
     ActivationLayer, BatchNorm, Conv1d, Conv2d, CopyingActivation, Cropping2d, Dense, Embedding, GlobalAveragePool1d,
-    GlobalAveragePool2d, Identity, LayerNorm, LayerOp, Masking, Merge, MultiHeadAttention, Normalization, Pool2d,
-    Recurrent, Rescaling, ZeroPadding2d,
+    GlobalAveragePool2d, Identity, LayerNorm, LayerOp, Masking, Merge, MergeKind, MultiHeadAttention, Normalization,
+    Pool2d, Recurrent, Rescaling, ZeroPadding2d,
 };
 use crate::model::{Layer, ModelSpec};
 use crate::ops::{Activation, Padding, Pool2dConfig};
@@ -34,6 +38,7 @@ pub fn for_gpu(spec: &ModelSpec) -> Result<ModelSpec> {
     check_masking(spec)?;
     let spec = fold_zero_padding(spec);
     let spec = fold_batch_norm(&spec);
+    let spec = fuse_residual_adds(&spec);
     let spec = fuse_epilogues(&spec);
     Ok(copy_shared_activations(&spec))
 }
@@ -225,7 +230,12 @@ pub fn check_masking(spec: &ModelSpec) -> Result<()> {
 /// value on the way (the one read included) has `layer` as its only reader: then rewriting
 /// that producer changes what nothing else sees.
 fn sole_producer(spec: &ModelSpec, readers: &[usize], layer: usize) -> Option<usize> {
-    let mut value = *spec.layers[layer].inputs.first()?;
+    sole_producer_of(spec, readers, *spec.layers[layer].inputs.first()?)
+}
+
+/// The node that produces `value`, looking through views, when every value on the way
+/// (`value` included) has exactly one reader.
+fn sole_producer_of(spec: &ModelSpec, readers: &[usize], mut value: usize) -> Option<usize> {
     loop {
         if value == 0 || readers[value] != 1 {
             return None;
@@ -282,6 +292,44 @@ pub fn fold_batch_norm(spec: &ModelSpec) -> ModelSpec {
     spec
 }
 
+/// Fuses each residual `Add` of two values of one shape (no broadcasting) into the
+/// Conv2D or Dense that makes one of them ([`LayerOp::with_residual`]: a linear
+/// activation, nothing pooled), when every value from that op to the `Add` has no other
+/// reader and the other value already exists when the op runs: the op then reads the
+/// other value as a second input and adds it before its activation, and the `Add`
+/// becomes an identity view of the fused branch. The activation after the `Add`
+/// (ResNet's) then fuses too ([`fuse_epilogues`]).
+pub fn fuse_residual_adds(spec: &ModelSpec) -> ModelSpec {
+    let mut spec = spec.clone();
+    // Shapes decide broadcasting; a graph whose shapes do not infer is left to the runner
+    // to report.
+    let Ok(shapes) = spec.shapes_for(2, 3) else { return spec };
+    let readers = spec.readers();
+    for index in 0..spec.layers.len() {
+        let layer = &spec.layers[index];
+        let is_add = layer.downcast::<Merge>().is_some_and(|m| m.kind == MergeKind::Add);
+        let &[a, b] = layer.inputs.as_slice() else { continue };
+        if !is_add || shapes[a] != shapes[b] {
+            continue;
+        }
+        // Keras writes `Add([shortcut, x])`: the branch is usually the second input.
+        for (branch, other) in [(b, a), (a, b)] {
+            let Some(producer) = sole_producer_of(&spec, &readers, branch) else { continue };
+            // Value `other` is made by node `other - 1` (value 0: the model input).
+            if other > producer || shapes[producer + 1] != shapes[other] {
+                continue;
+            }
+            let Some(op) = spec.layers[producer].op.with_residual() else { continue };
+            spec.layers[producer].op = op;
+            spec.layers[producer].inputs.push(other);
+            spec.layers[index].op = Arc::new(Identity);
+            spec.layers[index].inputs = vec![branch];
+            break;
+        }
+    }
+    spec
+}
+
 /// Fuses standalone activations into the op before them (Conv2D, Dense, BatchNorm with a
 /// linear activation) and 2×2 max-pools into the Conv2D before them. A pooled convolution
 /// takes no activation after its pool (max and a non-monotonic activation such as GELU do
@@ -295,7 +343,7 @@ pub fn fuse_epilogues(spec: &ModelSpec) -> ModelSpec {
         let fused = if let Some(activation) = layer.downcast::<ActivationLayer>() {
             spec.layers[producer].op.with_activation(activation.0)
         } else if layer.downcast::<Pool2d>().is_some_and(|p| p.0 == Pool2dConfig::max_2x2()) {
-            spec.layers[producer].downcast::<Conv2d>().filter(|c| !c.pooled).map(|conv| {
+            spec.layers[producer].downcast::<Conv2d>().filter(|c| !c.pooled && !c.residual).map(|conv| {
                 let mut pooled = conv.clone();
                 pooled.pooled = true;
                 Arc::new(pooled) as Arc<dyn LayerOp>
@@ -434,6 +482,7 @@ mod tests {
             kernel: values(72, 8),
             bias: None,
             activation: Activation::Linear,
+            residual: false,
         };
         let layers = vec![
             Layer::new("conv", conv(2, 4), vec![0]),
@@ -525,8 +574,14 @@ mod tests {
     #[test]
     fn mask_zero_propagates_as_keras_does() {
         // Dense passes the mask to the pooling, which then averages the real steps.
-        let dense =
-            Dense { in_features: 3, out_features: 2, kernel: values(6, 1), bias: None, activation: Activation::Relu };
+        let dense = Dense {
+            in_features: 3,
+            out_features: 2,
+            kernel: values(6, 1),
+            bias: None,
+            activation: Activation::Relu,
+            residual: false,
+        };
         let pooled = ids(vec![
             embedding(true),
             Layer::new("dense", dense.clone(), vec![1]),

@@ -158,6 +158,7 @@ pub struct PipelineVariant {
 /// constant tables the ops use: what the offline translation test covers.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
     use crate::ops::conv2d::conv2d_constants;
+    use crate::ops::dense::dense_constants;
     use crate::ops::recurrent::{
         row_sharing_constants, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS, ROW_GROUPS,
     };
@@ -170,9 +171,11 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     let mut variants = Vec::new();
     for activation in Activation::ALL {
         for (dense, conv2d) in [(DENSE, CONV2D), (DENSE_F16, CONV2D_F16)] {
-            variants.push(variant(dense, "dense", &activation.constants()));
-            for pooled in [false, true] {
-                variants.push(variant(conv2d, "conv2d", &conv2d_constants(activation, pooled)));
+            for residual in [false, true] {
+                variants.push(variant(dense, "dense", &dense_constants(activation, residual)));
+            }
+            for (pooled, residual) in [(false, false), (true, false), (false, true)] {
+                variants.push(variant(conv2d, "conv2d", &conv2d_constants(activation, pooled, residual)));
             }
         }
         for depthwise in [DEPTHWISE_CONV2D, DEPTHWISE_CONV2D_F16] {

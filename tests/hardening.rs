@@ -139,7 +139,14 @@ fn scaled_dense(scale: f32) -> ModelSpec {
         input_shape: vec![4],
         layers: vec![Layer::new(
             "dense",
-            Dense { in_features: 4, out_features: 3, kernel, bias: None, activation: Activation::Linear },
+            Dense {
+                in_features: 4,
+                out_features: 3,
+                kernel,
+                bias: None,
+                activation: Activation::Linear,
+                residual: false,
+            },
             vec![0],
         )],
     }

@@ -145,6 +145,7 @@ fn dense_then_softmax_matches_the_reference() {
         kernel: random_vec(&mut rng, inf * outf),
         bias: Some(random_vec(&mut rng, outf)),
         activation: Activation::Linear,
+        residual: false,
     };
     for log in [false, true] {
         let op = ThenSoftmax { op: std::sync::Arc::new(dense.clone()), softmax: Softmax::last_axis(3, log) };

@@ -1,10 +1,11 @@
 //! Conv2D (Keras semantics: cross-correlation, HWIO kernel, `valid`/`same`, strides,
-//! dilation), with bias, activation and a 2×2 max-pool fused into its epilogue by the
-//! passes. Kernel family: `ops::conv2d` / `shaders/conv2d.wgsl`; a 1×1 stride-1
+//! dilation), with bias, activation, a residual `Add` before the activation, or a 2×2
+//! max-pool fused into its epilogue by the passes. Kernel family: `ops::conv2d` / `shaders/conv2d.wgsl`; a 1×1 stride-1
 //! convolution runs the Dense GEMM (`ops::dense`) over its pixels.
 
 use std::sync::Arc;
 
+use super::dense::{add_then_activate, check_residual_shape, residual_io};
 use super::{fold_channel_affine, nhwc, rows_for_items, Inputs, Io, Kernel, LayerOp, PlanContext};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -22,12 +23,15 @@ pub struct Conv2d {
     pub bias: Option<Vec<f32>>,
     /// A 2×2 / stride-2 valid max-pool fused in (set by the fusion pass).
     pub pooled: bool,
+    /// A second input of the output's shape is added before the activation (a residual
+    /// `Add` fused in by the passes; never with `pooled`).
+    pub residual: bool,
 }
 
 impl Conv2d {
     /// A convolution with nothing fused in but its own activation.
     pub fn new(config: Conv2dConfig, kernel: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
-        Self { config, kernel, bias, pooled: false }
+        Self { config, kernel, bias, pooled: false, residual: false }
     }
 }
 
@@ -44,17 +48,23 @@ impl LayerOp for Conv2d {
         "conv2d"
     }
 
+    fn arity(&self) -> usize {
+        1 + self.residual as usize
+    }
+
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let mut out = self.config.output_shape(inputs[0])?;
         if self.pooled {
             out = ops::Pool2dConfig::max_2x2().output_shape(&out)?;
         }
+        check_residual_shape("conv2d", self.residual, inputs, &out)?;
         Ok(out)
     }
 
     fn settings(&self) -> String {
         let pooled = if self.pooled { " + max_pool 2x2" } else { "" };
-        format!("{:?} bias {}{pooled}", self.config, self.bias.is_some())
+        let residual = if self.residual { " + residual" } else { "" };
+        format!("{:?} bias {}{pooled}{residual}", self.config, self.bias.is_some())
     }
 
     fn weights(&self) -> Vec<&[f32]> {
@@ -84,17 +94,33 @@ impl LayerOp for Conv2d {
     }
 
     fn with_channel_affine(&self, scale: &[f32], shift: &[f32]) -> Option<Arc<dyn LayerOp>> {
-        if self.pooled || self.config.activation != Activation::Linear || scale.len() != self.config.filters {
+        // After a fused residual the affine map would scale the residual too: no fold.
+        if self.pooled
+            || self.residual
+            || self.config.activation != Activation::Linear
+            || scale.len() != self.config.filters
+        {
             return None;
         }
         let (kernel, bias) = fold_channel_affine(&self.kernel, self.bias.as_deref(), scale, shift)?;
-        Some(Arc::new(Self { config: self.config.clone(), kernel, bias: Some(bias), pooled: false }))
+        Some(Arc::new(Self { kernel, bias: Some(bias), ..self.clone() }))
+    }
+
+    fn with_residual(&self) -> Option<Arc<dyn LayerOp>> {
+        (!self.pooled && !self.residual && self.config.activation == Activation::Linear)
+            .then(|| Arc::new(Self { residual: true, ..self.clone() }) as Arc<dyn LayerOp>)
     }
 
     fn reference(&self, inputs: &Inputs) -> Result<Vec<f32>> {
         let zeros = vec![0.0; self.config.filters];
         let bias = self.bias.as_deref().unwrap_or(&zeros);
-        let (out, shape) = reference::conv2d(inputs.x(), nhwc(inputs.shape())?, &self.config, &self.kernel, bias);
+        let shape = nhwc(inputs.shape())?;
+        if self.residual {
+            let linear = Conv2dConfig { activation: Activation::Linear, ..self.config.clone() };
+            let (out, _) = reference::conv2d(inputs.x(), shape, &linear, &self.kernel, bias);
+            return Ok(add_then_activate(out, inputs.values[1], self.config.activation));
+        }
+        let (out, shape) = reference::conv2d(inputs.x(), shape, &self.config, &self.kernel, bias);
         Ok(if self.pooled { reference::pool2d(&out, shape, &ops::Pool2dConfig::max_2x2()).0 } else { out })
     }
 
@@ -104,10 +130,16 @@ impl LayerOp for Conv2d {
             // Over NHWC values a 1×1 stride-1 convolution is a plain GEMM: rows = pixels,
             // its `[1, 1, in, out]` kernel the Dense kernel's `[in, out]`.
             let (i, o) = (config.in_channels, config.filters);
-            let gemm = ops::Dense::with_precision(gpu, i, o, kernel, bias, config.activation, precision)?;
+            let gemm = if self.residual {
+                ops::Dense::with_residual(gpu, i, o, kernel, bias, config.activation, precision)?
+            } else {
+                ops::Dense::with_precision(gpu, i, o, kernel, bias, config.activation, precision)?
+            };
             return Ok(Some(Box::new(PointwiseConv(gemm))));
         }
-        let op = if self.pooled {
+        let op = if self.residual {
+            ops::Conv2d::with_residual(gpu, config, kernel, bias, precision)?
+        } else if self.pooled {
             ops::Conv2d::with_max_pool(gpu, config, kernel, bias, precision)?
         } else {
             ops::Conv2d::with_precision(gpu, config, kernel, bias, precision)?
@@ -119,7 +151,8 @@ impl LayerOp for Conv2d {
 impl Kernel for ops::Conv2d {
     fn describe(&self) -> String {
         let pool = if self.pooled() { " + max_pool 2×2" } else { "" };
-        format!("conv2d (activation {:?}){pool}", self.config().activation)
+        let residual = if self.residual() { " + residual" } else { "" };
+        format!("conv2d (activation {:?}){pool}{residual}", self.config().activation)
     }
 
     fn max_rows(&self, _inputs: &[&[usize]], output: &[usize], _binding: usize, groups: usize) -> usize {
@@ -127,7 +160,8 @@ impl Kernel for ops::Conv2d {
     }
 
     fn prepare(&self, ctx: &PlanContext, io: &Io) -> Result<Vec<Dispatch>> {
-        Ok(vec![ops::Conv2d::prepare(self, ctx.gpu, io.shapes[0], io.inputs[0], io.output)?])
+        let residual = residual_io(self.residual(), io);
+        Ok(vec![self.prepare_with_residual(ctx.gpu, io.shapes[0], io.inputs[0], residual, io.output)?])
     }
 }
 
@@ -137,7 +171,8 @@ struct PointwiseConv(ops::Dense);
 
 impl Kernel for PointwiseConv {
     fn describe(&self) -> String {
-        format!("conv2d 1×1 as GEMM (activation {:?})", self.0.activation())
+        let residual = if self.0.residual() { " + residual" } else { "" };
+        format!("conv2d 1×1 as GEMM (activation {:?}){residual}", self.0.activation())
     }
 
     fn max_rows(&self, inputs: &[&[usize]], output: &[usize], binding: usize, groups: usize) -> usize {

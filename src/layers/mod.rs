@@ -143,6 +143,12 @@ pub trait LayerOp: fmt::Debug + Send + Sync + AsAny {
         None
     }
 
+    /// This layer with a second input, of its output's shape, added to its output before
+    /// its activation (a residual `Add` after it, fused in), when it can take one (the
+    /// residual fusion pass asks; None: it cannot).
+    fn with_residual(&self) -> Option<Arc<dyn LayerOp>> {
+        None
+    }
     /// The plain-Rust reference: the output's values for these inputs.
     fn reference(&self, inputs: &Inputs) -> Result<Vec<f32>>;
 

@@ -293,6 +293,7 @@ fn block(
         kernel,
         bias: Some(bias),
         activation,
+        residual: false,
     };
     layers.push(Layer::new(format!("{layer}.attention"), attention, vec![x]));
     layers.push(Layer::new(format!("{layer}.attention.output.LayerNorm"), attention_norm, vec![x + 1, x]));

@@ -1,5 +1,6 @@
 //! Conv2D, Keras semantics: channels-last input, HWIO kernel, cross-correlation (no
-//! flip), `valid`/`same` padding, strides, dilation, fused bias + activation.
+//! flip), `valid`/`same` padding, strides, dilation, fused bias + activation (and,
+//! optionally, a residual added before the activation).
 //! Kernel: `shaders/conv2d.wgsl` (implicit GEMM, no im2col buffer).
 
 use super::{
@@ -159,12 +160,16 @@ pub struct Conv2d {
     pipeline: wgpu::ComputePipeline,
     /// A fused 2×2 / stride 2 / valid MaxPooling2D follows (conv2d.wgsl `POOLED`).
     pooled: bool,
+    /// A second input of the output's shape is added before the activation (conv2d.wgsl
+    /// `RESIDUAL`; never with `pooled`).
+    residual: bool,
 }
 
 /// Override constants of conv2d.wgsl.
-pub(crate) fn conv2d_constants(activation: Activation, pooled: bool) -> Vec<(&'static str, f64)> {
+pub(crate) fn conv2d_constants(activation: Activation, pooled: bool, residual: bool) -> Vec<(&'static str, f64)> {
     let mut constants = activation.constants();
     constants.push(("POOLED", if pooled { 1.0 } else { 0.0 }));
+    constants.push(("RESIDUAL", if residual { 1.0 } else { 0.0 }));
     constants
 }
 
@@ -183,7 +188,21 @@ impl Conv2d {
         bias: Option<&[f32]>,
         precision: Precision,
     ) -> Result<Self> {
-        Self::build(gpu, config, kernel, bias, precision, false)
+        Self::build(gpu, config, kernel, bias, precision, false, false)
+    }
+
+    /// As [`with_precision`](Self::with_precision), plus a second input of the output's
+    /// shape added before the activation (a residual `Add` fused in):
+    /// `activate(conv + bias + residual)`; bind it with
+    /// [`prepare_with_residual`](Self::prepare_with_residual).
+    pub fn with_residual(
+        gpu: &Gpu,
+        config: Conv2dConfig,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        precision: Precision,
+    ) -> Result<Self> {
+        Self::build(gpu, config, kernel, bias, precision, false, true)
     }
 
     /// The convolution followed by a MaxPooling2D with 2×2 windows, stride 2 and valid
@@ -196,7 +215,7 @@ impl Conv2d {
         bias: Option<&[f32]>,
         precision: Precision,
     ) -> Result<Self> {
-        Self::build(gpu, config, kernel, bias, precision, true)
+        Self::build(gpu, config, kernel, bias, precision, true, false)
     }
 
     /// Whether a pooling layer can be fused into the convolution before it.
@@ -211,6 +230,7 @@ impl Conv2d {
         bias: Option<&[f32]>,
         precision: Precision,
         pooled: bool,
+        residual: bool,
     ) -> Result<Self> {
         config.check()?;
         if kernel.len() != config.kernel_len() {
@@ -247,10 +267,11 @@ impl Conv2d {
             pipeline: gpu.pipeline(
                 precision.pick(&shaders::CONV2D, &shaders::CONV2D_F16),
                 "conv2d",
-                &conv2d_constants(config.activation, pooled),
+                &conv2d_constants(config.activation, pooled, residual),
             )?,
             config,
             pooled,
+            residual,
         })
     }
 
@@ -262,6 +283,11 @@ impl Conv2d {
     /// Whether a 2×2 max-pool is fused in.
     pub fn pooled(&self) -> bool {
         self.pooled
+    }
+
+    /// Whether a residual input is added before the activation.
+    pub fn residual(&self) -> bool {
+        self.residual
     }
 
     /// Output shape for a `[batch, h, w, c]` input (pooled when a max-pool is fused in).
@@ -292,8 +318,24 @@ impl Conv2d {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<Dispatch> {
+        self.prepare_with_residual(gpu, input_shape, input, None, output)
+    }
+
+    /// As [`prepare`](Self::prepare), with the residual (its shape and buffer) a
+    /// [`with_residual`](Self::with_residual) op adds; None for any other op. The residual
+    /// must have the output's shape and must not be `output`.
+    pub fn prepare_with_residual(
+        &self,
+        gpu: &Gpu,
+        input_shape: &[usize],
+        input: &wgpu::Buffer,
+        residual: Option<(&[usize], &wgpu::Buffer)>,
+        output: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
         // What the op writes (pooled or not), and the convolution's own output size.
         let written = self.output_shape(input_shape)?;
+        // Without a residual the bias stands in at binding 5 (see dense.rs).
+        let residual = super::dense::check_residual("conv2d", self.residual, residual, &written)?.unwrap_or(&self.bias);
         let out = self.config.output_shape(input_shape)?;
         let window = self.config.window(input_shape[1], input_shape[2]).ok_or_else(|| {
             Error::shape("conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
@@ -312,7 +354,7 @@ impl Conv2d {
             "conv2d",
             &self.pipeline,
             &params,
-            &[input, &self.kernel, &self.bias, output],
+            &[input, &self.kernel, &self.bias, output, residual],
             workgroups,
         ))
     }

@@ -1,5 +1,6 @@
 //! Dense (fully connected) layer: `activate(x · kernel + bias)`, kernel `(in, out)` as
-//! Keras stores it. Kernel: `shaders/dense.wgsl`.
+//! Keras stores it, optionally with a residual `activate(x · kernel + bias + residual)`.
+//! Kernel: `shaders/dense.wgsl`.
 
 use super::{groups, kernel_buffer, prepare_dispatch, shape_str, weight_buffer, Activation, Dispatch, Precision};
 use crate::error::{Error, Result};
@@ -31,6 +32,34 @@ pub struct Dense {
     kernel_stride: u32,
     bias: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
+    /// A second input of the output's shape is added before the activation (dense.wgsl
+    /// `RESIDUAL`).
+    residual: bool,
+}
+
+/// Override constants of dense.wgsl.
+pub(crate) fn dense_constants(activation: Activation, residual: bool) -> Vec<(&'static str, f64)> {
+    let mut constants = activation.constants();
+    constants.push(("RESIDUAL", if residual { 1.0 } else { 0.0 }));
+    constants
+}
+
+/// Checks the residual a residual op (`wanted`) is handed against its output shape `out`.
+pub(crate) fn check_residual<'a>(
+    op: &'static str,
+    wanted: bool,
+    residual: Option<(&[usize], &'a wgpu::Buffer)>,
+    out: &[usize],
+) -> Result<Option<&'a wgpu::Buffer>> {
+    match residual {
+        None if wanted => Err(Error::shape(op, format!("a residual input of shape {}", shape_str(out)), "none")),
+        Some(_) if !wanted => Err(Error::shape(op, "no residual input (built without one)", "a residual input")),
+        Some((shape, _)) if shape != out => {
+            Err(Error::shape(format!("{op} residual"), shape_str(out), shape_str(shape)))
+        }
+        Some((_, buffer)) => Ok(Some(buffer)),
+        None => Ok(None),
+    }
 }
 
 impl Dense {
@@ -57,6 +86,37 @@ impl Dense {
         bias: Option<&[f32]>,
         activation: Activation,
         precision: Precision,
+    ) -> Result<Self> {
+        Self::build(gpu, in_features, out_features, kernel, bias, activation, precision, false)
+    }
+
+    /// As [`with_precision`](Self::with_precision), plus a second input of the output's
+    /// shape added before the activation (a residual `Add` fused in):
+    /// `activate(x · kernel + bias + residual)`; bind it with
+    /// [`prepare_with_residual`](Self::prepare_with_residual).
+    #[allow(clippy::too_many_arguments, reason = "with_precision's arguments")]
+    pub fn with_residual(
+        gpu: &Gpu,
+        in_features: usize,
+        out_features: usize,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        precision: Precision,
+    ) -> Result<Self> {
+        Self::build(gpu, in_features, out_features, kernel, bias, activation, precision, true)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "with_precision's arguments plus the residual flag")]
+    fn build(
+        gpu: &Gpu,
+        in_features: usize,
+        out_features: usize,
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        precision: Precision,
+        residual: bool,
     ) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
             return Err(Error::shape("dense", "in and out features >= 1", format!("({in_features}, {out_features})")));
@@ -90,14 +150,20 @@ impl Dense {
             pipeline: gpu.pipeline(
                 precision.pick(&shaders::DENSE, &shaders::DENSE_F16),
                 "dense",
-                &activation.constants(),
+                &dense_constants(activation, residual),
             )?,
+            residual,
         })
     }
 
     /// The fused activation.
     pub fn activation(&self) -> Activation {
         self.activation
+    }
+
+    /// Whether a residual input is added before the activation.
+    pub fn residual(&self) -> bool {
+        self.residual
     }
 
     /// Output shape for `input` (`[..., in_features]` → `[..., out_features]`, as Keras
@@ -127,7 +193,24 @@ impl Dense {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<Dispatch> {
-        self.output_shape(input_shape)?;
+        self.prepare_with_residual(gpu, input_shape, input, None, output)
+    }
+
+    /// As [`prepare`](Self::prepare), with the residual (its shape and buffer) a
+    /// [`with_residual`](Self::with_residual) op adds; None for any other op. The residual
+    /// must have the output's shape and must not be `output`.
+    pub fn prepare_with_residual(
+        &self,
+        gpu: &Gpu,
+        input_shape: &[usize],
+        input: &wgpu::Buffer,
+        residual: Option<(&[usize], &wgpu::Buffer)>,
+        output: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
+        let out = self.output_shape(input_shape)?;
+        // Without a residual the bias stands in at binding 5 (read-only twice is allowed;
+        // the output never: read and read-write of one buffer in one dispatch is not).
+        let residual = check_residual("dense", self.residual, residual, &out)?.unwrap_or(&self.bias);
         let rows: usize = input_shape[..input_shape.len() - 1].iter().product();
         let params = DenseParams {
             rows: rows as u32,
@@ -145,7 +228,7 @@ impl Dense {
             "dense",
             &self.pipeline,
             &params,
-            &[input, &self.kernel, &self.bias, output],
+            &[input, &self.kernel, &self.bias, output, residual],
             workgroups,
         ))
     }

@@ -205,7 +205,7 @@ fn dense(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
     let activation = activation(entry, "activation")?;
     let kernel = ctx.weights.take(&entry.name, "kernel", &[channels, units])?;
     let bias = optional(ctx, "use_bias", "bias", units)?;
-    layer(Dense { in_features: channels, out_features: units, kernel, bias, activation })
+    layer(Dense { in_features: channels, out_features: units, kernel, bias, activation, residual: false })
 }
 
 fn pool2d(ctx: &mut Context) -> Result<Arc<dyn LayerOp>> {
