@@ -475,6 +475,81 @@ mod tests {
     }
 
     #[test]
+    fn a_residual_add_and_the_relu_after_it_fuse_into_the_conv() {
+        // shortcut conv, conv -> bn -> dropout -> add(shortcut, x) -> relu: one conv node
+        // reads the shortcut as its residual and applies the relu.
+        let block = spec(vec![
+            Layer::new("shortcut", conv(2, 4), vec![0]),
+            Layer::new("conv", conv(2, 4), vec![0]),
+            Layer::new("bn", norm(4), vec![2]),
+            Layer::new("drop", Identity, vec![3]),
+            Layer::new("add", Merge::add(), vec![1, 4]),
+            Layer::new("relu", ActivationLayer(Activation::Relu), vec![5]),
+        ]);
+        let passed = for_gpu(&block).unwrap();
+        assert_eq!(names(&passed), ["conv2d", "conv2d", "identity", "identity", "identity", "identity"]);
+        let fused = passed.layers[1].downcast::<Conv2d>().unwrap();
+        assert!(fused.residual && fused.config.activation == Activation::Relu);
+        assert_eq!(passed.layers[1].inputs, [0, 1]);
+        assert_eq!(passed.layers[4].inputs, [4]);
+        assert_same_numbers(&block, &passed);
+
+        // The other input made after the producer: the shortcut branch fuses instead
+        // (its conv runs after the other's value exists).
+        let late = spec(vec![
+            Layer::new("conv", conv(2, 4), vec![0]),
+            Layer::new("bn", norm(4), vec![1]),
+            Layer::new("shortcut", conv(2, 4), vec![0]),
+            Layer::new("add", Merge::add(), vec![3, 2]),
+        ]);
+        let passed = for_gpu(&late).unwrap();
+        assert_eq!(names(&passed), ["conv2d", "identity", "conv2d", "identity"]);
+        assert!(!passed.layers[0].downcast::<Conv2d>().unwrap().residual);
+        assert_eq!(passed.layers[2].inputs, [0, 2]);
+        assert_same_numbers(&late, &passed);
+
+        // ... and with a relu'd shortcut (not linear) neither branch can take it.
+        let mut relu = late.clone();
+        relu.layers[2].op = Arc::new(Conv2d::new(
+            Conv2dConfig { activation: Activation::Relu, ..conv(2, 4).config },
+            values(72, 1),
+            None,
+        ));
+        assert_eq!(names(&for_gpu(&relu).unwrap()), ["conv2d", "identity", "conv2d", "add"]);
+    }
+
+    #[test]
+    fn residual_adds_that_cannot_fuse() {
+        // The branch value has a second reader.
+        let shared = spec(vec![
+            Layer::new("conv", conv(2, 4), vec![0]),
+            Layer::new("other", conv(2, 4), vec![0]),
+            Layer::new("add", Merge::add(), vec![2, 1]),
+            Layer::new("again", Merge::add(), vec![1, 3]),
+        ]);
+        let passed = fuse_residual_adds(&shared);
+        assert_eq!(names(&passed), ["conv2d", "conv2d", "identity", "add"]);
+        assert!(passed.layers[1].downcast::<Conv2d>().unwrap().residual);
+        assert!(!passed.layers[0].downcast::<Conv2d>().unwrap().residual);
+        assert_same_numbers(&shared, &passed);
+        // A broadcasting Add: [6, 5, 4] + [6, 5, 1].
+        let broadcast = spec(vec![
+            Layer::new("narrow", conv(2, 1), vec![0]),
+            Layer::new("conv", conv(2, 4), vec![0]),
+            Layer::new("add", Merge::add(), vec![1, 2]),
+        ]);
+        assert_eq!(names(&for_gpu(&broadcast).unwrap()), ["conv2d", "conv2d", "add"]);
+        // A conv with its own relu before the Add.
+        let relu = Conv2d::new(Conv2dConfig { activation: Activation::Relu, ..conv(2, 4).config }, values(72, 3), None);
+        let activated = spec(vec![
+            Layer::new("relu conv", relu.clone(), vec![0]),
+            Layer::new("relu conv 2", relu, vec![0]),
+            Layer::new("add", Merge::add(), vec![1, 2]),
+        ]);
+        assert_eq!(names(&for_gpu(&activated).unwrap()), ["conv2d", "conv2d", "add"]);
+    }
+
+    #[test]
     fn activations_fuse_through_views_and_not_after_a_pool() {
         let dense = Dense {
             in_features: 24,

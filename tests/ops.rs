@@ -242,3 +242,84 @@ fn identical_pairs_give_exactly_zero_and_zero_vectors_no_nan() {
         }
     }
 }
+
+/// `activate(linear + residual)`: the reference of an op with a residual fused in.
+fn add_then_activate(linear: &[f32], residual: &[f32], activation: Activation) -> Vec<f32> {
+    linear.iter().zip(residual).map(|(&y, &r)| reference::activation(y + r, activation)).collect()
+}
+
+#[test]
+fn dense_with_residual_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = rng(21);
+    for (rows, inf, outf, activation) in [(37, 13, 19, Activation::Relu), (1, 5, 3, Activation::Linear)] {
+        let input = random_vec(&mut rng, rows * inf);
+        let kernel: Vec<f32> = random_vec(&mut rng, inf * outf).iter().map(|v| v / (inf as f32).sqrt()).collect();
+        let bias = random_vec(&mut rng, outf);
+        let shortcut = random_vec(&mut rng, rows * outf);
+        let op = Dense::with_residual(&gpu, inf, outf, &kernel, Some(&bias), activation, Precision::F32).unwrap();
+        let x = upload(&gpu, &[rows, inf], input.clone());
+        let r = upload(&gpu, &[rows, outf], shortcut.clone());
+        let y = Tensor::zeros(&gpu, &[rows, outf]).unwrap();
+        let dispatch =
+            op.prepare_with_residual(&gpu, x.shape(), x.buffer(), Some((r.shape(), r.buffer())), y.buffer()).unwrap();
+        run_dispatches(&gpu, &[&dispatch]).unwrap();
+        let linear = reference::dense(&input, rows, &kernel, &bias, inf, Activation::Linear);
+        let want = add_then_activate(&linear, &shortcut, activation);
+        assert_close(
+            &format!("dense {rows}x{inf}->{outf} + residual"),
+            y.download(&gpu).unwrap().data(),
+            &want,
+            ATOL,
+            RTOL,
+        );
+        // A residual of another shape, or none, is an error.
+        let wrong = upload(&gpu, &[rows, outf + 1], vec![0.0; rows * (outf + 1)]);
+        let err =
+            op.prepare_with_residual(&gpu, x.shape(), x.buffer(), Some((wrong.shape(), wrong.buffer())), y.buffer());
+        assert!(matches!(err, Err(siamese_wgpu::Error::ShapeMismatch { .. })), "{err:?}");
+        assert!(op.prepare(&gpu, x.shape(), x.buffer(), y.buffer()).is_err());
+    }
+}
+
+#[test]
+fn conv2d_with_residual_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = rng(22);
+    for stride in [1, 2] {
+        let config = Conv2dConfig {
+            in_channels: 3,
+            filters: 19,
+            kernel: (3, 3),
+            strides: (stride, stride),
+            dilation: (1, 1),
+            padding: Padding::Same,
+            activation: Activation::Relu,
+        };
+        let shape = [2, 7, 9, 3];
+        let input = random_vec(&mut rng, shape.iter().product());
+        let kernel: Vec<f32> = random_vec(&mut rng, config.kernel_len()).iter().map(|v| v / 27f32.sqrt()).collect();
+        let bias = random_vec(&mut rng, 19);
+        let op = Conv2d::with_residual(&gpu, config.clone(), &kernel, Some(&bias), Precision::F32).unwrap();
+        let out_shape = op.output_shape(&shape).unwrap();
+        let shortcut = random_vec(&mut rng, out_shape.iter().product());
+        let x = upload(&gpu, &shape, input.clone());
+        let r = upload(&gpu, &out_shape, shortcut.clone());
+        let y = Tensor::zeros(&gpu, &out_shape).unwrap();
+        let dispatch =
+            op.prepare_with_residual(&gpu, &shape, x.buffer(), Some((r.shape(), r.buffer())), y.buffer()).unwrap();
+        run_dispatches(&gpu, &[&dispatch]).unwrap();
+        let linear = Conv2dConfig { activation: Activation::Linear, ..config.clone() };
+        let (out, _) = reference::conv2d(&input, shape, &linear, &kernel, &bias);
+        let want = add_then_activate(&out, &shortcut, Activation::Relu);
+        assert_close(
+            &format!("conv2d stride {stride} + residual"),
+            y.download(&gpu).unwrap().data(),
+            &want,
+            ATOL,
+            RTOL,
+        );
+        let err = op.prepare_with_residual(&gpu, &shape, x.buffer(), Some((x.shape(), x.buffer())), y.buffer());
+        assert!(matches!(err, Err(siamese_wgpu::Error::ShapeMismatch { .. })), "{err:?}");
+    }
+}
