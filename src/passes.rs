@@ -295,7 +295,8 @@ pub fn fold_batch_norm(spec: &ModelSpec) -> ModelSpec {
 /// Fuses each residual `Add` of two values of one shape (no broadcasting) into the
 /// Conv2D or Dense that makes one of them ([`LayerOp::with_residual`]: a linear
 /// activation, nothing pooled), when every value from that op to the `Add` has no other
-/// reader and the other value already exists when the op runs: the op then reads the
+/// reader and the other value (or the same-shaped value it is a view of) already exists
+/// when the op runs: the op then reads the
 /// other value as a second input and adds it before its activation, and the `Add`
 /// becomes an identity view of the fused branch. The activation after the `Add`
 /// (ResNet's) then fuses too ([`fuse_epilogues`]).
@@ -304,7 +305,7 @@ pub fn fuse_residual_adds(spec: &ModelSpec) -> ModelSpec {
     // Shapes decide broadcasting; a graph whose shapes do not infer is left to the runner
     // to report.
     let Ok(shapes) = spec.shapes_for(2, 3) else { return spec };
-    let readers = spec.readers();
+    let mut readers = spec.readers();
     for index in 0..spec.layers.len() {
         let layer = &spec.layers[index];
         let is_add = layer.downcast::<Merge>().is_some_and(|m| m.kind == MergeKind::Add);
@@ -315,13 +316,25 @@ pub fn fuse_residual_adds(spec: &ModelSpec) -> ModelSpec {
         // Keras writes `Add([shortcut, x])`: the branch is usually the second input.
         for (branch, other) in [(b, a), (a, b)] {
             let Some(producer) = sole_producer_of(&spec, &readers, branch) else { continue };
-            // Value `other` is made by node `other - 1` (value 0: the model input).
-            if other > producer || shapes[producer + 1] != shapes[other] {
+            // Value `v` is made by node `v - 1` (value 0: the model input). Importers may
+            // put `other`'s last views (a folded BatchNorm) after the producer: read the
+            // value they view, of the same shape, which exists by then.
+            let mut residual = other;
+            while residual > producer {
+                let maker = &spec.layers[residual - 1];
+                match maker.inputs.first() {
+                    Some(&input) if maker.op.is_view() && shapes[input] == shapes[residual] => residual = input,
+                    _ => break,
+                }
+            }
+            if residual > producer || shapes[producer + 1] != shapes[other] {
                 continue;
             }
             let Some(op) = spec.layers[producer].op.with_residual() else { continue };
+            readers[residual] += 1;
+            readers[other] -= 1;
             spec.layers[producer].op = op;
-            spec.layers[producer].inputs.push(other);
+            spec.layers[producer].inputs.push(residual);
             spec.layers[index].op = Arc::new(Identity);
             spec.layers[index].inputs = vec![branch];
             break;

@@ -84,3 +84,17 @@ fn scaled_add_refuses_inputs_of_two_shapes() {
     assert_eq!(op.output_shape(&[&[2, 3, 3, 6], &[2, 3, 3, 6]]).unwrap(), vec![2, 3, 3, 6]);
     assert!(matches!(op.output_shape(&[&[2, 3, 3, 6], &[2, 3, 3, 5]]), Err(Error::ShapeMismatch { .. })));
 }
+
+/// ResNet50's first block: conv 1×1 -> BN -> Add([shortcut, x]) -> relu runs as one
+/// GEMM with the residual and the relu in its epilogue; no standalone add is left.
+#[test]
+fn residual_adds_fuse_into_the_conv_before_them() {
+    let Some(gpu) = gpu() else { return };
+    for (file, activation) in [("apps_resnet50.keras", "Relu")] {
+        let model = siamese_wgpu::SiameseModel::load_on(gpu.clone(), fixture(file)).unwrap();
+        let kernels = common::keras::kernels(&model);
+        let fused = format!("(activation {activation}) + residual");
+        assert!(kernels.iter().any(|k| k.ends_with(&fused)), "{file}: {kernels:#?}");
+        assert!(!kernels.iter().any(|k| k.starts_with("add")), "{file}: {kernels:#?}");
+    }
+}
