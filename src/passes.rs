@@ -532,6 +532,24 @@ mod tests {
     }
 
     #[test]
+    fn a_residual_whose_folded_batch_norm_comes_after_the_producer_still_fuses() {
+        // As Keras orders ResNet50's first block: conv_3, conv_0, bn_3, bn_0, add(bn_0, bn_3).
+        // bn_3 folds into conv_3 (a view after conv_0): conv_0 reads conv_3's value.
+        let block = spec(vec![
+            Layer::new("conv_3", conv(2, 4), vec![0]),
+            Layer::new("conv_0", conv(2, 4), vec![0]),
+            Layer::new("bn_3", norm(4), vec![1]),
+            Layer::new("bn_0", norm(4), vec![2]),
+            Layer::new("add", Merge::add(), vec![4, 3]),
+        ]);
+        let passed = for_gpu(&block).unwrap();
+        assert_eq!(names(&passed), ["conv2d", "conv2d", "identity", "identity", "identity"]);
+        assert_eq!(passed.layers[1].inputs, [0, 1]);
+        assert!(passed.layers[1].downcast::<Conv2d>().unwrap().residual);
+        assert_same_numbers(&block, &passed);
+    }
+
+    #[test]
     fn residual_adds_that_cannot_fuse() {
         // The branch value has a second reader.
         let shared = spec(vec![
