@@ -12,9 +12,8 @@
 //             kernel_stride words per (ky, kx, ci) row
 //   3 bias    storage read  [out_c] (zeros when the layer has no bias)
 //   4 output  storage rw    NHWC [batch, out_h, out_w, out_c]
-//   5 residual storage read NHWC [batch, out_h, out_w, out_c], added before the activation
-//             when RESIDUAL (a residual `Add` fused in; never with POOLED); otherwise
-//             any read-only buffer (the bias), never read
+//   5 residual storage read NHWC [batch, out_h, out_w, out_c], added before the activation:
+//             only in `conv2d_residual` / `conv2d_f16_residual` (residual.wgsl)
 // Dispatch: workgroup 8×8; one invocation computes PIXELS output pixels (consecutive in
 // b*out_h*out_w order) × 8 output channels: x = ceil(out_c / 64),
 // y = ceil(batch*out_h*out_w / (8 × PIXELS)). The register blocking is dense.wgsl's (see
@@ -45,7 +44,6 @@ struct Conv2dParams {
 @group(0) @binding(2) var<storage, read> kernel: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
 
 // Where one output pixel's receptive field starts: the input origin (may be negative,
 // inside the padding) and the offset of its image in the input.
@@ -88,10 +86,6 @@ const PIXELS: u32 = 16u;
 // max after bias and activation, so the conv output never reaches memory. `output` is
 // then the pooled tensor [batch, out_h / 2, out_w / 2, out_c] (floor, as Keras).
 override POOLED: bool = false;
-
-// RESIDUAL = true: a following residual `Add` is fused in; the epilogue is
-// activate(value + bias + residual) at the same output index (not built with POOLED).
-override RESIDUAL: bool = false;
 
 // Work items: conv output pixels, or with POOLED 4 per pooled pixel.
 fn work_items() -> u32 {
@@ -196,11 +190,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>) {
             if co0 + j < out_c {
                 let value = select(hi[r][j % 4u], lo[r][j % 4u], j < 4u);
                 let at = index * out_c + co0 + j;
-                var sum = value + bias[c[j]];
-                if RESIDUAL {
-                    sum += residual[at];
-                }
-                output[at] = activate(sum);
+                output[at] = activate(add_residual(value + bias[c[j]], at));
             }
         }
     }

@@ -8,9 +8,8 @@
 //             (weights_f16.wgsl, the `dense_f16` module); kernel_stride words per row
 //   3 bias    storage read  [out_features] (zeros when the layer has no bias)
 //   4 output  storage rw    [rows, out_features]
-//   5 residual storage read [rows, out_features], added before the activation when
-//             RESIDUAL (a residual `Add` fused in); otherwise any read-only buffer (the
-//             bias), never read
+//   5 residual storage read [rows, out_features], added before the activation: only in
+//             `dense_residual` / `dense_f16_residual` (residual.wgsl)
 // Dispatch: workgroup 8×8; one invocation computes a block of ROWS rows × 8 columns, so
 // x = ceil(out_features / 64), y = ceil(rows / (8 × ROWS)).
 //
@@ -35,11 +34,6 @@ struct DenseParams {
 @group(0) @binding(2) var<storage, read> kernel: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
-
-// RESIDUAL = true: a following residual `Add` is fused in; the epilogue is
-// activate(value + bias + residual) at the same output index.
-override RESIDUAL: bool = false;
 
 // Rows per invocation (columns are fixed at 8: two vec4 accumulators per row). Keep in
 // step with `ROWS` in src/ops/dense.rs.
@@ -88,11 +82,7 @@ fn dense(@builtin(global_invocation_id) gid: vec3<u32>) {
             if col0 + j < n {
                 let value = select(hi[r][j % 4u], lo[r][j % 4u], j < 4u);
                 let index = row * n + col0 + j;
-                var sum = value + bias[c[j]];
-                if RESIDUAL {
-                    sum += residual[index];
-                }
-                output[index] = activate(sum);
+                output[index] = activate(add_residual(value + bias[c[j]], index));
             }
         }
     }

@@ -169,7 +169,7 @@ impl Graph {
     /// projections) in `precision`.
     pub fn with_precision(gpu: Arc<Gpu>, spec: &ModelSpec, precision: Precision) -> Result<Self> {
         spec.shapes(1)?;
-        let exec = passes::for_gpu(spec)?;
+        let exec = passes::for_target(spec, passes::Target::from_limits(&gpu.limits()))?;
         exec.shapes(1)?;
         let kernels = exec
             .layers

@@ -33,12 +33,39 @@ use crate::layers::{
 use crate::model::{Layer, ModelSpec};
 use crate::ops::{Activation, Padding, Pool2dConfig};
 
-/// The passes the GPU runner applies, in order.
+/// What the passes may assume of the device the kernels will run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// `max_storage_buffers_per_shader_stage`: a fused residual's kernel binds five.
+    pub storage_buffers_per_stage: u32,
+}
+
+impl Target {
+    /// The device `limits` describe.
+    pub fn from_limits(limits: &wgpu::Limits) -> Self {
+        Self { storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage }
+    }
+}
+
+impl Default for Target {
+    /// WebGPU's default limits (8 storage buffers per stage).
+    fn default() -> Self {
+        Self::from_limits(&wgpu::Limits::default())
+    }
+}
+
+/// The passes the GPU runner applies, in order, for a device with WebGPU's default limits.
 pub fn for_gpu(spec: &ModelSpec) -> Result<ModelSpec> {
+    for_target(spec, Target::default())
+}
+
+/// The passes the GPU runner applies, in order, for `target`: on a device with fewer than
+/// five storage buffers per stage (downlevel's four) residual `Add`s stay standalone.
+pub fn for_target(spec: &ModelSpec, target: Target) -> Result<ModelSpec> {
     check_masking(spec)?;
     let spec = fold_zero_padding(spec);
     let spec = fold_batch_norm(&spec);
-    let spec = fuse_residual_adds(&spec);
+    let spec = if target.storage_buffers_per_stage >= 5 { fuse_residual_adds(&spec) } else { spec };
     let spec = fuse_epilogues(&spec);
     Ok(copy_shared_activations(&spec))
 }
@@ -547,6 +574,10 @@ mod tests {
         assert_eq!(passed.layers[1].inputs, [0, 1]);
         assert!(passed.layers[1].downcast::<Conv2d>().unwrap().residual);
         assert_same_numbers(&block, &passed);
+        // A downlevel device (4 storage buffers per stage) cannot bind the residual.
+        let downlevel = for_target(&block, Target::from_limits(&wgpu::Limits::downlevel_defaults())).unwrap();
+        assert_eq!(names(&downlevel), ["conv2d", "conv2d", "identity", "identity", "add"]);
+        assert_same_numbers(&block, &downlevel);
     }
 
     #[test]

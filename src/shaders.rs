@@ -32,18 +32,38 @@ pub const WEIGHTS: &str = include_str!("../shaders/weights.wgsl");
 /// `shaders/weights_f16.wgsl`: the same for kernel rows stored as packed f16.
 pub const WEIGHTS_F16: &str = include_str!("../shaders/weights_f16.wgsl");
 
+/// `shaders/residual.wgsl`: binding 5, the residual a GEMM epilogue adds (`*_residual`).
+pub const RESIDUAL: &str = include_str!("../shaders/residual.wgsl");
+/// `shaders/no_residual.wgsl`: the same epilogue hook without the binding.
+pub const NO_RESIDUAL: &str = include_str!("../shaders/no_residual.wgsl");
+
+const DENSE_WGSL: &str = include_str!("../shaders/dense.wgsl");
+const CONV2D_WGSL: &str = include_str!("../shaders/conv2d.wgsl");
+
 /// Dense layer: fused matmul + bias + activation.
-pub const DENSE: ShaderSource =
-    ShaderSource { name: "dense", parts: &[ACTIVATION, WEIGHTS, include_str!("../shaders/dense.wgsl")] };
+pub const DENSE: ShaderSource = ShaderSource { name: "dense", parts: &[ACTIVATION, WEIGHTS, NO_RESIDUAL, DENSE_WGSL] };
 /// Conv2D: implicit GEMM + bias + activation.
 pub const CONV2D: ShaderSource =
-    ShaderSource { name: "conv2d", parts: &[ACTIVATION, WEIGHTS, include_str!("../shaders/conv2d.wgsl")] };
+    ShaderSource { name: "conv2d", parts: &[ACTIVATION, WEIGHTS, NO_RESIDUAL, CONV2D_WGSL] };
 /// Dense layer with f16 weights (`Precision::F16`).
 pub const DENSE_F16: ShaderSource =
-    ShaderSource { name: "dense_f16", parts: &[ACTIVATION, WEIGHTS_F16, include_str!("../shaders/dense.wgsl")] };
+    ShaderSource { name: "dense_f16", parts: &[ACTIVATION, WEIGHTS_F16, NO_RESIDUAL, DENSE_WGSL] };
 /// Conv2D with f16 weights (`Precision::F16`).
 pub const CONV2D_F16: ShaderSource =
-    ShaderSource { name: "conv2d_f16", parts: &[ACTIVATION, WEIGHTS_F16, include_str!("../shaders/conv2d.wgsl")] };
+    ShaderSource { name: "conv2d_f16", parts: &[ACTIVATION, WEIGHTS_F16, NO_RESIDUAL, CONV2D_WGSL] };
+/// Dense with a residual `Add` fused in: `activate(x · kernel + bias + residual)`. A module
+/// of its own (not an override) so that only it declares a fifth storage buffer.
+pub const DENSE_RESIDUAL: ShaderSource =
+    ShaderSource { name: "dense_residual", parts: &[ACTIVATION, WEIGHTS, RESIDUAL, DENSE_WGSL] };
+/// Conv2D with a residual `Add` fused in.
+pub const CONV2D_RESIDUAL: ShaderSource =
+    ShaderSource { name: "conv2d_residual", parts: &[ACTIVATION, WEIGHTS, RESIDUAL, CONV2D_WGSL] };
+/// [`DENSE_RESIDUAL`] with f16 weights.
+pub const DENSE_F16_RESIDUAL: ShaderSource =
+    ShaderSource { name: "dense_f16_residual", parts: &[ACTIVATION, WEIGHTS_F16, RESIDUAL, DENSE_WGSL] };
+/// [`CONV2D_RESIDUAL`] with f16 weights.
+pub const CONV2D_F16_RESIDUAL: ShaderSource =
+    ShaderSource { name: "conv2d_f16_residual", parts: &[ACTIVATION, WEIGHTS_F16, RESIDUAL, CONV2D_WGSL] };
 /// Grouped and depthwise Conv2D + bias + activation.
 pub const DEPTHWISE_CONV2D: ShaderSource = ShaderSource {
     name: "depthwise_conv2d",
@@ -121,6 +141,10 @@ pub const ALL: &[ShaderSource] = &[
     CONV2D,
     DENSE_F16,
     CONV2D_F16,
+    DENSE_RESIDUAL,
+    CONV2D_RESIDUAL,
+    DENSE_F16_RESIDUAL,
+    CONV2D_F16_RESIDUAL,
     DEPTHWISE_CONV2D,
     DEPTHWISE_CONV2D_F16,
     POOL2D,
@@ -157,12 +181,12 @@ pub struct PipelineVariant {
 /// Every (shader, entry point, constants) combination the ops build, from the same
 /// constant tables the ops use: what the offline translation test covers.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
-    use crate::ops::conv2d::conv2d_constants;
-    use crate::ops::dense::dense_constants;
+    use crate::ops::conv2d::{conv2d_constants, conv2d_shader};
+    use crate::ops::dense::{dense_constants, dense_shader};
     use crate::ops::recurrent::{
         row_sharing_constants, RECURRENT_CELL_ACTIVATIONS, RECURRENT_GATE_ACTIVATIONS, ROW_GROUPS,
     };
-    use crate::ops::{Activation, AxisMode, Cell, Distance, PoolKind};
+    use crate::ops::{Activation, AxisMode, Cell, Distance, PoolKind, Precision};
     let variant = |shader, entry_point, constants: &[(&'static str, f64)]| PipelineVariant {
         shader,
         entry_point,
@@ -170,12 +194,13 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     };
     let mut variants = Vec::new();
     for activation in Activation::ALL {
-        for (dense, conv2d) in [(DENSE, CONV2D), (DENSE_F16, CONV2D_F16)] {
+        for precision in [Precision::F32, Precision::F16] {
             for residual in [false, true] {
-                variants.push(variant(dense, "dense", &dense_constants(activation, residual)));
+                variants.push(variant(*dense_shader(precision, residual), "dense", &dense_constants(activation)));
             }
             for (pooled, residual) in [(false, false), (true, false), (false, true)] {
-                variants.push(variant(conv2d, "conv2d", &conv2d_constants(activation, pooled, residual)));
+                let constants = conv2d_constants(activation, pooled);
+                variants.push(variant(*conv2d_shader(precision, residual), "conv2d", &constants));
             }
         }
         for depthwise in [DEPTHWISE_CONV2D, DEPTHWISE_CONV2D_F16] {

@@ -301,8 +301,8 @@ fn keras_batch_norms_fold_into_the_depthwise_convolutions() {
     let expected = [
         "conv2d 1×1 as GEMM (activation Relu6)",
         "depthwise_conv2d ×1 (activation Relu6)",
-        "conv2d 1×1 as GEMM (activation Linear)",
-        "add",
+        // The residual Add fuses into the projection's epilogue.
+        "conv2d 1×1 as GEMM (activation Linear) + residual",
         "conv2d 1×1 as GEMM (activation Relu6)",
         // The ZeroPadding2D before the strided depthwise conv is its explicit padding.
         "depthwise_conv2d ×1 (activation Relu6)",
@@ -310,6 +310,7 @@ fn keras_batch_norms_fold_into_the_depthwise_convolutions() {
         "depthwise_conv2d ×2 (activation Relu)",
         "depthwise_conv2d ×1 (activation Linear)",
     ];
+    assert_eq!(mbv2.len(), expected.len() + 2, "{mbv2:#?}");
     for (kernel, want) in mbv2.iter().zip(expected) {
         assert!(kernel.starts_with(want), "{kernel:?} is not {want:?}: {mbv2:#?}");
     }

@@ -12,7 +12,7 @@ fn every_shader_validates_with_naga() {
 #[test]
 fn every_shader_file_is_registered() {
     let registered: Vec<&str> = siamese_wgpu::shaders::ALL.iter().map(|s| s.name).collect();
-    let snippets = ["common", "activation", "reduce", "metric", "weights", "weights_f16"];
+    let snippets = ["common", "activation", "reduce", "metric", "weights", "weights_f16", "residual", "no_residual"];
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders")).unwrap() {
         let path = entry.unwrap().path();
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();

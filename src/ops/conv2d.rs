@@ -160,17 +160,24 @@ pub struct Conv2d {
     pipeline: wgpu::ComputePipeline,
     /// A fused 2×2 / stride 2 / valid MaxPooling2D follows (conv2d.wgsl `POOLED`).
     pooled: bool,
-    /// A second input of the output's shape is added before the activation (conv2d.wgsl
-    /// `RESIDUAL`; never with `pooled`).
+    /// A second input of the output's shape is added before the activation (the
+    /// `conv2d_residual` module, residual.wgsl; never with `pooled`).
     residual: bool,
 }
 
 /// Override constants of conv2d.wgsl.
-pub(crate) fn conv2d_constants(activation: Activation, pooled: bool, residual: bool) -> Vec<(&'static str, f64)> {
+pub(crate) fn conv2d_constants(activation: Activation, pooled: bool) -> Vec<(&'static str, f64)> {
     let mut constants = activation.constants();
     constants.push(("POOLED", if pooled { 1.0 } else { 0.0 }));
-    constants.push(("RESIDUAL", if residual { 1.0 } else { 0.0 }));
     constants
+}
+
+/// The conv2d module for `precision`, with the residual binding (residual.wgsl) or without.
+pub(crate) fn conv2d_shader(precision: Precision, residual: bool) -> &'static shaders::ShaderSource {
+    match residual {
+        false => precision.pick(&shaders::CONV2D, &shaders::CONV2D_F16),
+        true => precision.pick(&shaders::CONV2D_RESIDUAL, &shaders::CONV2D_F16_RESIDUAL),
+    }
 }
 
 impl Conv2d {
@@ -265,9 +272,9 @@ impl Conv2d {
             kernel_stride,
             bias: weight_buffer(gpu, "conv2d bias", bias)?,
             pipeline: gpu.pipeline(
-                precision.pick(&shaders::CONV2D, &shaders::CONV2D_F16),
+                conv2d_shader(precision, residual),
                 "conv2d",
-                &conv2d_constants(config.activation, pooled, residual),
+                &conv2d_constants(config.activation, pooled),
             )?,
             config,
             pooled,
@@ -334,8 +341,8 @@ impl Conv2d {
     ) -> Result<Dispatch> {
         // What the op writes (pooled or not), and the convolution's own output size.
         let written = self.output_shape(input_shape)?;
-        // Without a residual the bias stands in at binding 5 (see dense.rs).
-        let residual = super::dense::check_residual("conv2d", self.residual, residual, &written)?.unwrap_or(&self.bias);
+        // The residual is binding 5 of the residual module only (see dense.rs).
+        let residual = super::dense::check_residual("conv2d", self.residual, residual, &written)?;
         let out = self.config.output_shape(input_shape)?;
         let window = self.config.window(input_shape[1], input_shape[2]).ok_or_else(|| {
             Error::shape("conv2d input", "an image at least as large as the kernel", shape_str(input_shape))
@@ -354,7 +361,7 @@ impl Conv2d {
             "conv2d",
             &self.pipeline,
             &params,
-            &[input, &self.kernel, &self.bias, output, residual],
+            &[&[input, &self.kernel, &self.bias, output], residual.as_slice()].concat(),
             workgroups,
         ))
     }

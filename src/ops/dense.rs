@@ -32,16 +32,22 @@ pub struct Dense {
     kernel_stride: u32,
     bias: wgpu::Buffer,
     pipeline: wgpu::ComputePipeline,
-    /// A second input of the output's shape is added before the activation (dense.wgsl
-    /// `RESIDUAL`).
+    /// A second input of the output's shape is added before the activation (the
+    /// `dense_residual` module, residual.wgsl).
     residual: bool,
 }
 
 /// Override constants of dense.wgsl.
-pub(crate) fn dense_constants(activation: Activation, residual: bool) -> Vec<(&'static str, f64)> {
-    let mut constants = activation.constants();
-    constants.push(("RESIDUAL", if residual { 1.0 } else { 0.0 }));
-    constants
+pub(crate) fn dense_constants(activation: Activation) -> Vec<(&'static str, f64)> {
+    activation.constants()
+}
+
+/// The dense module for `precision`, with the residual binding (residual.wgsl) or without.
+pub(crate) fn dense_shader(precision: Precision, residual: bool) -> &'static shaders::ShaderSource {
+    match residual {
+        false => precision.pick(&shaders::DENSE, &shaders::DENSE_F16),
+        true => precision.pick(&shaders::DENSE_RESIDUAL, &shaders::DENSE_F16_RESIDUAL),
+    }
 }
 
 /// Checks the residual a residual op (`wanted`) is handed against its output shape `out`.
@@ -147,11 +153,7 @@ impl Dense {
             kernel,
             kernel_stride,
             bias: weight_buffer(gpu, "dense bias", bias)?,
-            pipeline: gpu.pipeline(
-                precision.pick(&shaders::DENSE, &shaders::DENSE_F16),
-                "dense",
-                &dense_constants(activation, residual),
-            )?,
+            pipeline: gpu.pipeline(dense_shader(precision, residual), "dense", &dense_constants(activation))?,
             residual,
         })
     }
@@ -208,9 +210,9 @@ impl Dense {
         output: &wgpu::Buffer,
     ) -> Result<Dispatch> {
         let out = self.output_shape(input_shape)?;
-        // Without a residual the bias stands in at binding 5 (read-only twice is allowed;
-        // the output never: read and read-write of one buffer in one dispatch is not).
-        let residual = check_residual("dense", self.residual, residual, &out)?.unwrap_or(&self.bias);
+        // The residual is binding 5 of the residual module only (it must not be `output`:
+        // read and read-write of one buffer in one dispatch is not allowed).
+        let residual = check_residual("dense", self.residual, residual, &out)?;
         let rows: usize = input_shape[..input_shape.len() - 1].iter().product();
         let params = DenseParams {
             rows: rows as u32,
@@ -228,7 +230,7 @@ impl Dense {
             "dense",
             &self.pipeline,
             &params,
-            &[input, &self.kernel, &self.bias, output, residual],
+            &[&[input, &self.kernel, &self.bias, output], residual.as_slice()].concat(),
             workgroups,
         ))
     }
