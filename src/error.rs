@@ -106,6 +106,18 @@ pub enum Error {
         /// Supported classes.
         supported: &'static str,
     },
+    /// An ONNX node whose op type the importer does not run.
+    #[error("{file}: node {node:?} is the ONNX op {op}, which is not supported (supported: {supported})")]
+    UnsupportedOp {
+        /// Model file.
+        file: String,
+        /// Node name (empty when the exporter gave none).
+        node: String,
+        /// Op type, with its domain when not the default one.
+        op: String,
+        /// Supported op types.
+        supported: &'static str,
+    },
     /// A layer of a custom (user-registered) Keras class, which the importer does not know.
     #[error(
         "{file}: layer {layer:?} has the custom class {class} (registered by the user, not a Keras built-in), \

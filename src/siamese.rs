@@ -108,6 +108,7 @@ impl SiameseModel {
                          which tokenises sentences"
                     .into(),
             }),
+            model::Format::Onnx => Self::from_spec_with_precision(gpu, model::onnx::load_onnx(path)?, precision),
             model::Format::Directory => {
                 let model = Self::from_spec_with_precision(gpu, model::load_with(path, options)?, precision)?;
                 let head = path.join(LEARNED_HEAD_FILE);

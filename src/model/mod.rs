@@ -1,13 +1,14 @@
 //! The graph IR ([`ModelSpec`]: one input, nodes reading earlier values, each a layer of
 //! [`crate::layers`]) and the importers that build one from foreign files: model
-//! directories and Keras files ([`keras`], [`keras_file`]), Hugging Face BERT folders
-//! ([`bert`]). [`detect_format`] decides which a path holds.
+//! directories and Keras files ([`keras`], [`keras_file`]), ONNX files ([`onnx`]), Hugging
+//! Face BERT folders ([`bert`]). [`detect_format`] decides which a path holds.
 //!
 //! The engine's layouts, which every importer converts to at load, in the importer (Keras'
 //! layouts are these, so the Keras importer converts nothing; PyTorch's Linear `(out, in)`
 //! is transposed in [`bert`]):
 //! - activations channels-last: images NHWC `[batch, h, w, c]`, sequences `[batch, steps,
-//!   features]`; Flatten of NHWC is `(y*W + x)*C + c`, the memory order, so a free view;
+//!   features]`; Flatten of NHWC is `(y*W + x)*C + c`, the memory order, so a free view
+//!   (the ONNX importer keeps NCHW's flatten order by permuting before it);
 //! - Conv2D kernel HWIO `[k_h, k_w, in_c, out_c]`; Dense kernel `[in, out]`;
 //! - per-channel parameters (biases, normalisation) along the last axis.
 
@@ -16,6 +17,7 @@ mod head;
 pub mod keras;
 pub mod keras_file;
 pub mod learned_head;
+pub mod onnx;
 pub mod weights;
 
 pub use head::{LambdaKind, LayerHead, Score, TwinHead};
@@ -201,6 +203,8 @@ pub enum Format {
     Directory,
     /// A Keras model file: `.keras` zip, or legacy `.h5` / `.hdf5`.
     KerasFile,
+    /// An ONNX file (`.onnx`, weights inline or in external data files beside it).
+    Onnx,
     /// A Hugging Face / sentence-transformers BERT folder (`config.json`, `model.safetensors`,
     /// `tokenizer.json`): a sentence model, see [`crate::SentenceModel`].
     BertFolder,
@@ -219,11 +223,15 @@ pub fn detect_format(path: impl AsRef<Path>) -> Result<Format> {
     if keras_file::is_keras_file(path) {
         return Ok(Format::KerasFile);
     }
+    if onnx::is_onnx_file(path) {
+        return Ok(Format::Onnx);
+    }
     if path.exists() {
         Err(Error::ModelFormat {
             file: path.display().to_string(),
             reason: "expected a model directory holding model.json and model.safetensors \
-                     (write one from Keras with tools/export_keras.py), or a Keras .keras / .h5 file"
+                     (write one from Keras with tools/export_keras.py), a Keras .keras / .h5 file, \
+                     or an ONNX .onnx file"
                 .into(),
         })
     } else {
@@ -296,6 +304,7 @@ pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<ModelS
     match detect_format(path)? {
         Format::KerasFile => keras_file::load_keras_file_with(path, options).map(|file| file.spec),
         Format::BertFolder => bert::load_bert(path).map(|model| model.spec),
+        Format::Onnx => onnx::load_onnx(path),
         Format::Directory => {
             let json_path = path.join("model.json");
             let weights_path = path.join("model.safetensors");

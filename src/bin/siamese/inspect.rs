@@ -11,7 +11,7 @@ use crate::common::{emit, loading};
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
-    /// A .keras / .h5 file or a model directory.
+    /// A .keras / .h5 / .onnx file or a model directory.
     #[arg(long)]
     model: PathBuf,
 }
@@ -43,8 +43,18 @@ fn inspect(path: &Path, options: &LoadOptions) -> Result<()> {
         }
         return emit(&text);
     }
+    if path.is_file() && siamese_wgpu::model::onnx::is_onnx_file(path) {
+        let mut out = siamese_wgpu::model::onnx::inspect(path)?.to_string();
+        match siamese_wgpu::model::load_with(path, options) {
+            Ok(spec) => {
+                writeln!(out, "imported: input {:?} (the model's own layout, batch excluded)", spec.input_shape)?;
+                layer_table(&mut out, &spec)?;
+            }
+            Err(e) => writeln!(out, "does not load: {e}")?,
+        }
+        return emit(&out);
+    }
     let spec = siamese_wgpu::model::load_with(path, options).map_err(|e| loading(path, e))?;
-    let shapes = spec.shapes(1)?;
     let mut out = String::new();
     writeln!(
         out,
@@ -53,11 +63,18 @@ fn inspect(path: &Path, options: &LoadOptions) -> Result<()> {
         spec.name,
         spec.input_shape
     )?;
+    layer_table(&mut out, &spec)?;
+    emit(&out)
+}
+
+/// The layers of `spec` with their output shapes (batch 1) and parameters.
+fn layer_table(out: &mut String, spec: &siamese_wgpu::model::ModelSpec) -> Result<()> {
+    let shapes = spec.shapes(1)?;
     writeln!(out, "{:<28} {:<24} {:>12}", "layer", "output shape", "parameters")?;
     for (i, layer) in spec.layers.iter().enumerate() {
         let shape = shapes.get(i + 1).map(|s| format!("{:?}", &s[1..])).unwrap_or_default();
         writeln!(out, "{:<28} {:<24} {:>12}", layer.name, shape, layer.op.parameter_count())?;
     }
     writeln!(out, "{} parameters; every layer runs on the GPU", spec.parameter_count())?;
-    emit(&out)
+    Ok(())
 }
