@@ -303,8 +303,8 @@ fn block(
     Ok(())
 }
 
-/// `[rows, cols]` → `[cols, rows]`.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// `[rows, cols]` → `[cols, rows]` (PyTorch's Linear weight to Keras's Dense kernel).
+pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
     for r in 0..rows {
         for c in 0..cols {

@@ -26,6 +26,7 @@ use crate::layers::{
     ActivationLayer, BatchNorm, Conv2d, Dense, DepthwiseConv2d, GlobalAveragePool2d, GlobalPool, Identity, LayerOp,
     Merge, MergeKind, Permute, Pool2d, Rescaling, Reshape, Scalar,
 };
+use crate::model::bert::transpose;
 use crate::model::{Layer, ModelSpec};
 use crate::ops::{Activation, Combine, Conv2dConfig, DepthwiseConv2dConfig, Padding, Pool2dConfig, PoolKind};
 
@@ -1012,17 +1013,6 @@ fn oihw_to_hwio(weights: &[f32], [o, i, kh, kw]: [usize; 4]) -> Vec<f32> {
                     out[((y * kw + x) * i + ic) * o + oc] = weights[((oc * i + ic) * kh + y) * kw + x];
                 }
             }
-        }
-    }
-    out
-}
-
-/// `[rows, cols]` → `[cols, rows]`.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
         }
     }
     out
