@@ -13,7 +13,7 @@
 //   3 bias    storage read  [out_c] (zeros when the layer has no bias)
 //   4 output  storage rw    NHWC [batch, out_h, out_w, out_c]
 //   5 residual storage read NHWC [batch, out_h, out_w, out_c], added before the activation:
-//             only in `conv2d_residual` / `conv2d_f16_residual` (residual.wgsl)
+//             only in `conv2d_residual` / `conv2d_residual_f16` (residual.wgsl)
 // Dispatch: workgroup 8×8; one invocation computes PIXELS output pixels (consecutive in
 // b*out_h*out_w order) × 8 output channels: x = ceil(out_c / 64),
 // y = ceil(batch*out_h*out_w / (8 × PIXELS)). The register blocking is dense.wgsl's (see

@@ -9,7 +9,7 @@
 //   3 bias    storage read  [out_features] (zeros when the layer has no bias)
 //   4 output  storage rw    [rows, out_features]
 //   5 residual storage read [rows, out_features], added before the activation: only in
-//             `dense_residual` / `dense_f16_residual` (residual.wgsl)
+//             `dense_residual` / `dense_residual_f16` (residual.wgsl)
 // Dispatch: workgroup 8×8; one invocation computes a block of ROWS rows × 8 columns, so
 // x = ceil(out_features / 64), y = ceil(rows / (8 × ROWS)).
 //

@@ -60,10 +60,10 @@ pub const CONV2D_RESIDUAL: ShaderSource =
     ShaderSource { name: "conv2d_residual", parts: &[ACTIVATION, WEIGHTS, RESIDUAL, CONV2D_WGSL] };
 /// [`DENSE_RESIDUAL`] with f16 weights.
 pub const DENSE_F16_RESIDUAL: ShaderSource =
-    ShaderSource { name: "dense_f16_residual", parts: &[ACTIVATION, WEIGHTS_F16, RESIDUAL, DENSE_WGSL] };
+    ShaderSource { name: "dense_residual_f16", parts: &[ACTIVATION, WEIGHTS_F16, RESIDUAL, DENSE_WGSL] };
 /// [`CONV2D_RESIDUAL`] with f16 weights.
 pub const CONV2D_F16_RESIDUAL: ShaderSource =
-    ShaderSource { name: "conv2d_f16_residual", parts: &[ACTIVATION, WEIGHTS_F16, RESIDUAL, CONV2D_WGSL] };
+    ShaderSource { name: "conv2d_residual_f16", parts: &[ACTIVATION, WEIGHTS_F16, RESIDUAL, CONV2D_WGSL] };
 /// Grouped and depthwise Conv2D + bias + activation.
 pub const DEPTHWISE_CONV2D: ShaderSource = ShaderSource {
     name: "depthwise_conv2d",
