@@ -28,6 +28,7 @@ seed pairs_tsv "$root"/tests/fixtures/minilm/pairs.tsv
 seed pairs_csv "$root"/models/digits/heldout/*.csv
 seed labels_csv "$root"/models/digits/heldout/*.csv
 seed keras_file "$root"/tests/fixtures/keras_files/*.keras "$root"/tests/fixtures/keras_files/*.h5
+seed onnx_file "$root"/tests/fixtures/onnx/*.onnx
 # Every regression input is a seed too, for the target it was found by.
 for dir in "$root"/fuzz/regressions/*/; do
     seed "$(basename "$dir")" "$dir"*

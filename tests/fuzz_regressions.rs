@@ -110,6 +110,8 @@ fn every_fixture_seed_parses_through_its_target() {
         ("pairs_csv", "models/digits/heldout/pairs.csv"),
         ("labels_csv", "models/digits/heldout/labels.csv"),
         ("keras_file", "tests/fixtures/keras_files/cnn_encoder.keras"),
+        ("onnx_file", "tests/fixtures/onnx/tiny_cnn.dynamo.onnx"),
+        ("onnx_file", "tests/fixtures/onnx/mbv3_block.ts.onnx"),
     ];
     for (target, seed) in seeds {
         let entry = targets::TARGETS.iter().find(|(t, _)| t == target).unwrap().1;

@@ -2,7 +2,8 @@
 //! (tests/fixtures/onnx, written by tools/make_onnx_files.py: `NAME.ts.onnx` from the
 //! TorchScript exporter, `NAME.dynamo.onnx` + `NAME.dynamo.onnx.data` from the default
 //! one) give PyTorch's embeddings and distances, on the GPU and on the CPU reference.
-//! Inputs are NCHW `.npy` files, as PyTorch users hold them.
+//! Inputs are `.npy` files as PyTorch users hold them: NCHW images, `[batch, steps,
+//! features]` sequences, int64 token ids.
 
 mod common;
 
@@ -11,8 +12,15 @@ use std::path::PathBuf;
 use siamese_wgpu::io::read_npy;
 use siamese_wgpu::{model, Distance, SiameseModel};
 
-/// The models, each in both exports.
-const MODELS: &[&str] = &["tiny_cnn", "flatten_cnn", "mbv3_block"];
+/// The models and their exports (torch.export cannot export the token-id LSTM).
+const MODELS: &[(&str, &[&str])] = &[
+    ("tiny_cnn", EXPORTS),
+    ("flatten_cnn", EXPORTS),
+    ("mbv3_block", EXPORTS),
+    ("convnext_block", EXPORTS),
+    ("emb_lstm", &["ts"]),
+    ("bigru_mean", EXPORTS),
+];
 const EXPORTS: &[&str] = &["ts", "dynamo"];
 
 fn dir() -> PathBuf {
@@ -44,10 +52,10 @@ fn assert_matches(what: &str, got: &[f32], want: &[f32]) {
 #[test]
 fn pytorch_exports_match_pytorch_on_the_gpu() {
     let gpu = common::gpu().expect("no GPU adapter: the ONNX tests need one (lavapipe in CI)");
-    for name in MODELS {
+    for &(name, exports) in MODELS {
         let g = golden(name);
         let rows = g.left.shape()[0];
-        for export in EXPORTS {
+        for export in exports {
             let path = dir().join(format!("{name}.{export}.onnx"));
             let model = SiameseModel::load_on(gpu.clone(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let what = format!("{name}.{export}");
@@ -67,10 +75,10 @@ fn pytorch_exports_match_pytorch_on_the_gpu() {
 
 #[test]
 fn pytorch_exports_match_pytorch_on_the_cpu_reference() {
-    for name in MODELS {
+    for &(name, exports) in MODELS {
         let g = golden(name);
         let rows = g.left.shape()[0];
-        for export in EXPORTS {
+        for export in exports {
             let path = dir().join(format!("{name}.{export}.onnx"));
             let spec = model::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let left = spec.reference_forward(g.left.data(), rows).unwrap();
@@ -78,6 +86,27 @@ fn pytorch_exports_match_pytorch_on_the_cpu_reference() {
             let got: Vec<f32> = left.into_iter().chain(right).collect();
             assert_matches(&format!("{name}.{export} (CPU reference)"), &got, &g.embeddings);
         }
+    }
+}
+
+#[test]
+fn decomposed_layer_norm_gelu_and_as_strided_become_single_layers() {
+    // torchvision's ConvNeXt pieces: the TorchScript exporter writes each LayerNorm as
+    // nine nodes and both write GELU through Erf; the dynamo exporter adds an identity
+    // as_strided (Range, Gather) after the pool. Each is one layer, or none.
+    for export in EXPORTS {
+        let path = dir().join(format!("convnext_block.{export}.onnx"));
+        let spec = model::load(&path).unwrap();
+        let count = |name: &str| spec.layers.iter().filter(|l| l.op.name() == name).count();
+        assert_eq!(count("layer_norm"), 2, "{export}: the stem's and the block's LayerNorm");
+        let gelus = spec.layers.iter().filter(|l| l.op.name() == "activation" && l.op.settings() == "Gelu").count();
+        assert_eq!(gelus, 1, "{export}: one GELU");
+        assert_eq!(count("add"), 1, "{export}: the residual Add only");
+        assert_eq!(
+            count("subtract") + count("divide") + count("multiply"),
+            0,
+            "{export}: nothing left of the decompositions"
+        );
     }
 }
 

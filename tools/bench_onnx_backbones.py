@@ -16,6 +16,11 @@ Usage (a venv outside the repo: pip install -r tools/requirements-torch.txt, plu
 
     python tools/bench_onnx_backbones.py [--models resnet50,mobilenetv2] [--batch 1,4] [--iters 5]
         [--threads 0]
+
+or, on a file that `siamese bench --model FILE.onnx` also runs (issue #16: the same file on
+both; its input must be [batch, 3, H, W] float32):
+
+    python tools/bench_onnx_backbones.py --onnx FILE.onnx [--batch 1,4] [--iters 5]
 """
 
 from __future__ import annotations
@@ -47,13 +52,45 @@ def build(name: str) -> torch.nn.Module:
     return model.eval()
 
 
+def time_session(name: str, session: ort.InferenceSession, input_name: str, sample: list, args) -> None:
+    """First call and the median steady call of both twins as one batch of 2N, then the N
+    Euclidean distances."""
+    for pairs in [int(b) for b in args.batch.split(",")]:
+        rng = np.random.default_rng(pairs)
+        x = rng.random((2 * pairs, *sample), dtype=np.float32)
+
+        def call():
+            y = session.run(None, {input_name: x})[0]
+            d = y[:pairs] - y[pairs:]
+            return np.sqrt(np.sum(d * d, axis=1))
+
+        start = time.perf_counter()
+        call()
+        first = time.perf_counter() - start
+        times = []
+        for _ in range(args.iters):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        steady = float(np.median(times))
+        print(f"{name} ORT CPU threads={args.threads}: {pairs} pairs: first call {first * 1e3:.1f} ms, "
+              f"steady {steady * 1e3:.1f} ms, {pairs / steady:.2f} pairs/s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="resnet50,mobilenetv2")
     ap.add_argument("--batch", default="1,4", help="pairs per call, comma separated")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="intra_op_num_threads (0: ORT default)")
+    ap.add_argument("--onnx", type=Path, help="time this ONNX file instead of exporting --models")
     args = ap.parse_args()
+    if args.onnx:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = ort.InferenceSession(str(args.onnx), options, providers=["CPUExecutionProvider"])
+        time_session(args.onnx.name, session, session.get_inputs()[0].name, session.get_inputs()[0].shape[1:], args)
+        return 0
     for name in args.models.split(","):
         model = build(name)
         with tempfile.TemporaryDirectory() as tmp:
@@ -71,26 +108,7 @@ def main() -> int:
         got = session.run(None, {"x": example.numpy()})[0]
         if np.any(np.abs(got - want) > 1e-4 + 1e-3 * np.abs(want)):
             raise SystemExit(f"{name}: ONNX Runtime differs from PyTorch by {np.abs(got - want).max()}")
-        for pairs in [int(b) for b in args.batch.split(",")]:
-            rng = np.random.default_rng(pairs)
-            x = rng.random((2 * pairs, 3, 224, 224), dtype=np.float32)
-
-            def call():
-                y = session.run(None, {"x": x})[0]
-                d = y[:pairs] - y[pairs:]
-                return np.sqrt(np.sum(d * d, axis=1))
-
-            start = time.perf_counter()
-            call()
-            first = time.perf_counter() - start
-            times = []
-            for _ in range(args.iters):
-                start = time.perf_counter()
-                call()
-                times.append(time.perf_counter() - start)
-            steady = float(np.median(times))
-            print(f"{name} ORT CPU threads={args.threads}: {pairs} pairs: first call {first * 1e3:.1f} ms, "
-                  f"steady {steady * 1e3:.1f} ms, {pairs / steady:.2f} pairs/s")
+        time_session(name, session, "x", [3, 224, 224], args)
     return 0
 
 

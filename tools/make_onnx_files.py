@@ -20,6 +20,15 @@ The models (input C,H,W):
   flatten_cnn  [1,17,21]  Conv2d(1,4,3)-ReLU-MaxPool2d(2)-Conv2d(4,6,3,p1)-Tanh;
                           torch.flatten(x,1) of the 6x7x9 map (NCHW flatten order matters);
                           Linear(378,10)
+  convnext_block [3,18,22] torchvision's Conv2d(3,16,2,s2)-LayerNorm2d stem, one CNBlock(16)
+                          (depthwise 7x7, LayerNorm, Linear 64, exact GELU, Linear 16, layer
+                          scale uniform [0.5, 1.5), residual); AdaptiveAvgPool2d(1)-flatten-
+                          Linear(16,8): the TorchScript exporter writes its LayerNorms as
+                          ReduceMean/Sub/Pow/Sqrt/Div and both write GELU through Erf
+  emb_lstm     [9] int64 token ids in [1, 50): Embedding(50,8)-LSTM(8,12,num_layers=2,
+                          batch_first)-h_n[-1]-Linear(12,6); the TorchScript export only
+                          (torch.export fails on it)
+  bigru_mean   [11,5]     GRU(5,7,bidirectional,batch_first), outputs averaged over time
   mbv3_block   [3,19,23]  Conv2d(3,16,3,s2,p1)-BN-Hardswish; depthwise Conv2d(16,16,3,p1,
                           groups=16)-BN-ReLU6; squeeze-excite (AdaptiveAvgPool2d(1)-Conv2d(16,4,1)
                           -ReLU-Conv2d(4,16,1)-Hardsigmoid, multiply); Conv2d(16,24,1)-BN;
@@ -28,8 +37,8 @@ The models (input C,H,W):
 Beside the model files, per model:
 
   NAME.left.npy, NAME.right.npy  float32 [4,C,H,W], standard normal; pair 3 has right == left
-  NAME.torch_out.npy             float32 [8,D]: model(cat(left, right)) in PyTorch (rows 0..3
-                                 left, 4..7 right)
+  NAME.torch_out.npy             float32 [8,D]: model(cat(left, right)) in PyTorch, computed in
+                                 float64 (rows 0..3 left, 4..7 right)
   NAME.distances.npy             float32 [4]: euclidean distance between the left and right
                                  embeddings, computed in float64 from torch_out
 
@@ -164,11 +173,73 @@ class Mbv3Block(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class ConvnextBlock(nn.Module):
+    """torchvision's ConvNeXt pieces as convnext_tiny uses them: a stem Conv2d(2, stride 2)
+    with its LayerNorm2d (permute, LayerNorm over channels, permute back), one CNBlock
+    (depthwise 7x7, LayerNorm, Linear 4x, exact GELU, Linear, layer scale, residual), then
+    an embedding head."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.convnext import CNBlock, LayerNorm2d
+
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 2, stride=2), LayerNorm2d(16, eps=1e-6))
+        self.block = CNBlock(16, layer_scale=1e-6, stochastic_depth_prob=0.0)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 8)
+        with torch.no_grad():
+            # LayerScale's initial 1e-6 would hide the block; LayerNorms get weight too.
+            self.block.layer_scale.copy_(torch.rand_like(self.block.layer_scale) + 0.5)
+            for m in self.modules():
+                if isinstance(m, nn.LayerNorm):
+                    m.weight.copy_(torch.rand_like(m.weight) + 0.5)
+                    m.bias.copy_(torch.randn_like(m.bias) * 0.1)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.block(self.stem(x))), 1))
+
+
+class EmbLstm(nn.Module):
+    """Token ids -> nn.Embedding(50, 8) -> a 2-layer nn.LSTM(8, 12, batch_first) -> the last
+    layer's h_n -> Linear(12, 6): the recurrent twin of a text Siamese tutorial."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, 8)
+        self.lstm = nn.LSTM(8, 12, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(12, 6)
+
+    def forward(self, ids):
+        _, (h, _) = self.lstm(self.emb(ids))
+        return self.fc(h[-1])
+
+
+class BiGruMean(nn.Module):
+    """nn.GRU(5, 7, bidirectional, batch_first) over float features, its outputs averaged
+    over time (both directions, concatenated)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(5, 7, batch_first=True, bidirectional=True)
+
+    def forward(self, x):
+        out, _ = self.gru(x)
+        return out.mean(dim=1)
+
+
+# Token-id models: their input is int64 ids in [1, VOCAB), and the dynamo exporter does not
+# export them (torch.export fails on nn.LSTM over an Embedding), so only the TorchScript one.
+VOCAB = 50
+IDS = {"emb_lstm"}
+
 # name: (class, input C,H,W)
 MODELS = {
     "tiny_cnn": (TinyCnn, (3, 20, 24)),
     "flatten_cnn": (FlattenCnn, (1, 17, 21)),
     "mbv3_block": (Mbv3Block, (3, 19, 23)),
+    "convnext_block": (ConvnextBlock, (3, 18, 22)),
+    "emb_lstm": (EmbLstm, (9,)),
+    "bigru_mean": (BiGruMean, (11, 5)),
 }
 
 
@@ -280,12 +351,20 @@ def make(name: str, out: Path, seed: int) -> list[tuple]:
     randomize_bn(model)
     model.eval()
 
-    left = rng.standard_normal((PAIRS, *chw)).astype(np.float32)
-    right = rng.standard_normal((PAIRS, *chw)).astype(np.float32)
+    def sample(rows):
+        if name in IDS:
+            return rng.integers(1, VOCAB, (rows, *chw)).astype(np.int64)
+        return rng.standard_normal((rows, *chw)).astype(np.float32)
+
+    left, right = sample(PAIRS), sample(PAIRS)
     right[PAIRS - 1] = left[PAIRS - 1]
     both = np.concatenate([left, right], axis=0)
+    # PyTorch in float64 (in float32 the same sample at two batch positions can differ by
+    # 1e-7), then float32.
     with torch.no_grad():
-        torch_out = model(torch.from_numpy(both)).numpy().astype(np.float32)
+        exact = model.double()(torch.from_numpy(both if name in IDS else both.astype(np.float64)))
+        torch_out = exact.numpy().astype(np.float32)
+    model.float()
     e = torch_out.astype(np.float64)
     distances = np.sqrt(((e[:PAIRS] - e[PAIRS:]) ** 2).sum(axis=1)).astype(np.float32)
     if distances[PAIRS - 1] != 0.0:
@@ -296,12 +375,14 @@ def make(name: str, out: Path, seed: int) -> list[tuple]:
     np.save(out / f"{name}.torch_out.npy", torch_out)
     np.save(out / f"{name}.distances.npy", distances)
 
-    x = torch.from_numpy(rng.standard_normal((TRACE_BATCH, *chw)).astype(np.float32))
+    x = torch.from_numpy(sample(TRACE_BATCH))
+    exports = ("ts",) if name in IDS else EXPORTS
     export_ts(model, x, out / f"{name}.ts.onnx")
-    export_dynamo(model, x, out / f"{name}.dynamo.onnx")
+    if "dynamo" in exports:
+        export_dynamo(model, x, out / f"{name}.dynamo.onnx")
 
     rows = []
-    for export in EXPORTS:
+    for export in exports:
         path = out / f"{name}.{export}.onnx"
         onnx.checker.check_model(str(path))
         got = ort_run(path, both)
@@ -328,7 +409,7 @@ def main() -> int:
             raise SystemExit(f"unknown model {n!r}; known: {', '.join(MODELS)}")
     rows = []
     for i, name in enumerate(names):
-        rows += make(name, args.out, seed=i)
+        rows += make(name, args.out, seed=list(MODELS).index(name))
 
     print(f"\n{'file':<24} {'ort shape':<10} {'max|ort-torch|':>14} {'max|d-d_torch|':>14} {'d[3]':>5}  ok")
     for fname, shape, diff, ddiff, d3, ok, _ in rows:

@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("pairs_csv", pairs_csv),
     ("labels_csv", labels_csv),
     ("keras_file", keras_file),
+    ("onnx_file", onnx_file),
 ];
 
 /// A test fixture model: its `model.json` and `model.safetensors`, compiled in so the
@@ -161,5 +162,40 @@ pub fn keras_file(data: &[u8]) {
         use_spec(&file.spec);
     }
     let _ = keras_file::inspect(&path);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// `model::onnx::load_onnx` and `model::onnx::inspect` on arbitrary bytes, through a
+/// temporary file in a folder that also holds the ONNX fixtures' external data files (so a
+/// mutated dynamo-exported fixture still finds `NAME.onnx.data` and gets past it).
+pub fn onnx_file(data: &[u8]) {
+    static DIR: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("siamese-fuzz-onnx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx");
+        let fixtures = if fixtures.is_dir() {
+            fixtures
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
+        };
+        for entry in std::fs::read_dir(fixtures).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "data") {
+                let _ = std::fs::copy(entry.path(), dir.join(entry.file_name()));
+            }
+        }
+        Some(dir)
+    });
+    let Some(dir) = dir else { return };
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("input-{call}.onnx"));
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    if let Ok(spec) = siamese_wgpu::model::onnx::load_onnx(&path) {
+        use_spec(&spec);
+    }
+    let _ = siamese_wgpu::model::onnx::inspect(&path);
     let _ = std::fs::remove_file(&path);
 }

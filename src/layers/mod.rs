@@ -55,7 +55,7 @@ pub use pool::{GlobalAveragePool2d, GlobalPool, Pool1d, Pool2d};
 pub use prelu::Prelu;
 pub use recurrent::Recurrent;
 pub use rescale::{Normalization, Rescaling, NORMALIZATION_EPSILON};
-pub use reshape::{Permute, RepeatVector, Reshape};
+pub use reshape::{Permute, RepeatVector, Reshape, SliceAxis};
 pub use scaled_add::ScaledAdd;
 pub use sequence_pool::GlobalAveragePool1d;
 pub use softmax::{Softmax, ThenSoftmax};

@@ -177,3 +177,74 @@ impl StridedCopy for RepeatVector {
         StridedSpace::over(output, vec![input[1], 0, 1], vec![0; 3])
     }
 }
+
+/// `len` entries of one sample axis from `start` (ONNX `Slice` with step 1, and `Gather`
+/// of one constant index, which also drops the axis: `keep_axis` false).
+#[derive(Clone, Debug)]
+pub struct SliceAxis {
+    /// The sample axis (0 is the first axis after the batch).
+    pub axis: usize,
+    /// First entry taken.
+    pub start: usize,
+    /// Entries taken.
+    pub len: usize,
+    /// Whether the output keeps the axis (of `len` entries) or drops it (`len` 1).
+    pub keep_axis: bool,
+}
+
+impl LayerOp for SliceAxis {
+    fn name(&self) -> &'static str {
+        "slice"
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        let input = inputs[0];
+        let axis = self.axis + 1;
+        let fits = axis < input.len() && self.len > 0 && self.start + self.len <= input[axis];
+        if !fits || (!self.keep_axis && self.len != 1) {
+            return Err(Error::shape(
+                "slice input",
+                format!("an axis {} of at least {} entries", self.axis, self.start + self.len),
+                format!("{input:?}"),
+            ));
+        }
+        let mut out = input.to_vec();
+        if self.keep_axis {
+            out[axis] = self.len;
+        } else {
+            out.remove(axis);
+        }
+        Ok(out)
+    }
+
+    fn settings(&self) -> String {
+        format!(
+            "axis {} [{}..{}]{}",
+            self.axis,
+            self.start,
+            self.start + self.len,
+            if self.keep_axis { "" } else { " drop" }
+        )
+    }
+
+    fn reference(&self, inputs: &Inputs) -> Result<Vec<f32>> {
+        self.copy_reference(inputs)
+    }
+
+    fn compile(&self, gpu: &Gpu, _precision: Precision) -> Result<Option<Box<dyn Kernel>>> {
+        self.copy_kernel(gpu)
+    }
+}
+
+impl StridedCopy for SliceAxis {
+    fn space(&self, input: &[usize], output: &[usize]) -> StridedSpace {
+        let axis = self.axis + 1;
+        let own = contiguous_strides(input);
+        // The output's axes are the input's, with the sliced axis kept (shorter) or dropped.
+        let a: Vec<usize> =
+            own.iter().enumerate().filter(|&(i, _)| self.keep_axis || i != axis).map(|(_, &s)| s).collect();
+        let mut space = StridedSpace::over(output, a, vec![0; output.len()]);
+        space.a_offset = self.start * own[axis];
+        space
+    }
+}

@@ -13,7 +13,7 @@ use crate::common::{emit, emit_json, loading, median};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Model directory (model.json + model.safetensors).
+    /// The model: a directory (model.json + model.safetensors), a Keras .keras / .h5 file, or an ONNX .onnx file.
     #[arg(long)]
     model: PathBuf,
     /// Batch sizes in pairs, comma separated.

@@ -10,7 +10,7 @@ use crate::common::{default_metric, emit, load};
 
 #[derive(clap::Args)]
 pub struct PairsArgs {
-    /// Model directory (model.json + model.safetensors).
+    /// The model: a directory (model.json + model.safetensors), a Keras .keras / .h5 file, or an ONNX .onnx file.
     #[arg(long)]
     model: PathBuf,
     /// Left inputs: one .npy of shape [N, ...input shape] (float32; float64 is cast), or PNG files.
@@ -49,7 +49,7 @@ pub struct PairsArgs {
 
 #[derive(clap::Args)]
 pub struct EmbedArgs {
-    /// Model directory (model.json + model.safetensors).
+    /// The model: a directory (model.json + model.safetensors), a Keras .keras / .h5 file, or an ONNX .onnx file.
     #[arg(long)]
     model: PathBuf,
     /// Inputs: one .npy of shape [N, ...input shape], or PNG files.

@@ -303,6 +303,11 @@ impl<'a> Attributes<'a> {
         self.get(name).map(|a| a.ints.as_slice())
     }
 
+    /// A string list attribute (None: not set).
+    pub fn strings(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|a| a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+    }
+
     /// A string attribute.
     pub fn string(&self, name: &str, default: &str) -> String {
         self.get(name).map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into_owned())

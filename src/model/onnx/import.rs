@@ -23,8 +23,8 @@ use onnx_protobuf::NodeProto;
 use super::file::{Attributes, Data, OnnxFile, Tensor};
 use crate::error::{Error, Result};
 use crate::layers::{
-    ActivationLayer, BatchNorm, Conv2d, Dense, DepthwiseConv2d, GlobalAveragePool2d, GlobalPool, Identity, LayerOp,
-    Merge, MergeKind, Permute, Pool2d, Rescaling, Reshape, Scalar,
+    ActivationLayer, BatchNorm, Concatenate, Conv2d, Dense, DepthwiseConv2d, GlobalAveragePool1d, GlobalAveragePool2d,
+    GlobalPool, Identity, LayerOp, Merge, MergeKind, Permute, Pool2d, Rescaling, Reshape, Scalar,
 };
 use crate::model::bert::transpose;
 use crate::model::{Layer, ModelSpec};
@@ -35,7 +35,7 @@ use crate::ops::{Activation, Combine, Conv2dConfig, DepthwiseConv2dConfig, Paddi
 pub const BATCH: i64 = i64::MIN + 7;
 
 /// The ONNX ops that run, by op type (the supported list in errors and `inspect`).
-pub const OPS: &str = "Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, ConstantOfShape, Conv, Div, Dropout, Elu, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, ReduceMean, Relu, Reshape, Shape, Sigmoid, Slice, Softplus, Squeeze, Sub, Tanh, Unsqueeze";
+pub const OPS: &str = "Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, ConstantOfShape, Conv, Div, Dropout, Elu, Erf (in GELU), Expand (zero states), Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, GRU, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LSTM, MatMul, MaxPool, Mul, Pow and Sqrt (in LayerNormalization), ReduceMean, Relu, Reshape, Shape, Sigmoid, Slice, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze";
 
 /// What an ONNX value name stands for during the walk.
 #[derive(Clone, Debug)]
@@ -43,10 +43,17 @@ enum Value {
     /// A tensor the GPU computes: its value number in the spec, its ONNX shape per sample
     /// (batch axis excluded) and whether the engine holds it channels-last (`[C, H, W]`
     /// stored as `[H, W, C]`).
-    Tensor { value: usize, dims: Vec<usize>, nhwc: bool },
+    ///
+    /// `batch` is where the batch axis sits in the ONNX shape: 0, except for the time-major
+    /// tensors around recurrent ops (`[steps, batch, features]`), which the engine still
+    /// holds batch-first (`[batch, steps, features]`, sample axes in ONNX order).
+    Tensor { value: usize, dims: Vec<usize>, nhwc: bool, batch: usize },
     /// A value known at load (initializer, Constant, folded shape arithmetic; integers may
     /// hold [`BATCH`]).
     Const(Tensor),
+    /// A tensor of one value whose shape holds the batch size (`ConstantOfShape` or
+    /// `Expand` of a shape with [`BATCH`]): the zero initial states exporters write.
+    Fill { value: f32, shape: Vec<i64> },
 }
 
 /// The walk's state: the spec being built and what each ONNX name stands for.
@@ -60,6 +67,8 @@ struct Importer<'a> {
     permuted: HashMap<(usize, bool), usize>,
     /// Dense layers made from a MatMul without bias: a following Add of a vector sets it.
     biasless: HashMap<usize, usize>,
+    /// Whether the graph input is integer token ids (value 0, read by an embedding Gather).
+    ids_input: bool,
 }
 
 /// Builds the encoder graph of `file`: one float input `[batch, ...]` with a fixed sample
@@ -82,15 +91,23 @@ pub fn import(file: &OnnxFile) -> Result<ModelSpec> {
             )));
         }
     };
-    let input_shape = input_dims(file, input)?;
-    values.insert(input.name.clone(), Value::Tensor { value: 0, dims: input_shape.clone(), nhwc: false });
+    let (input_shape, ids_input) = input_dims(file, input)?;
+    values.insert(input.name.clone(), Value::Tensor { value: 0, dims: input_shape.clone(), nhwc: false, batch: 0 });
+    let nodes = super::rewrite::fuse_decomposed_ops(file);
     let mut uses: HashMap<String, usize> = HashMap::new();
-    for name in graph.node.iter().flat_map(|n| &n.input).chain(graph.output.iter().map(|o| &o.name)) {
+    for name in nodes.iter().flat_map(|n| &n.input).chain(graph.output.iter().map(|o| &o.name)) {
         *uses.entry(name.clone()).or_default() += 1;
     }
-    let mut importer =
-        Importer { file, layers: Vec::new(), values, uses, permuted: HashMap::new(), biasless: HashMap::new() };
-    for node in &graph.node {
+    let mut importer = Importer {
+        file,
+        layers: Vec::new(),
+        values,
+        uses,
+        permuted: HashMap::new(),
+        biasless: HashMap::new(),
+        ids_input,
+    };
+    for node in &nodes {
         importer.node(node).map_err(|e| importer.in_node(node, e))?;
     }
     let output = match graph.output.as_slice() {
@@ -101,11 +118,17 @@ pub fn import(file: &OnnxFile) -> Result<ModelSpec> {
         }
     };
     let value = match importer.values.get(&output.name) {
-        Some(Value::Tensor { .. }) => {
+        Some(Value::Tensor { batch: 0, .. }) => {
             let tensor = importer.values[&output.name].clone();
             importer.onnx_order(&tensor, "output")?
         }
-        Some(Value::Const(_)) => return Err(file.error(format!("output {:?} is a constant", output.name))),
+        Some(Value::Tensor { batch, .. }) => {
+            return Err(file.error(format!(
+                "output {:?} has its batch axis at position {batch} (the batch axis must come first)",
+                output.name
+            )))
+        }
+        Some(_) => return Err(file.error(format!("output {:?} is a constant", output.name))),
         None => return Err(file.error(format!("output {:?} is made by no node", output.name))),
     };
     if value != importer.layers.len() || value == 0 {
@@ -117,20 +140,30 @@ pub fn import(file: &OnnxFile) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// The sample shape of the graph input (its first axis is the batch: any size).
-fn input_dims(file: &OnnxFile, input: &onnx_protobuf::ValueInfoProto) -> Result<Vec<usize>> {
+/// The sample shape of the graph input (its first axis is the batch: any size), and whether
+/// it is integer token ids (`int64` / `int32` `[batch, steps]`).
+fn input_dims(file: &OnnxFile, input: &onnx_protobuf::ValueInfoProto) -> Result<(Vec<usize>, bool)> {
     use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
     use onnx_protobuf::type_proto::Value as Type;
     let tensor = match input.type_.as_ref().and_then(|t| t.value.as_ref()) {
         Some(Type::TensorType(t)) => t,
         _ => return Err(file.error(format!("input {:?} is not a tensor", input.name))),
     };
-    if tensor.elem_type != 1 {
-        return Err(
-            file.error(format!("input {:?} has element type {} (a float32 input runs)", input.name, tensor.elem_type))
-        );
+    let ids = matches!(tensor.elem_type, 6 | 7);
+    if tensor.elem_type != 1 && !ids {
+        return Err(file.error(format!(
+            "input {:?} has element type {} (a float32 input, or int64 / int32 token ids, runs)",
+            input.name, tensor.elem_type
+        )));
     }
     let dims = tensor.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
+    if ids && dims.len() != 2 {
+        return Err(file.error(format!(
+            "input {:?}: integer token ids are [batch, steps], not {} axes",
+            input.name,
+            dims.len()
+        )));
+    }
     if dims.len() < 2 {
         return Err(file.error(format!(
             "input {:?} has {} axes: expected a batch axis and a sample",
@@ -153,7 +186,15 @@ fn input_dims(file: &OnnxFile, input: &onnx_protobuf::ValueInfoProto) -> Result<
                 }
             ))),
         })
-        .collect()
+        .collect::<Result<Vec<usize>>>()
+        .map(|dims| (dims, ids))
+}
+
+/// The ONNX shape of a value whose sample is `dims`, the batch axis ([`BATCH`]) at `batch`.
+fn full_shape(dims: &[usize], batch: usize) -> Vec<i64> {
+    let mut shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    shape.insert(batch.min(shape.len()), BATCH);
+    shape
 }
 
 /// `dims` as the engine holds it.
@@ -210,14 +251,14 @@ impl Importer<'_> {
     fn constant(&self, node: &NodeProto, i: usize, what: &str) -> Result<Tensor> {
         match self.input(node, i)? {
             Value::Const(t) => Ok(t),
-            Value::Tensor { .. } => Err(self.file.error(format!("{what} (input {i}) must be a constant"))),
+            _ => Err(self.file.error(format!("{what} (input {i}) must be a constant"))),
         }
     }
 
     fn tensor(&self, node: &NodeProto, i: usize) -> Result<(usize, Vec<usize>, bool)> {
         match self.input(node, i)? {
-            Value::Tensor { value, dims, nhwc } => Ok((value, dims, nhwc)),
-            Value::Const(_) => Err(self.file.error(format!("input {i} is a constant where a computed tensor runs"))),
+            Value::Tensor { value, dims, nhwc, .. } => Ok((value, dims, nhwc)),
+            _ => Err(self.file.error(format!("input {i} is a constant where a computed tensor runs"))),
         }
     }
 
@@ -228,7 +269,7 @@ impl Importer<'_> {
     }
 
     fn set_tensor(&mut self, node: &NodeProto, value: usize, dims: Vec<usize>, nhwc: bool) {
-        self.set(node, Value::Tensor { value, dims, nhwc });
+        self.set(node, Value::Tensor { value, dims, nhwc, batch: 0 });
     }
 
     /// The value holding `(value, dims)` channels-last (`want`) or in ONNX order.
@@ -261,8 +302,8 @@ impl Importer<'_> {
 
     fn onnx_order(&mut self, value: &Value, name: &str) -> Result<usize> {
         match value {
-            Value::Tensor { value, dims, nhwc } => Ok(self.layout(*value, dims, *nhwc, false, name)),
-            Value::Const(_) => Err(self.file.error("a constant where a computed tensor runs")),
+            Value::Tensor { value, dims, nhwc, .. } => Ok(self.layout(*value, dims, *nhwc, false, name)),
+            _ => Err(self.file.error("a constant where a computed tensor runs")),
         }
     }
 
@@ -271,6 +312,7 @@ impl Importer<'_> {
             return Err(self.unsupported(node));
         }
         let attrs = Attributes::of(node);
+        self.check_batch_axes(node)?;
         match node.op_type.as_str() {
             "Identity" | "Dropout" => {
                 let value = self.input(node, 0)?;
@@ -350,13 +392,66 @@ impl Importer<'_> {
                 self.set_tensor(node, out, vec![count], false);
             }
             "Reshape" => self.reshape(node)?,
+            "Transpose" => self.transpose(node, &attrs)?,
+            "LayerNormalization" => self.layer_norm(node, &attrs)?,
+            "Erf" | "Pow" | "Sqrt" => {
+                return Err(self.file.error(format!(
+                    "{} runs only inside the forms exporters write for GELU (x·½·(1+erf(x/√2))) and \
+                     LayerNormalization (ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div over the last \
+                     axis); this one is not part of such a form",
+                    node.op_type
+                )))
+            }
             "Gemm" => self.gemm(node, &attrs)?,
             "MatMul" => self.matmul(node)?,
             "Add" | "Sub" | "Mul" | "Div" => self.binary(node)?,
-            "Shape" | "Gather" | "Unsqueeze" | "Squeeze" | "Concat" | "Cast" | "Slice" | "ConstantOfShape" => {
-                self.fold(node)?
-            }
+            "Gather" => self.gather(node, &attrs)?,
+            "Squeeze" | "Unsqueeze" => self.squeeze(node, &attrs)?,
+            "LSTM" | "GRU" => self.recurrent(node, &attrs)?,
+            "ConstantOfShape" | "Expand" | "Slice" if self.fills(node)? => {}
+            "Concat" => self.concat(node, &attrs)?,
+            "Shape" | "Cast" | "Slice" | "ConstantOfShape" => self.fold(node)?,
             _ => return Err(self.unsupported(node)),
+        }
+        Ok(())
+    }
+
+    /// Only the ops that know of it read a tensor whose batch axis is not first (the
+    /// time-major tensors of recurrent ops), or the integer token ids of the input.
+    fn check_batch_axes(&self, node: &NodeProto) -> Result<()> {
+        const TIME_MAJOR: &[&str] = &[
+            "Identity",
+            "Dropout",
+            "Transpose",
+            "Reshape",
+            "Shape",
+            "Squeeze",
+            "Unsqueeze",
+            "Gather",
+            "Concat",
+            "LSTM",
+            "GRU",
+        ];
+        for name in node.input.iter().filter(|n| !n.is_empty()) {
+            match self.values.get(name) {
+                Some(Value::Tensor { batch, .. }) if *batch != 0 && !TIME_MAJOR.contains(&node.op_type.as_str()) => {
+                    return Err(self.file.error(format!(
+                        "{} of {name:?}, whose batch axis is at position {batch} (time-major tensors run through \
+                         {})",
+                        node.op_type,
+                        TIME_MAJOR.join(", ")
+                    )))
+                }
+                Some(Value::Tensor { value: 0, .. })
+                    if self.ids_input && !["Gather", "Shape"].contains(&node.op_type.as_str()) =>
+                {
+                    return Err(self.file.error(format!(
+                        "{} of the integer input {name:?} (token ids run through an embedding Gather)",
+                        node.op_type
+                    )))
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -381,7 +476,7 @@ impl Importer<'_> {
                 Some(Value::Const(t)) => {
                     t.floats().first().copied().ok_or_else(|| self.file.error("an empty Clip bound"))
                 }
-                Some(Value::Tensor { .. }) => Err(self.file.error("Clip bounds must be constants")),
+                Some(_) => Err(self.file.error("Clip bounds must be constants")),
                 None => Ok(attrs.float(attr, default)),
             }
         };
@@ -407,7 +502,7 @@ impl Importer<'_> {
         };
         let bias = self.optional(node, 2)?.map(|b| match b {
             Value::Const(t) => Ok(t.floats()),
-            Value::Tensor { .. } => Err(self.file.error("the Conv bias must be a constant")),
+            _ => Err(self.file.error("the Conv bias must be a constant")),
         });
         let bias = bias.transpose()?;
         let groups = attrs.int("group", 1).max(1) as usize;
@@ -598,16 +693,33 @@ impl Importer<'_> {
                 _ => Vec::new(),
             },
         };
-        let (_, dims, _) = self.tensor(node, 0)?;
+        let (value, dims, _) = self.tensor(node, 0)?;
         let rank = dims.len() as i64 + 1;
         let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
         axes.sort_unstable();
+        let keepdims = attrs.int("keepdims", 1) != 0;
+        if dims.len() == 2 && axes == [1] {
+            // The mean over the steps of a sequence [batch, steps, features].
+            let out = self.push(&node.name, GlobalAveragePool1d::default(), vec![value]);
+            let out = if keepdims {
+                self.push(
+                    &format!("{}/keepdims", node.name),
+                    Reshape { target: vec![Some(1), Some(dims[1])] },
+                    vec![out],
+                )
+            } else {
+                out
+            };
+            let out_dims = if keepdims { vec![1, dims[1]] } else { vec![dims[1]] };
+            self.set_tensor(node, out, out_dims, false);
+            return Ok(());
+        }
         if dims.len() != 3 || axes != [2, 3] {
             return Err(self.file.error(format!(
-                "ReduceMean over axes {axes:?} of a sample {dims:?} (the spatial axes [2, 3] of an image run)"
+                "ReduceMean over axes {axes:?} of a sample {dims:?} (the spatial axes [2, 3] of an image, or the \
+                 steps [1] of a sequence, run)"
             )));
         }
-        let keepdims = attrs.int("keepdims", 1) != 0;
         let (value, dims) = self.channels_last(node, 0)?;
         let out = self.push(&node.name, GlobalAveragePool2d { keepdims: true }, vec![value]);
         if keepdims {
@@ -619,54 +731,297 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// A Reshape that keeps the batch axis as an axis of its own: the target holds the
+    /// batch symbol, or copies it (0 at its position), or, for a batch-first tensor, starts
+    /// with -1 while the rest is fixed. The values before the batch axis must stay before it
+    /// (then the engine's batch-first data reshapes as a plain sample reshape).
     fn reshape(&mut self, node: &NodeProto) -> Result<()> {
         let input = self.input(node, 0)?;
-        let Value::Tensor { dims, .. } = &input else { return self.fold(node) };
+        let Value::Tensor { dims, batch, .. } = &input else { return self.fold(node) };
+        let (dims, batch) = (dims.clone(), *batch);
         let shape = self.constant(node, 1, "the Reshape shape")?;
-        let target = shape.as_ints().ok_or_else(|| self.file.error("a Reshape shape that is not integers"))?;
+        let target = shape.as_ints().ok_or_else(|| self.file.error("a Reshape shape that is not integers"))?.to_vec();
+        let allow_zero = Attributes::of(node).int("allowzero", 0) != 0;
+        let full = full_shape(&dims, batch);
         let count: usize = dims.iter().product();
-        // The first axis is the batch: BATCH, or 0 (copy), or -1 with the rest fixed.
-        let sample = match target.split_first() {
-            Some((&first, rest)) if first == BATCH || first == 0 => rest.to_vec(),
-            Some((&-1, rest)) if rest.iter().all(|&d| d > 0) => {
-                let per: usize = rest.iter().map(|&d| d as usize).product();
-                if per != count {
-                    return Err(self
-                        .file
-                        .error(format!("Reshape to {target:?} would change the batch (a sample has {count} values)")));
+        let mut out_batch = None;
+        let mut sample: Vec<Option<usize>> = Vec::new();
+        for (i, &d) in target.iter().enumerate() {
+            let copies = d == 0 && !allow_zero;
+            if d == BATCH || (copies && i == batch) {
+                if out_batch.replace(i).is_some() {
+                    return Err(self.file.error(format!("Reshape to {target:?} names the batch axis twice")));
                 }
-                rest.to_vec()
+                continue;
             }
-            _ => {
-                return Err(self.file.error(format!(
-                    "Reshape to {target:?}: the first axis must stay the batch (the batch symbol, 0 or -1)"
-                )))
-            }
-        };
-        let mut out_dims: Vec<Option<usize>> = Vec::new();
-        for (i, &d) in sample.iter().enumerate() {
-            out_dims.push(match d {
+            sample.push(match d {
                 -1 => None,
-                0 => Some(*dims.get(i).ok_or_else(|| self.file.error(format!("Reshape 0 at axis {}", i + 1)))?),
+                0 if copies => match full.get(i) {
+                    Some(&v) if v != BATCH => Some(v as usize),
+                    _ => return Err(self.file.error(format!("Reshape to {target:?}: 0 at axis {i} copies no axis"))),
+                },
                 d if d > 0 => Some(d as usize),
                 d => return Err(self.file.error(format!("Reshape dimension {d}"))),
             });
         }
-        let known: usize = out_dims.iter().flatten().product();
-        let resolved: Vec<usize> = match out_dims.iter().filter(|d| d.is_none()).count() {
-            0 => out_dims.iter().flatten().copied().collect(),
+        if out_batch.is_none() && batch == 0 && target.first() == Some(&-1) && sample[1..].iter().all(Option::is_some) {
+            // [-1, fixed...]: the batch is what is left.
+            sample.remove(0);
+            if sample.iter().flatten().product::<usize>() != count {
+                return Err(self
+                    .file
+                    .error(format!("Reshape to {target:?} would change the batch (a sample has {count} values)")));
+            }
+            out_batch = Some(0);
+        }
+        let Some(out_batch) = out_batch else {
+            return Err(self.file.error(format!(
+                "Reshape to {target:?}: the batch axis must stay an axis of its own (the batch symbol, 0 or -1)"
+            )));
+        };
+        let known: usize = sample.iter().flatten().product();
+        let resolved: Vec<usize> = match sample.iter().filter(|d| d.is_none()).count() {
+            0 => sample.iter().flatten().copied().collect(),
             1 if known > 0 && count.is_multiple_of(known) => {
-                out_dims.iter().map(|d| d.unwrap_or(count / known)).collect()
+                sample.iter().map(|d| d.unwrap_or(count / known)).collect()
             }
             _ => return Err(self.file.error(format!("Reshape to {target:?} of a sample of {dims:?}"))),
         };
-        if resolved.iter().product::<usize>() != count {
-            return Err(self.file.error(format!("Reshape of a sample of {dims:?} to {resolved:?}")));
+        let before = |d: &[usize], at: usize| d[..at.min(d.len())].iter().product::<usize>();
+        if resolved.iter().product::<usize>() != count || before(&dims, batch) != before(&resolved, out_batch) {
+            return Err(self.file.error(format!(
+                "Reshape of {full:?} to {target:?} moves values across the batch axis (the batch symbol)"
+            )));
         }
         let value = self.onnx_order(&input, &node.name)?;
-        let out = self.push(&node.name, Reshape { target: resolved.iter().map(|&d| Some(d)).collect() }, vec![value]);
-        self.set_tensor(node, out, resolved, false);
+        let value = if resolved == dims {
+            value
+        } else {
+            self.push(&node.name, Reshape { target: resolved.iter().map(|&d| Some(d)).collect() }, vec![value])
+        };
+        self.set(node, Value::Tensor { value, dims: resolved, nhwc: false, batch: out_batch });
         Ok(())
+    }
+
+    /// Gather: an embedding lookup (a constant table, the integer token ids of the input),
+    /// one constant index along a sample axis of a tensor (`h_n[-1]`), or shape arithmetic.
+    fn gather(&mut self, node: &NodeProto, attrs: &Attributes) -> Result<()> {
+        let (data, indices) = (self.input(node, 0)?, self.input(node, 1)?);
+        let axis = attrs.int("axis", 0);
+        match (&data, &indices) {
+            (Value::Const(table), Value::Tensor { value: 0, dims, batch: 0, .. }) if self.ids_input => {
+                let &[vocab, dim] = table.dims.as_slice() else {
+                    return Err(self
+                        .file
+                        .error(format!("an embedding table of dimensions {:?} (2-D runs)", table.dims)));
+                };
+                if axis != 0 {
+                    return Err(self.file.error(format!("an embedding Gather along axis {axis} (axis 0 runs)")));
+                }
+                let steps = dims[0];
+                let embedding = crate::layers::Embedding { vocab, dim, table: table.floats(), mask_zero: false };
+                let out = self.push(&node.name, embedding, vec![0]);
+                self.set_tensor(node, out, vec![steps, dim], false);
+                Ok(())
+            }
+            (Value::Tensor { dims, batch, .. }, Value::Const(index)) => {
+                let (dims, batch) = (dims.clone(), *batch);
+                let picks = index.as_ints().ok_or_else(|| self.file.error("Gather indices that are not integers"))?;
+                let (&[i], true) = (picks, index.dims.is_empty()) else {
+                    return Err(self.file.error(format!(
+                        "Gather of indices {:?} from a computed tensor (one scalar index runs)",
+                        index.dims
+                    )));
+                };
+                let rank = dims.len() as i64 + 1;
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) || axis as usize == batch {
+                    return Err(self.file.error(format!("Gather along axis {axis} (the batch axis is {batch})")));
+                }
+                let k = if (axis as usize) < batch { axis as usize } else { axis as usize - 1 };
+                let n = dims[k] as i64;
+                let start = if i < 0 { i + n } else { i };
+                if !(0..n).contains(&start) {
+                    return Err(self.file.error(format!("Gather index {i} of an axis of {n}")));
+                }
+                let mut out_dims = dims.clone();
+                out_dims.remove(k);
+                let value = self.onnx_order(&data, &node.name)?;
+                let out = if n == 1 {
+                    self.push(&node.name, Reshape { target: out_dims.iter().map(|&d| Some(d)).collect() }, vec![value])
+                } else {
+                    let slice = crate::layers::SliceAxis { axis: k, start: start as usize, len: 1, keep_axis: false };
+                    self.push(&node.name, slice, vec![value])
+                };
+                let out_batch = if (axis as usize) < batch { batch - 1 } else { batch };
+                self.set(node, Value::Tensor { value: out, dims: out_dims, nhwc: false, batch: out_batch });
+                Ok(())
+            }
+            (Value::Const(_), Value::Const(_)) => self.fold(node),
+            _ => Err(self.file.error("Gather of a computed index (an embedding lookup reads the integer input)")),
+        }
+    }
+
+    /// Concat of tensors along a sample axis (channels of images run channels-last), or of
+    /// constants (shape arithmetic).
+    fn concat(&mut self, node: &NodeProto, attrs: &Attributes) -> Result<()> {
+        let inputs = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<Vec<_>>>()?;
+        if inputs.iter().all(|v| matches!(v, Value::Const(_))) {
+            return self.fold(node);
+        }
+        let mut parts = Vec::new();
+        for value in &inputs {
+            let Value::Tensor { value, dims, nhwc, batch } = value else {
+                return Err(self.file.error("Concat of a computed tensor and a constant"));
+            };
+            parts.push((*value, dims.clone(), *nhwc, *batch));
+        }
+        let (_, first, _, batch) = parts[0].clone();
+        let rank = first.len() as i64 + 1;
+        let axis = attrs.int("axis", 0);
+        let axis = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank).contains(&axis) || axis as usize == batch {
+            return Err(self.file.error(format!("Concat along axis {axis} (the batch axis is {batch})")));
+        }
+        let k = if (axis as usize) < batch { axis as usize } else { axis as usize - 1 };
+        let mut out_dims = first.clone();
+        out_dims[k] = 0;
+        for (_, dims, _, b) in &parts {
+            let fits = *b == batch
+                && dims.len() == first.len()
+                && dims.iter().zip(&first).enumerate().all(|(i, (x, y))| i == k || x == y);
+            if !fits {
+                return Err(self.file.error(format!("Concat along axis {axis} of samples {first:?} and {dims:?}")));
+            }
+            out_dims[k] += dims[k];
+        }
+        // Channels of images: concatenated channels-last (the engine's last axis).
+        let channels = batch == 0 && first.len() == 3 && k == 0 && parts.iter().any(|p| p.2);
+        let mut values = Vec::new();
+        for (value, dims, nhwc, _) in &parts {
+            values.push(self.layout(*value, dims, *nhwc, channels, &node.name));
+        }
+        let engine_axis = if channels { 3 } else { k + 1 };
+        let out = self.push(&node.name, Concatenate { axis: engine_axis, arity: values.len() }, values);
+        self.set(node, Value::Tensor { value: out, dims: out_dims, nhwc: channels, batch });
+        Ok(())
+    }
+
+    /// Squeeze / Unsqueeze of a tensor: a view with size-1 axes removed or added (never
+    /// the batch axis).
+    fn squeeze(&mut self, node: &NodeProto, attrs: &Attributes) -> Result<()> {
+        let input = self.input(node, 0)?;
+        let Value::Tensor { dims, batch, .. } = &input else { return self.fold(node) };
+        let (dims, batch) = (dims.clone(), *batch);
+        let axes: Option<Vec<i64>> = match attrs.ints("axes") {
+            Some(a) => Some(a.to_vec()),
+            None => match self.optional(node, 1)? {
+                Some(Value::Const(t)) => {
+                    Some(t.as_ints().ok_or_else(|| self.file.error("axes that are not integers"))?.to_vec())
+                }
+                Some(_) => return Err(self.file.error("axes must be constants")),
+                None => None,
+            },
+        };
+        let mut full = full_shape(&dims, batch);
+        if node.op_type == "Unsqueeze" {
+            let axes = axes.ok_or_else(|| self.file.error("Unsqueeze without axes"))?;
+            let rank = (full.len() + axes.len()) as i64;
+            let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
+            axes.sort_unstable();
+            for a in axes {
+                if !(0..=full.len() as i64).contains(&a) {
+                    return Err(self.file.error(format!("Unsqueeze axis {a} of {rank}")));
+                }
+                full.insert(a as usize, 1);
+            }
+        } else {
+            let rank = full.len() as i64;
+            let squeezed: Vec<usize> = match axes {
+                Some(axes) => axes.iter().map(|&a| (if a < 0 { a + rank } else { a }) as usize).collect(),
+                None => (0..full.len()).filter(|&i| full[i] == 1).collect(),
+            };
+            for &a in &squeezed {
+                if full.get(a) != Some(&1) {
+                    return Err(self.file.error(format!("Squeeze of axis {a}, which is not of size 1, of {full:?}")));
+                }
+            }
+            full = full.iter().enumerate().filter(|(i, _)| !squeezed.contains(i)).map(|(_, &d)| d).collect();
+        }
+        let out_batch = full.iter().position(|&d| d == BATCH).unwrap_or(0);
+        let out_dims: Vec<usize> = full.iter().filter(|&&d| d != BATCH).map(|&d| d as usize).collect();
+        let value = self.onnx_order(&input, &node.name)?;
+        let value = if out_dims == dims {
+            value
+        } else {
+            self.push(&node.name, Reshape { target: out_dims.iter().map(|&d| Some(d)).collect() }, vec![value])
+        };
+        self.set(node, Value::Tensor { value, dims: out_dims, nhwc: false, batch: out_batch });
+        Ok(())
+    }
+
+    /// `ConstantOfShape` / `Expand` of a shape holding the batch size, and `Slice` of such a
+    /// tensor: a [`Value::Fill`]. False when the node is not one of these (it folds).
+    fn fills(&mut self, node: &NodeProto) -> Result<bool> {
+        let shape: Vec<i64> = match node.op_type.as_str() {
+            "ConstantOfShape" | "Expand" => {
+                let i = usize::from(node.op_type == "Expand");
+                match self.input(node, i)? {
+                    Value::Const(t) if t.as_ints().is_some_and(|v| v.contains(&BATCH)) => {
+                        t.as_ints().unwrap_or_default().to_vec()
+                    }
+                    _ => return Ok(false),
+                }
+            }
+            _ => match self.input(node, 0)? {
+                Value::Fill { shape, .. } => shape,
+                _ => return Ok(false),
+            },
+        };
+        let fill = match node.op_type.as_str() {
+            "ConstantOfShape" => match Attributes::of(node).tensor("value") {
+                Some(t) => self.file.tensor(t)?.floats().first().copied().unwrap_or(0.0),
+                None => 0.0,
+            },
+            "Expand" => match self.input(node, 0)? {
+                Value::Const(t) if t.data.len() == 1 => t.floats()[0],
+                _ => return Err(self.file.error("Expand of a tensor to a shape holding the batch size")),
+            },
+            _ => match self.input(node, 0)? {
+                Value::Fill { value, .. } => value,
+                _ => 0.0,
+            },
+        };
+        let shape = if node.op_type == "Slice" {
+            let ints = |i: usize| -> Result<Option<Vec<i64>>> {
+                match self.optional(node, i)? {
+                    Some(Value::Const(t)) => Ok(t.as_ints().map(<[i64]>::to_vec)),
+                    Some(_) => Err(self.file.error("Slice bounds must be constants")),
+                    None => Ok(None),
+                }
+            };
+            let (starts, ends) = (ints(1)?.unwrap_or_default(), ints(2)?.unwrap_or_default());
+            let axes = ints(3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let mut shape = shape;
+            let rank = shape.len() as i64;
+            for ((&start, &end), &axis) in starts.iter().zip(&ends).zip(&axes) {
+                let axis = (if axis < 0 { axis + rank } else { axis }) as usize;
+                let Some(&n) = shape.get(axis) else { return Err(self.file.error(format!("Slice axis {axis}"))) };
+                if n == BATCH {
+                    if start != 0 || end < i32::MAX as i64 {
+                        return Err(self.file.error("Slice of the batch axis"));
+                    }
+                    continue;
+                }
+                let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n);
+                shape[axis] = (clamp(end) - clamp(start)).max(0);
+            }
+            shape
+        } else {
+            shape
+        };
+        self.set(node, Value::Fill { value: fill, shape });
+        Ok(true)
     }
 
     /// `alpha · A · B' + beta · C` with A the tensor, B (and C) constants: a Dense.
@@ -695,7 +1050,7 @@ impl Importer<'_> {
                     .map(|v| v * beta)
                     .collect(),
             ),
-            Some(Value::Tensor { .. }) => return Err(self.file.error("a Gemm C that is computed (a constant runs)")),
+            Some(_) => return Err(self.file.error("a Gemm C that is computed (a constant runs)")),
         };
         let dense = Dense {
             in_features: in_f,
@@ -738,11 +1093,87 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// A permutation of the axes. Where it only moves the batch axis (the time-major
+    /// `[steps, batch, features]` PyTorch's recurrent ops take) or swaps between the two
+    /// layouts of an image it is free: the engine's data stays as it is and the value is
+    /// relabelled (the channels-last `[C, H, W]` the engine holds is the ONNX `[H, W, C]`
+    /// that `perm [0, 2, 3, 1]` makes, and the other way round). Otherwise the sample axes
+    /// are permuted on the GPU.
+    fn transpose(&mut self, node: &NodeProto, attrs: &Attributes) -> Result<()> {
+        let input = self.input(node, 0)?;
+        let Value::Tensor { value, dims, nhwc, batch } = &input else {
+            return Err(self.file.error("Transpose of a constant"));
+        };
+        let rank = dims.len() + 1;
+        let perm: Vec<i64> = attrs.ints("perm").map_or_else(|| (0..rank as i64).rev().collect(), <[i64]>::to_vec);
+        let mut seen = vec![false; rank];
+        let valid = perm.len() == rank
+            && perm.iter().all(|&p| (0..rank as i64).contains(&p) && !std::mem::replace(&mut seen[p as usize], true));
+        if !valid {
+            return Err(self.file.error(format!("perm {perm:?} over a tensor of {rank} axes")));
+        }
+        // The output's batch position, and its sample axes as input sample axes.
+        let sample_axis = |full: usize| if full < *batch { full } else { full - 1 };
+        let out_batch = perm.iter().position(|&p| p as usize == *batch).unwrap_or(0);
+        let order: Vec<usize> =
+            perm.iter().filter(|&&p| p as usize != *batch).map(|&p| sample_axis(p as usize)).collect();
+        let out_dims: Vec<usize> = order.iter().map(|&a| dims[a]).collect();
+        let identity = order.iter().enumerate().all(|(i, &a)| i == a);
+        if *batch == 0 && out_batch == 0 && dims.len() == 3 && *nhwc && order == [1, 2, 0] {
+            self.set_tensor(node, *value, out_dims, false);
+        } else if *batch == 0 && out_batch == 0 && dims.len() == 3 && !*nhwc && order == [2, 0, 1] {
+            self.set_tensor(node, *value, out_dims, true);
+        } else if identity {
+            let value = self.onnx_order(&input, &node.name)?;
+            self.set(node, Value::Tensor { value, dims: out_dims, nhwc: false, batch: out_batch });
+        } else {
+            let value = self.onnx_order(&input, &node.name)?;
+            let out = self.push(&node.name, Permute { order }, vec![value]);
+            self.set(node, Value::Tensor { value: out, dims: out_dims, nhwc: false, batch: out_batch });
+        }
+        Ok(())
+    }
+
+    /// LayerNormalization over the last axis (ONNX order).
+    fn layer_norm(&mut self, node: &NodeProto, attrs: &Attributes) -> Result<()> {
+        let input = self.input(node, 0)?;
+        let Value::Tensor { dims, .. } = &input else {
+            return Err(self.file.error("LayerNormalization of a constant"));
+        };
+        let axis = attrs.int("axis", -1);
+        if axis != -1 && axis != dims.len() as i64 {
+            return Err(self.file.error(format!(
+                "LayerNormalization from axis {axis} of {} (over the last axis only runs)",
+                dims.len() + 1
+            )));
+        }
+        let features = *dims.last().ok_or_else(|| self.file.error("LayerNormalization of a scalar"))?;
+        let vector = |i: usize, what: &str, default: f32| -> Result<Vec<f32>> {
+            match self.optional(node, i)? {
+                None => Ok(vec![default; features]),
+                Some(Value::Const(t)) => broadcast_vector(&t.floats(), features).ok_or_else(|| {
+                    self.file.error(format!("a LayerNormalization {what} of {:?} over {features} features", t.dims))
+                }),
+                Some(_) => Err(self.file.error(format!("the LayerNormalization {what} must be a constant"))),
+            }
+        };
+        let (gamma, beta) = (vector(1, "scale", 1.0)?, vector(2, "bias", 0.0)?);
+        let eps = attrs.float("epsilon", 1e-5);
+        let dims = dims.clone();
+        let value = self.onnx_order(&input, &node.name)?;
+        let out = self.push(&node.name, crate::layers::LayerNorm { gamma, beta, eps, residual: false }, vec![value]);
+        self.set_tensor(node, out, dims, false);
+        Ok(())
+    }
+
     fn binary(&mut self, node: &NodeProto) -> Result<()> {
         let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
         match (&a, &b) {
             (Value::Const(_), Value::Const(_)) => self.fold(node),
-            (Value::Tensor { value: va, dims: da, nhwc: na }, Value::Tensor { value: vb, dims: db, nhwc: nb }) => {
+            (
+                Value::Tensor { value: va, dims: da, nhwc: na, .. },
+                Value::Tensor { value: vb, dims: db, nhwc: nb, .. },
+            ) => {
                 if da.len() != db.len() {
                     return Err(self
                         .file
@@ -763,11 +1194,12 @@ impl Importer<'_> {
                 self.set_tensor(node, out, dims, nhwc);
                 Ok(())
             }
-            (Value::Tensor { value, dims, nhwc }, Value::Const(c))
-            | (Value::Const(c), Value::Tensor { value, dims, nhwc }) => {
+            (Value::Tensor { value, dims, nhwc, .. }, Value::Const(c))
+            | (Value::Const(c), Value::Tensor { value, dims, nhwc, .. }) => {
                 let constant_first = matches!(a, Value::Const(_));
                 self.with_constant(node, (*value, dims.clone(), *nhwc), c, constant_first)
             }
+            _ => Err(self.file.error(format!("{} of a tensor whose shape holds the batch size", node.op_type))),
         }
     }
 
@@ -793,27 +1225,22 @@ impl Importer<'_> {
             self.set_tensor(node, out, dims, nhwc);
             return Ok(());
         }
-        // One value per channel: ONNX [C, 1, 1] (or [1, C, 1, 1]) over an image; [N] over
-        // the last axis otherwise.
-        let channels = if nhwc || dims.len() == 3 { dims[0] } else { *dims.last().unwrap_or(&0) };
-        let per_channel = values.len() == channels && {
-            let d: Vec<usize> = constant.dims.iter().copied().skip_while(|&d| d == 1).collect();
-            if dims.len() == 3 {
-                d == [channels, 1, 1] || d == [channels] && dims[1] * dims[2] == 1
-            } else {
-                d == [channels]
-            }
-        };
-        if !per_channel || (constant_first && matches!(combine, Combine::Subtract | Combine::Divide)) {
+        // One value per channel: ONNX [C, 1, 1] (or [1, C, 1, 1]) over an image (the channel
+        // axis, last in the engine's layout), or [N] over the last ONNX axis.
+        let shape: Vec<usize> = constant.dims.iter().copied().skip_while(|&d| d == 1).collect();
+        let image = dims.len() == 3 && values.len() == dims[0] && shape == [dims[0], 1, 1];
+        let last_axis = !image && dims.last().is_some_and(|&n| values.len() == n && shape == [n]);
+        if !(image || last_axis) || (constant_first && matches!(combine, Combine::Subtract | Combine::Divide)) {
             return Err(self.file.error(format!(
                 "{op} of a sample {dims:?} and a constant {:?} (a scalar or one value per channel runs)",
                 constant.dims
             )));
         }
+        let channels = values.len();
         // A vector added to a bias-less Dense that nothing else reads (MatMul + Add, as
         // exporters write Linear): the Dense's bias.
         let tensor_name = &node.input[usize::from(constant_first)];
-        if combine == Combine::Add && self.uses.get(tensor_name) == Some(&1) {
+        if combine == Combine::Add && last_axis && self.uses.get(tensor_name) == Some(&1) {
             if let Some(&index) = self.biasless.get(&value) {
                 if let Some(dense) = self.layers[index].downcast::<Dense>().filter(|d| d.bias.is_none()) {
                     let dense = Dense { bias: Some(values), ..dense.clone() };
@@ -824,8 +1251,8 @@ impl Importer<'_> {
                 }
             }
         }
-        let value = if dims.len() == 3 { self.layout(value, &dims, nhwc, true, &node.name) } else { value };
-        let nhwc = dims.len() == 3;
+        let value = self.layout(value, &dims, nhwc, image, &node.name);
+        let nhwc = image;
         let (scale, offset) = match combine {
             Combine::Add => (vec![1.0; channels], values),
             Combine::Subtract => (vec![1.0; channels], values.iter().map(|v| -v).collect()),
@@ -845,10 +1272,9 @@ impl Importer<'_> {
         let result = match op {
             "Shape" => {
                 let dims: Vec<i64> = match self.input(node, 0)? {
-                    Value::Tensor { dims, .. } => {
-                        std::iter::once(BATCH).chain(dims.iter().map(|&d| d as i64)).collect()
-                    }
+                    Value::Tensor { dims, batch, .. } => full_shape(&dims, batch),
                     Value::Const(t) => t.dims.iter().map(|&d| d as i64).collect(),
+                    Value::Fill { shape, .. } => shape,
                 };
                 let rank = dims.len() as i64;
                 let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
@@ -938,6 +1364,32 @@ impl Importer<'_> {
                 }
                 Tensor::ints(values[start..end.max(start)].to_vec())
             }
+            "Reshape" => {
+                let (t, shape) = (constant(0)?, constant(1)?);
+                let target = shape.as_ints().ok_or_else(|| self.file.error("a Reshape shape that is not integers"))?;
+                let count = t.data.len();
+                let mut dims: Vec<Option<usize>> = Vec::new();
+                for (i, &d) in target.iter().enumerate() {
+                    dims.push(match d {
+                        -1 => None,
+                        0 => Some(*t.dims.get(i).ok_or_else(|| self.file.error("Reshape 0 copies no axis"))?),
+                        d if d > 0 => Some(d as usize),
+                        d => return Err(self.file.error(format!("Reshape of a constant to dimension {d}"))),
+                    });
+                }
+                let known: usize = dims.iter().flatten().product();
+                let dims: Vec<usize> = match dims.iter().filter(|d| d.is_none()).count() {
+                    0 => dims.iter().flatten().copied().collect(),
+                    1 if known > 0 && count.is_multiple_of(known) => {
+                        dims.iter().map(|d| d.unwrap_or(count / known)).collect()
+                    }
+                    _ => return Err(self.file.error(format!("Reshape of a constant of {count} values to {target:?}"))),
+                };
+                if dims.iter().product::<usize>() != count {
+                    return Err(self.file.error(format!("Reshape of a constant of {count} values to {target:?}")));
+                }
+                Tensor { dims, data: t.data }
+            }
             "ConstantOfShape" => {
                 let shape = constant(0)?;
                 let dims: Vec<usize> = shape
@@ -1026,6 +1478,8 @@ fn broadcast_vector(values: &[f32], n: usize) -> Option<Vec<f32>> {
         _ => None,
     }
 }
+
+mod recurrent;
 
 #[cfg(test)]
 mod tests {

@@ -7,11 +7,14 @@
 //! - `import.rs` walks the nodes: GPU ops become the same layers the Keras importer builds
 //!   (ONNX's NCHW images held channels-last, OIHW kernels made HWIO), and shape arithmetic on
 //!   constants is folded at load;
+//! - `rewrite.rs` turns the decomposed LayerNormalization and GELU that exporters write
+//!   back into one node each, before the walk;
 //! - `inspect.rs` describes a file for `siamese inspect` without importing it.
 
 pub mod file;
 mod import;
 mod inspect;
+mod rewrite;
 
 use std::path::Path;
 
