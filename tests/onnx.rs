@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use siamese_wgpu::io::read_npy;
 use siamese_wgpu::{model, Distance, SiameseModel};
 
-/// The models and their exports (torch.export cannot export the token-id LSTM).
+/// The models and their exports.
 const MODELS: &[(&str, &[&str])] = &[
     ("tiny_cnn", EXPORTS),
     ("flatten_cnn", EXPORTS),
     ("mbv3_block", EXPORTS),
     ("convnext_block", EXPORTS),
-    ("emb_lstm", &["ts"]),
+    ("emb_lstm", EXPORTS),
     ("bigru_mean", EXPORTS),
 ];
 const EXPORTS: &[&str] = &["ts", "dynamo"];

@@ -165,6 +165,25 @@ fn a_cycle_or_a_dangling_name_is_reported() {
 }
 
 #[test]
+fn a_value_made_twice_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = conv_model();
+    // Relu writes "c" again, the Conv's output.
+    model.graph.as_mut().unwrap().node[1].output[0] = "c".into();
+    let text = load_err(&write(dir.path(), "twice.onnx", &model));
+    assert!(text.contains("\"c\"") && text.contains("already defined"), "{text}");
+}
+
+#[test]
+fn erf_outside_gelu_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = conv_model();
+    model.graph.as_mut().unwrap().node[1].op_type = "Erf".into();
+    let text = load_err(&write(dir.path(), "erf.onnx", &model));
+    assert!(text.contains("Erf") && text.contains("GELU"), "{text}");
+}
+
+#[test]
 fn a_dynamic_spatial_axis_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = conv_model();

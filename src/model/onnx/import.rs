@@ -108,6 +108,12 @@ pub fn import(file: &OnnxFile) -> Result<ModelSpec> {
         ids_input,
     };
     for node in &nodes {
+        if let Some(name) = node.output.iter().find(|o| !o.is_empty() && importer.values.contains_key(*o)) {
+            return Err(importer.in_node(
+                node,
+                file.error(format!("makes {name:?}, which is already defined (ONNX names each value once)")),
+            ));
+        }
         importer.node(node).map_err(|e| importer.in_node(node, e))?;
     }
     let output = match graph.output.as_slice() {
