@@ -3,47 +3,17 @@
 //! Every case starts from a graph that loads and checks against a plain NCHW reference,
 //! so each error is caused by the one thing changed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::onnx::{floats, value_info};
 use onnx_protobuf::tensor_proto::DataLocation;
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::type_proto::{self, Value as TypeValue};
 use onnx_protobuf::{
     AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use siamese_wgpu::model::{self, onnx};
 use siamese_wgpu::Error;
-
-fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-    let mut shape = TensorShapeProto::new();
-    for d in dims {
-        let mut dim = Dimension::new();
-        dim.value = Some(match d {
-            Some(v) => dimension::Value::DimValue(*v),
-            None => dimension::Value::DimParam("batch".into()),
-        });
-        shape.dim.push(dim);
-    }
-    let mut tensor = type_proto::Tensor::new();
-    tensor.elem_type = 1;
-    tensor.shape = Some(shape).into();
-    let mut ty = TypeProto::new();
-    ty.value = Some(TypeValue::TensorType(tensor));
-    let mut info = ValueInfoProto::new();
-    info.name = name.into();
-    info.type_ = Some(ty).into();
-    info
-}
-
-fn floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.name = name.into();
-    t.dims = dims.to_vec();
-    t.data_type = 1;
-    t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    t
-}
 
 fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
     let mut a = AttributeProto::new();

@@ -9,43 +9,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::onnx::value_info;
 use onnx_protobuf::attribute_proto::AttributeType;
-use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
-use onnx_protobuf::type_proto::{self, Value as TypeValue};
-use onnx_protobuf::{
-    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
-};
+use onnx_protobuf::{AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use siamese_wgpu::{model, Array, Distance, SiameseModel};
 
-fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-    let mut shape = TensorShapeProto::new();
-    for d in dims {
-        let mut dim = Dimension::new();
-        dim.value = Some(match d {
-            Some(v) => dimension::Value::DimValue(*v),
-            None => dimension::Value::DimParam("batch".into()),
-        });
-        shape.dim.push(dim);
-    }
-    let mut tensor = type_proto::Tensor::new();
-    tensor.elem_type = 1;
-    tensor.shape = Some(shape).into();
-    let mut ty = TypeProto::new();
-    ty.value = Some(TypeValue::TensorType(tensor));
-    let mut info = ValueInfoProto::new();
-    info.name = name.into();
-    info.type_ = Some(ty).into();
-    info
-}
-
 fn floats(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.name = name.into();
-    t.dims = dims.iter().map(|&d| d as i64).collect();
-    t.data_type = 1;
-    t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    t
+    let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    common::onnx::floats(name, &dims, values)
 }
 
 fn attr_int(name: &str, v: i64) -> AttributeProto {

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -34,6 +33,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_torchvision import print_table, run_pairs  # noqa: E402
 from make_onnx_files import export_dynamo, export_ts  # noqa: E402
 
 VOCAB = 100
@@ -135,26 +135,11 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001 - the exporter's own failure is a result
                 rows.append((name, exporter, "not exported", "-", f"{ref.mean():.3g}", type(e).__name__))
                 continue
-            dist = out / f"{name}.{exporter}.distances.npy"
-            run = subprocess.run([args.siamese, "pairs", "--model", str(path), "--left", str(out / f"{name}.left.npy"),
-                                  "--right", str(out / f"{name}.right.npy"), "--out", str(dist)],
-                                 capture_output=True, text=True)
-            if run.returncode != 0:
-                failed = True
-                reason = (run.stderr.strip().splitlines() or ["no message"])[-1]
-                rows.append((name, exporter, "FAIL", "-", f"{ref.mean():.3g}", reason[:300]))
-                continue
-            got = np.load(dist).astype(np.float64)
-            err = np.abs(got - ref)
-            ok = bool(np.all(err <= 1e-4 + 1e-3 * np.abs(ref))) and got[-1] == 0.0
-            failed |= not ok
-            rows.append((name, exporter, "ok" if ok else "MISMATCH", f"{err.max():.2e}", f"{ref.mean():.3g}",
-                         "" if ok else f"got {got}, PyTorch {ref}"))
-    print(f"\n{args.steps} steps, {args.pairs} pairs (the last identical), torch {torch.__version__}\n")
-    print("| model | exporter | result | max \\|err\\| | mean distance | note |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+            result, err, note = run_pairs(args.siamese, path, out / f"{name}.left.npy", out / f"{name}.right.npy", ref)
+            failed |= result != "ok"
+            rows.append((name, exporter, result, err, f"{ref.mean():.3g}", note))
+    print_table(f"{args.steps} steps, {args.pairs} pairs (the last identical), torch {torch.__version__}",
+                ["model", "exporter", "result", "max \\|err\\|", "mean distance", "note"], rows)
     return 1 if failed else 0
 
 

@@ -88,6 +88,29 @@ def build(name: str, seed: int, size: int = 96) -> nn.Module:
     return model.eval()
 
 
+def run_pairs(siamese: str, model: Path, left: Path, right: Path, ref: np.ndarray) -> tuple[str, str, str]:
+    """`siamese pairs` on the two files against PyTorch's distances `ref`: (result, max
+    |error|, note). The tolerance is 1e-4 + 1e-3*|ref|, and the last pair (identical)
+    must be exactly 0."""
+    dist = model.with_suffix(".distances.npy")
+    cmd = [siamese, "pairs", "--model", str(model), "--left", str(left), "--right", str(right), "--out", str(dist)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        return "FAIL", "-", (run.stderr.strip().splitlines() or ["no message"])[-1][:300]
+    got = np.load(dist).astype(np.float64)
+    err = np.abs(got - ref)
+    ok = bool(np.all(err <= 1e-4 + 1e-3 * np.abs(ref))) and got[-1] == 0.0
+    return ("ok" if ok else "MISMATCH"), f"{err.max():.2e}", "" if ok else f"got {got}, PyTorch {ref}"
+
+
+def print_table(header: str, columns: list[str], rows: list[tuple]) -> None:
+    print(f"\n{header}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--siamese", default="target/release/siamese")
@@ -118,30 +141,15 @@ def main() -> int:
         for exporter in args.exporters.split(","):
             path = out_dir / f"{name}.{exporter}.onnx"
             (export_ts if exporter == "ts" else export_dynamo)(model, x, path)
-            dist = out_dir / f"{name}.{exporter}.distances.npy"
-            cmd = [args.siamese, "pairs", "--model", str(path), "--left", str(out_dir / f"{name}.left.npy"),
-                   "--right", str(out_dir / f"{name}.right.npy"), "--out", str(dist)]
             start = time.time()
-            run = subprocess.run(cmd, capture_output=True, text=True)
-            seconds = time.time() - start
-            if run.returncode != 0:
-                failed = True
-                reason = (run.stderr.strip().splitlines() or ["no message"])[-1]
-                rows.append((name, exporter, "FAIL", "-", f"{ref.mean():.3g}", f"{seconds:.1f}", reason[:300]))
-                continue
-            got = np.load(dist).astype(np.float64)
-            err = np.abs(got - ref)
-            ok = bool(np.all(err <= 1e-4 + 1e-3 * np.abs(ref))) and got[-1] == 0.0
-            failed |= not ok
-            rows.append((name, exporter, "ok" if ok else "MISMATCH", f"{err.max():.2e}", f"{ref.mean():.3g}",
-                         f"{seconds:.1f}", "" if ok else f"got {got}, PyTorch {ref}"))
+            result, err, note = run_pairs(args.siamese, path, out_dir / f"{name}.left.npy",
+                                          out_dir / f"{name}.right.npy", ref)
+            failed |= result != "ok"
+            rows.append((name, exporter, result, err, f"{ref.mean():.3g}", f"{time.time() - start:.1f}", note))
             print(*rows[-1], sep="  ", flush=True)
-    print(f"\n{args.size}x{args.size}, {args.pairs} pairs (the last identical), torch {torch.__version__}, "
-          f"torchvision {torchvision.__version__}\n")
-    print("| model | exporter | result | max \\|err\\| | mean distance | seconds | note |")
-    print("|---|---|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(f"{args.size}x{args.size}, {args.pairs} pairs (the last identical), torch {torch.__version__}, "
+                f"torchvision {torchvision.__version__}",
+                ["model", "exporter", "result", "max \\|err\\|", "mean distance", "seconds", "note"], rows)
     return 1 if failed else 0
 
 

@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
 pub mod keras;
+pub mod onnx;
 
 use std::sync::{Arc, OnceLock};
 
