@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::onnx::{floats, value_info};
+use common::onnx::{floats, load_err, value_info};
 use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{
     AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
@@ -87,13 +87,6 @@ fn conv_reference(model: &ModelProto, x: &[f32]) -> Vec<f32> {
         }
     }
     out
-}
-
-fn load_err(path: &Path) -> String {
-    match model::load(path) {
-        Ok(_) => panic!("{} loaded", path.display()),
-        Err(e) => e.to_string(),
-    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::onnx::value_info;
+use common::onnx::{load_err, value_info};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use siamese_wgpu::{model, Array, Distance, SiameseModel};
@@ -238,13 +238,6 @@ fn lstm_and_gru_match_the_onnx_definitions_on_the_gpu_and_the_cpu_reference() {
         common::assert_close(&format!("{name} (GPU)"), got.data(), &want, 1e-5, 1e-4);
         let pairs = model.pairs(&input, &input, Distance::Euclidean, false).unwrap();
         assert!(pairs.distances.iter().all(|&d| d == 0.0), "{name}: identical twins");
-    }
-}
-
-fn load_err(path: &Path) -> String {
-    match model::load(path) {
-        Ok(_) => panic!("{} loaded", path.display()),
-        Err(e) => e.to_string(),
     }
 }
 

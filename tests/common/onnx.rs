@@ -1,5 +1,7 @@
 //! Building ONNX graphs in tests with the protobuf messages (`onnx-protobuf`).
 
+use std::path::Path;
+
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto::{self, Value as TypeValue};
 use onnx_protobuf::{TensorProto, TensorShapeProto, TypeProto, ValueInfoProto};
@@ -34,4 +36,12 @@ pub fn floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     t.data_type = 1;
     t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     t
+}
+
+/// The error loading `path` gives, as text (a panic when it loads).
+pub fn load_err(path: &Path) -> String {
+    match siamese_wgpu::model::load(path) {
+        Ok(_) => panic!("{} loaded", path.display()),
+        Err(e) => e.to_string(),
+    }
 }

@@ -76,9 +76,12 @@ struct Importer<'a> {
 pub fn import(file: &OnnxFile) -> Result<ModelSpec> {
     let graph = file.graph();
     let mut values = HashMap::new();
+    let mut initializers = HashMap::new();
     for init in &graph.initializer {
-        values.insert(init.name.clone(), Value::Const(file.tensor(init)?));
+        initializers.insert(init.name.clone(), file.tensor(init)?);
     }
+    let nodes = super::rewrite::fuse_decomposed_ops(file, &initializers);
+    values.extend(initializers.into_iter().map(|(name, t)| (name, Value::Const(t))));
     let inputs: Vec<_> = graph.input.iter().filter(|i| !values.contains_key(&i.name)).collect();
     let input = match inputs.as_slice() {
         [one] => *one,
@@ -93,7 +96,6 @@ pub fn import(file: &OnnxFile) -> Result<ModelSpec> {
     };
     let (input_shape, ids_input) = input_dims(file, input)?;
     values.insert(input.name.clone(), Value::Tensor { value: 0, dims: input_shape.clone(), nhwc: false, batch: 0 });
-    let nodes = super::rewrite::fuse_decomposed_ops(file);
     let mut uses: HashMap<String, usize> = HashMap::new();
     for name in nodes.iter().flat_map(|n| &n.input).chain(graph.output.iter().map(|o| &o.name)) {
         *uses.entry(name.clone()).or_default() += 1;
@@ -201,6 +203,20 @@ fn full_shape(dims: &[usize], batch: usize) -> Vec<i64> {
     let mut shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
     shape.insert(batch.min(shape.len()), BATCH);
     shape
+}
+
+/// A Reshape target with at most one unknown (-1) dimension, resolved so that it holds
+/// `count` values (None: two unknowns, or `count` not a multiple of the known ones). The
+/// caller checks the product when nothing was unknown.
+fn infer_dimension(dims: &[Option<usize>], count: usize) -> Option<Vec<usize>> {
+    let known: usize = dims.iter().flatten().product();
+    match dims.iter().filter(|d| d.is_none()).count() {
+        0 => Some(dims.iter().flatten().copied().collect()),
+        1 if known > 0 && count.is_multiple_of(known) => {
+            Some(dims.iter().map(|d| d.unwrap_or(count / known)).collect())
+        }
+        _ => None,
+    }
 }
 
 /// `dims` as the engine holds it.
@@ -785,14 +801,8 @@ impl Importer<'_> {
                 "Reshape to {target:?}: the batch axis must stay an axis of its own (the batch symbol, 0 or -1)"
             )));
         };
-        let known: usize = sample.iter().flatten().product();
-        let resolved: Vec<usize> = match sample.iter().filter(|d| d.is_none()).count() {
-            0 => sample.iter().flatten().copied().collect(),
-            1 if known > 0 && count.is_multiple_of(known) => {
-                sample.iter().map(|d| d.unwrap_or(count / known)).collect()
-            }
-            _ => return Err(self.file.error(format!("Reshape to {target:?} of a sample of {dims:?}"))),
-        };
+        let resolved = infer_dimension(&sample, count)
+            .ok_or_else(|| self.file.error(format!("Reshape to {target:?} of a sample of {dims:?}")))?;
         let before = |d: &[usize], at: usize| d[..at.min(d.len())].iter().product::<usize>();
         if resolved.iter().product::<usize>() != count || before(&dims, batch) != before(&resolved, out_batch) {
             return Err(self.file.error(format!(
@@ -1383,14 +1393,8 @@ impl Importer<'_> {
                         d => return Err(self.file.error(format!("Reshape of a constant to dimension {d}"))),
                     });
                 }
-                let known: usize = dims.iter().flatten().product();
-                let dims: Vec<usize> = match dims.iter().filter(|d| d.is_none()).count() {
-                    0 => dims.iter().flatten().copied().collect(),
-                    1 if known > 0 && count.is_multiple_of(known) => {
-                        dims.iter().map(|d| d.unwrap_or(count / known)).collect()
-                    }
-                    _ => return Err(self.file.error(format!("Reshape of a constant of {count} values to {target:?}"))),
-                };
+                let dims = infer_dimension(&dims, count)
+                    .ok_or_else(|| self.file.error(format!("Reshape of a constant of {count} values to {target:?}")))?;
                 if dims.iter().product::<usize>() != count {
                     return Err(self.file.error(format!("Reshape of a constant of {count} values to {target:?}")));
                 }

@@ -19,17 +19,19 @@
 //! otherwise the nodes stay as they are (and `Erf`, `Pow`, `Sqrt` outside these patterns
 //! are reported as such by the walk).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use onnx_protobuf::{AttributeProto, NodeProto};
 
-use super::file::{Attributes, OnnxFile};
+use super::file::{Attributes, Data, OnnxFile, Tensor};
 
 /// The nodes of `file`'s graph, in order, with the patterns above replaced by one node.
-pub fn fuse_decomposed_ops(file: &OnnxFile) -> Vec<NodeProto> {
+/// `initializers` are the graph's initializers, decoded (once, by the importer).
+pub fn fuse_decomposed_ops(file: &OnnxFile, initializers: &HashMap<String, Tensor>) -> Vec<NodeProto> {
     let graph = file.graph();
     let nodes = &graph.node;
-    let finder = Finder::new(file);
+    let finder = Finder::new(file, initializers);
     let mut drop = HashSet::new();
     let mut replace: HashMap<usize, Vec<NodeProto>> = HashMap::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -87,6 +89,7 @@ const MAX_INDEX_VALUES: usize = 1 << 20;
 /// Lookups over the original graph.
 struct Finder<'a> {
     file: &'a OnnxFile,
+    initializers: &'a HashMap<String, Tensor>,
     nodes: &'a [NodeProto],
     /// The node making each value.
     producer: HashMap<&'a str, usize>,
@@ -98,7 +101,7 @@ struct Finder<'a> {
 type Found = (Vec<usize>, usize, Vec<NodeProto>);
 
 impl<'a> Finder<'a> {
-    fn new(file: &'a OnnxFile) -> Self {
+    fn new(file: &'a OnnxFile, initializers: &'a HashMap<String, Tensor>) -> Self {
         let graph = file.graph();
         let nodes = graph.node.as_slice();
         let mut producer = HashMap::new();
@@ -114,7 +117,7 @@ impl<'a> Finder<'a> {
         for output in &graph.output {
             consumers.entry(output.name.as_str()).or_default().push(None);
         }
-        Self { file, nodes, producer, consumers }
+        Self { file, initializers, nodes, producer, consumers }
     }
 
     fn node(&self, i: usize) -> &'a NodeProto {
@@ -147,28 +150,32 @@ impl<'a> Finder<'a> {
         self.node(i).output.first().map_or("", String::as_str)
     }
 
-    /// Whether `name` is a constant (an initializer, or a Constant node's output, through
-    /// Identity nodes) and its values.
-    fn constant(&self, name: &str) -> Option<Vec<f32>> {
-        let graph = self.file.graph();
-        if let Some(init) = graph.initializer.iter().find(|t| t.name == name) {
-            return self.file.tensor(init).ok().map(|t| t.floats());
+    /// The value of `name` when it is a constant: an initializer, or a Constant node's
+    /// output, through Identity nodes.
+    fn known(&self, name: &str) -> Option<Cow<'a, Tensor>> {
+        if let Some(t) = self.initializers.get(name) {
+            return Some(Cow::Borrowed(t));
         }
         let node = self.node(*self.producer.get(name)?);
         match node.op_type.as_str() {
-            "Identity" => self.constant(node.input.first()?),
+            "Identity" => self.known(node.input.first()?),
             "Constant" => {
                 let attrs = Attributes::of(node);
                 if let Some(t) = attrs.tensor("value") {
-                    self.file.tensor(t).ok().map(|t| t.floats())
+                    self.file.tensor(t).ok().map(Cow::Owned)
                 } else if attrs.has("value_float") {
-                    Some(vec![attrs.float("value_float", 0.0)])
+                    Some(Cow::Owned(Tensor { dims: vec![], data: Data::F32(vec![attrs.float("value_float", 0.0)]) }))
                 } else {
                     None
                 }
             }
             _ => None,
         }
+    }
+
+    /// The values of a constant `name`, as floats.
+    fn constant(&self, name: &str) -> Option<Vec<f32>> {
+        self.known(name).map(|t| t.floats())
     }
 
     /// The one value of a constant `name`, when it has one value.
@@ -205,18 +212,7 @@ impl<'a> Finder<'a> {
     }
 
     fn constant_ints(&self, name: &str) -> Option<Vec<i64>> {
-        let init = self.file.graph().initializer.iter().find(|t| t.name == name);
-        let tensor = match init {
-            Some(t) => self.file.tensor(t).ok()?,
-            None => {
-                let node = self.node(*self.producer.get(name)?);
-                if node.op_type != "Constant" {
-                    return None;
-                }
-                self.file.tensor(Attributes::of(node).tensor("value")?).ok()?
-            }
-        };
-        tensor.as_ints().map(<[i64]>::to_vec)
+        self.known(name)?.as_ints().map(<[i64]>::to_vec)
     }
 
     /// `Div(d, Sqrt(Add(ReduceMean(Pow(d, 2)), eps)))` with `d = Sub(x, ReduceMean(x))`,
@@ -359,19 +355,14 @@ impl<'a> Finder<'a> {
         if depth > 64 {
             return None;
         }
-        let graph = self.file.graph();
-        if let Some(init) = graph.initializer.iter().find(|t| t.name == name) {
-            let t = self.file.tensor(init).ok()?;
+        if let Some(t) = self.known(name) {
             return Some((t.dims.clone(), t.as_ints()?.to_vec()));
         }
+        let graph = self.file.graph();
         let node = self.node(*self.producer.get(name)?);
         let attrs = Attributes::of(node);
         let arg = |i: usize| self.eval(node.input.get(i)?, batch, depth + 1);
         let out = match node.op_type.as_str() {
-            "Constant" => {
-                let t = self.file.tensor(attrs.tensor("value")?).ok()?;
-                (t.dims.clone(), t.as_ints()?.to_vec())
-            }
             "Identity" | "Cast" => arg(0)?,
             "Shape" => {
                 let input = node.input.first()?;
